@@ -1,0 +1,157 @@
+"""Chunk-level data movement with bounded memory and bounded concurrency.
+
+Two paths move a block of samples from one array into another at a sample offset:
+- encoded bytes: when both arrays are zarr format 3 with the same chunk shape, codecs and
+  fill value, and the offset sits on a chunk boundary, each stored chunk is copied as
+  bytes under its shifted key (no decode, no encode);
+- decoded: otherwise each destination chunk is assembled from decoded source values.
+Either way at most ``WORKERS`` chunks are in flight, so memory does not grow with the
+size of the repository or of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from . import schema
+
+WORKERS = 8
+
+
+def run_bounded(fn: Callable, tasks: Iterable, workers: int = WORKERS) -> None:
+    """Apply fn to every task on a bounded thread pool; the first error propagates."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(fn, tasks):
+            pass
+
+
+def _chunk_ranges(length: int, chunk: int, start: int = 0, stop: int | None = None) -> Iterator[slice]:
+    """Chunk-aligned slices covering [start, stop) of an axis."""
+    stop = length if stop is None else stop
+    pos = start
+    while pos < stop:
+        end = min((pos // chunk + 1) * chunk, stop)
+        yield slice(pos, end)
+        pos = end
+
+
+def sample_regions(array: zarr.Array, start: int, stop: int) -> Iterator[tuple[slice, ...]]:
+    """Chunk-aligned regions of `array` covering samples [start, stop) on every other axis."""
+    axis = schema.sample_axis(array)
+    axes = []
+    for i, (n, c) in enumerate(zip(array.shape, array.chunks, strict=True)):
+        axes.append(list(_chunk_ranges(n, c, start, stop)) if i == axis else list(_chunk_ranges(n, c)))
+    yield from itertools.product(*axes)
+
+
+def _shift(region: tuple[slice, ...], axis: int, offset: int) -> tuple[slice, ...]:
+    return tuple(
+        slice(s.start + offset, s.stop + offset) if i == axis else s for i, s in enumerate(region)
+    )
+
+
+def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
+    """Can encoded chunks of src be stored as chunks of dst unchanged?"""
+    if src.metadata.zarr_format != 3 or dst.metadata.zarr_format != 3:
+        return False
+    sm, dm = src.metadata, dst.metadata
+    return (
+        src.chunks == dst.chunks
+        and sm.data_type == dm.data_type
+        and sm.codecs == dm.codecs
+        and sm.chunk_key_encoding == dm.chunk_key_encoding
+        and np.array_equal(np.asarray(sm.fill_value), np.asarray(dm.fill_value))
+    )
+
+
+def _chunk_key(array: zarr.Array, coords: tuple[int, ...]) -> str:
+    key = array.metadata.encode_chunk_key(coords)
+    return f"{array.path}/{key}" if array.path else key
+
+
+async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int) -> None:
+    grid = [range(-(-n // c)) for n, c in zip(src.shape, src.chunks, strict=True)]
+    limit = asyncio.Semaphore(WORKERS)
+    proto = default_buffer_prototype()
+
+    async def one(coords: tuple[int, ...]) -> None:
+        async with limit:
+            data = await src.store.get(_chunk_key(src, coords), prototype=proto)
+            if data is None:  # never written: reads as fill value on both sides
+                return
+            target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
+            await dst.store.set(_chunk_key(dst, target), data)
+
+    await asyncio.gather(*(one(c) for c in itertools.product(*grid)))
+
+
+def copy_samples(src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarray | None = None) -> None:
+    """Write all samples of src (or those at `select`) into dst starting at sample `offset`.
+
+    dst must already be large enough.
+    """
+    axis = schema.sample_axis(dst)
+    n = src.shape[axis] if select is None else len(select)
+    chunk = dst.chunks[axis]
+    if select is None and offset % chunk == 0 and same_encoding(src, dst):
+        sync(_copy_encoded(src, dst, axis, offset // chunk))
+        return
+
+    def one(region: tuple[slice, ...]) -> None:
+        s = region[axis]
+        if select is None:
+            src_sel = _shift(region, axis, -offset)
+        else:
+            src_sel = tuple(select[s.start - offset : s.stop - offset] if i == axis else r
+                            for i, r in enumerate(region))
+        values = src.oindex[src_sel] if select is not None else src[src_sel]
+        dst[region] = values
+
+    run_bounded(one, sample_regions(dst, offset, offset + n))
+
+
+def copy_array(src: zarr.Array, dst: zarr.Array) -> None:
+    """Copy a whole array of identical shape (encoded bytes when possible)."""
+    if same_encoding(src, dst):
+        sync(_copy_encoded(src, dst, 0, 0))
+        return
+    regions = itertools.product(
+        *(list(_chunk_ranges(n, c)) for n, c in zip(dst.shape, dst.chunks, strict=True))
+    )
+
+    def one(region: tuple[slice, ...]) -> None:
+        dst[region] = src[region]
+
+    run_bounded(one, regions)
+
+
+def fill_samples(array: zarr.Array, indexes: list[int], value) -> None:
+    """Overwrite the given samples of an array with `value`, one chunk column at a time."""
+    axis = schema.sample_axis(array)
+    chunk = array.chunks[axis]
+    by_chunk: dict[int, list[int]] = {}
+    for i in sorted(indexes):
+        by_chunk.setdefault(i // chunk, []).append(i)
+    tasks = []
+    for c, members in by_chunk.items():
+        start, stop = c * chunk, min((c + 1) * chunk, array.shape[axis])
+        local = [i - start for i in members]
+        for region in sample_regions(array, start, stop):
+            tasks.append((region, local))
+
+    def one(task: tuple[tuple[slice, ...], list[int]]) -> None:
+        region, local = task
+        block = np.array(array[region])
+        index = tuple(local if i == axis else slice(None) for i in range(block.ndim))
+        block[index] = value
+        array[region] = block
+
+    run_bounded(one, tasks)

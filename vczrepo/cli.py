@@ -1,0 +1,254 @@
+"""The `vczrepo` command: parse arguments, call the Python API, format the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+
+import click
+
+from . import errors
+
+EXIT_INTERRUPTED = 130
+
+
+def _quiet_icechunk(verbose: int) -> None:
+    import icechunk
+
+    icechunk.set_logs_filter({0: "error", 1: "warn", 2: "info"}.get(verbose, "debug"))
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"vczrepo: error: {message}", err=True)
+    sys.exit(code)
+
+
+def api_errors(func):
+    """Turn typed errors into one line on stderr and the error's exit code."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except errors.VczRepoError as e:
+            _fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
+        except ValueError as e:  # bad URLs and storage options
+            _fail(str(e), 2)
+
+    return wrapper
+
+
+def _open(repo: str, storage_options: tuple[str, ...]):
+    from .repository import Repository
+
+    return Repository.open(repo, _parse_options(storage_options))
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--storage-option")
+        out[key] = value
+    return out
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+storage_option = click.option(
+    "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+    help="icechunk storage option (e.g. endpoint_url=…, allow_http=true, region=…).",
+)
+branch_option = click.option("-b", "--branch", default="main", show_default=True, help="Branch to commit to.")
+message_option = click.option("-m", "--message", help="Commit message.")
+at_option = click.option("--at", "ref", default="main", show_default=True, help="Branch, tag or snapshot id.")
+chunk_options = [
+    click.option("--variants-chunk-size", type=click.IntRange(1), help="For VCF input: variants per chunk."),
+    click.option("--samples-chunk-size", type=click.IntRange(1), help="For VCF input: samples per chunk."),
+]
+
+
+def with_chunk_options(f):
+    for option in reversed(chunk_options):
+        f = option(f)
+    return f
+
+
+def _print_commit(result) -> None:
+    m = result.metadata
+    added, removed = m.get("n_samples_added"), m.get("n_samples_removed")
+    change = f"+{added} samples" if added is not None else f"-{removed} samples"
+    click.echo(f"{result.snapshot_id} {result.branch}: {m['op']} ({change}, {m['n_samples']} in total)")
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="Show icechunk's logs (-v warnings, -vv info).")
+@click.version_option(package_name="vczrepo")
+def main(verbose: int) -> None:
+    """Versioned VCF Zarr repositories: append and remove samples as commits, tag, branch, read any ref."""
+    _quiet_icechunk(verbose)
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("source", type=click.Path())
+@message_option
+@with_chunk_options
+@storage_option
+@api_errors
+def init(repo, source, message, variants_chunk_size, samples_chunk_size, storage_options):
+    """Create REPO whose first commit holds SOURCE (a VCZ, or a VCF/BCF converted with bio2zarr)."""
+    from .repository import Repository
+
+    _, result = Repository.init(
+        repo, source, message=message, storage_options=_parse_options(storage_options),
+        variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+    )
+    _print_commit(result)
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("source", type=click.Path())
+@branch_option
+@message_option
+@with_chunk_options
+@storage_option
+@api_errors
+def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, storage_options):
+    """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
+    result = _open(repo, storage_options).append(
+        source, branch=branch, message=message,
+        variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+    )
+    _print_commit(result)
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("samples", nargs=-1, required=True)
+@branch_option
+@message_option
+@storage_option
+@api_errors
+def remove(repo, samples, branch, message, storage_options):
+    """Withdraw SAMPLES from REPO as one commit (their data becomes missing)."""
+    _print_commit(_open(repo, storage_options).remove(samples, branch=branch, message=message))
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("name")
+@click.argument("ref", default="main")
+@storage_option
+@api_errors
+def tag(repo, name, ref, storage_options):
+    """Tag REF (default: the head of main) as NAME."""
+    sid = _open(repo, storage_options).create_tag(name, ref)
+    click.echo(f"tag {name} -> {sid}")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("name")
+@click.option("--from", "from_ref", default="main", show_default=True, help="Ref to branch from.")
+@storage_option
+@api_errors
+def branch(repo, name, from_ref, storage_options):
+    """Create branch NAME at --from REF."""
+    sid = _open(repo, storage_options).create_branch(name, from_ref)
+    click.echo(f"branch {name} -> {sid}")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("ref", default="main")
+@click.option("-n", "limit", type=click.IntRange(1), help="Show at most N commits.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@storage_option
+@api_errors
+def log(repo, ref, limit, as_json, storage_options):
+    """History of REF, newest first, with the operation of each commit and refs pointing at it."""
+    commits = _open(repo, storage_options).log(ref, limit)
+    if as_json:
+        _emit_json([c.to_json() for c in commits])
+        return
+    for c in commits:
+        m = c.metadata
+        refs = ", ".join([*c.branches, *(f"tag:{t}" for t in c.tags)])
+        added, removed = m.get("n_samples_added"), m.get("n_samples_removed")
+        change = f"+{added}" if added is not None else (f"-{removed}" if removed is not None else "")
+        line = f"{c.id}  {c.written_at:%Y-%m-%d %H:%M:%S}  {c.op:<7} {change:>6}  {c.message}"
+        click.echo(line + (f"  ({refs})" if refs else ""))
+
+
+@main.command()
+@click.argument("repo")
+@at_option
+@storage_option
+@api_errors
+def samples(repo, ref, storage_options):
+    """List the samples (without removed ones) at a ref."""
+    for s in _open(repo, storage_options).samples(ref):
+        click.echo(s)
+
+
+@main.command()
+@click.argument("repo")
+@at_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@storage_option
+@api_errors
+def info(repo, ref, as_json, storage_options):
+    """Samples, variants, contigs, fields, chunking and head of a ref."""
+    summary = _open(repo, storage_options).info(ref)
+    if as_json:
+        _emit_json(summary)
+        return
+    click.echo(f"ref:       {summary['ref']} ({summary['snapshot']})")
+    refs = [*summary["branches"], *(f"tag:{t}" for t in summary["tags"])]
+    click.echo(f"refs here: {', '.join(refs) or '-'}")
+    click.echo(f"samples:   {summary['n_samples']} ({summary['n_removed']} removed)")
+    click.echo(f"variants:  {summary['n_variants']}")
+    click.echo(f"contigs:   {', '.join(summary['contigs'])}")
+    click.echo(f"chunking:  {summary['variants_chunk_size']} variants x {summary['samples_chunk_size']} samples")
+    click.echo("fields:")
+    for name, f in summary["fields"].items():
+        click.echo(f"  {name:<24} {f['dtype']:<12} {'x'.join(map(str, f['shape'])):<14} {','.join(f['dims'])}")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("ref")
+@click.argument("out", type=click.Path())
+@click.option("--drop-removed", is_flag=True,
+              help="Leave removed samples out (default: keep them as null samples, as stored).")
+@storage_option
+@api_errors
+def checkout(repo, ref, out, drop_removed, storage_options):
+    """Write the VCZ at REF to OUT as a plain zarr format 3 store."""
+    from .read import checkout as do_checkout
+
+    sid = do_checkout(_open(repo, storage_options), ref, out, drop_removed=drop_removed)
+    click.echo(f"{out}: {ref} ({sid})")
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path())
+@api_errors
+def demo(directory):
+    """Run the main job on bundled example data (in DIRECTORY, or a temporary one)."""
+    from .demo import run_demo
+
+    ok = run_demo(directory, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

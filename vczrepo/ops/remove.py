@@ -1,0 +1,40 @@
+"""remove: withdraw samples the way vcztools understands.
+
+A withdrawn sample's id becomes the null sample "" and all its call data is overwritten
+with missing values, so vcztools neither lists nor emits it. Only the sample-chunk
+column holding each sample is rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import zarr
+
+from .. import chunks, schema
+from ..errors import SampleError
+
+
+def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable[[str], bool]) -> dict:
+    """Null the named samples; `was_removed` tells an already-removed name from an unknown one."""
+    if not names:
+        raise SampleError("no samples given to remove")
+    dups = sorted({n for n in names if list(names).count(n) > 1})
+    if dups:
+        raise SampleError(f"sample(s) listed more than once: {', '.join(dups)}")
+    ids = schema.sample_ids(root).tolist()
+    position = {s: i for i, s in enumerate(ids) if s != schema.NULL_SAMPLE}
+    for name in names:
+        if name not in position:
+            state = "already removed" if was_removed(name) else "unknown sample"
+            raise SampleError(f"cannot remove {name}: {state}")
+    indexes = [position[n] for n in names]
+    for name, array in schema.sample_arrays(root).items():
+        value = schema.NULL_SAMPLE if name == "sample_id" else schema.missing_value(array.dtype)
+        chunks.fill_samples(array, indexes, value)
+    return {
+        "samples_removed": list(names),
+        "n_samples_removed": len(names),
+        "sample_indexes_removed": indexes,
+        "n_samples": len(position) - len(names),
+    }

@@ -1,0 +1,277 @@
+"""Repository: a VCZ store kept as an icechunk repository, with refs and history.
+
+This is the Python API behind every command: the CLI only parses arguments, calls these
+methods and formats what they return.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import icechunk
+import zarr
+
+from . import schema, storage, transaction
+from .errors import RefError, RepositoryError
+from .ops.append import append_batch
+from .ops.init import import_batch
+from .ops.remove import remove_samples
+from .sources import open_source
+
+DEFAULT_BRANCH = "main"
+SNAPSHOT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{20}$")  # icechunk ids: 20 Crockford base32 chars
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-/]*$")
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One snapshot in a branch's history, with vczrepo's journal entry."""
+
+    id: str
+    parent: str | None
+    written_at: datetime
+    message: str
+    metadata: dict
+    branches: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def op(self) -> str:
+        return self.metadata.get("op", "root" if self.parent is None else "external")
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id, "parent": self.parent, "written_at": self.written_at.isoformat(),
+            "message": self.message, "op": self.op, "branches": self.branches, "tags": self.tags,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a mutation returns: the new snapshot and its journal entry."""
+
+    snapshot_id: str
+    branch: str
+    metadata: dict
+
+
+def validate_name(name: str, kind: str) -> None:
+    """Branch and tag names: git-like, and never mistakable for a snapshot id."""
+    if (
+        not NAME.match(name) or ".." in name or name.endswith(("/", ".", ".lock"))
+        or "//" in name or SNAPSHOT_ID.match(name)
+    ):
+        raise RefError(f"invalid {kind} name: {name!r}")
+
+
+class Repository:
+    """A vczrepo repository at a path or URL."""
+
+    def __init__(self, location: storage.Location, repo: icechunk.Repository):
+        self.location = location
+        self.icechunk = repo
+
+    # ----- opening -----
+    @classmethod
+    def open(cls, url: str | os.PathLike, storage_options: dict | None = None) -> Repository:
+        loc = storage.parse_location(url, storage_options)
+        if loc.is_local and not Path(loc.path).is_dir():
+            raise RepositoryError(f"not a vczrepo repository (no such directory): {loc.url}")
+        st = storage.make_storage(loc)
+        try:
+            exists = icechunk.Repository.exists(st)
+        except icechunk.IcechunkError as e:
+            raise RepositoryError(f"cannot open repository {loc.url}: {e.message}") from e
+        if not exists:
+            raise RepositoryError(f"not a vczrepo repository: {loc.url}")
+        return cls(loc, icechunk.Repository.open(st))
+
+    @classmethod
+    def init(
+        cls,
+        url: str | os.PathLike,
+        source: str | os.PathLike,
+        *,
+        message: str | None = None,
+        storage_options: dict | None = None,
+        variants_chunk_size: int | None = None,
+        samples_chunk_size: int | None = None,
+    ) -> tuple[Repository, CommitResult]:
+        """Create a repository whose first commit holds the samples and variants of `source`."""
+        loc = storage.parse_location(url, storage_options)
+        created_dir = False
+        if loc.is_local:
+            path = Path(loc.path)
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise RepositoryError(f"refusing to overwrite existing path: {loc.url}")
+            created_dir = not path.exists()
+        st = storage.make_storage(loc)
+        if icechunk.Repository.exists(st):
+            raise RepositoryError(f"refusing to overwrite existing repository: {loc.url}")
+        try:
+            with open_source(
+                source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
+            ) as src:
+                repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()))
+                result = repo._commit(
+                    DEFAULT_BRANCH, "init", message or f"init from {Path(src.path).name}",
+                    lambda root: import_batch(root, src), new_root=True,
+                )
+        except BaseException:
+            if created_dir:
+                shutil.rmtree(loc.path, ignore_errors=True)
+            elif loc.is_local:
+                for child in Path(loc.path).iterdir():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            raise
+        return repo, result
+
+    # ----- refs -----
+    def branches(self) -> dict[str, str]:
+        return {b: self.icechunk.lookup_branch(b) for b in sorted(self.icechunk.list_branches())}
+
+    def tags(self) -> dict[str, str]:
+        return {t: self.icechunk.lookup_tag(t) for t in sorted(self.icechunk.list_tags())}
+
+    def resolve(self, ref: str) -> str:
+        """Snapshot id of a branch, tag or snapshot id."""
+        branches = self.icechunk.list_branches()
+        if ref in branches:
+            return self.icechunk.lookup_branch(ref)
+        tags = self.icechunk.list_tags()
+        if ref in tags:
+            return self.icechunk.lookup_tag(ref)
+        if SNAPSHOT_ID.match(ref):
+            try:
+                return self.icechunk.lookup_snapshot(ref).id
+            except icechunk.IcechunkError:
+                pass
+        names = sorted(branches | tags)
+        near = difflib.get_close_matches(ref, names, n=3, cutoff=0.3) or names[:5]
+        raise RefError(f"unknown ref {ref!r}; nearest: {', '.join(near) or '(none)'}")
+
+    def _check_new_name(self, name: str, kind: str) -> None:
+        validate_name(name, kind)
+        if name in self.icechunk.list_branches():
+            raise RefError(f"a branch named {name!r} already exists")
+        if name in self.icechunk.list_tags():
+            raise RefError(f"a tag named {name!r} already exists")
+
+    def create_tag(self, name: str, ref: str = DEFAULT_BRANCH) -> str:
+        """Tag a ref; tags never move (and icechunk never reuses a deleted tag's name)."""
+        with storage.write_lock(self.location):
+            self._check_new_name(name, "tag")
+            sid = self.resolve(ref)
+            try:
+                self.icechunk.create_tag(name, sid)
+            except icechunk.IcechunkError as e:
+                raise RefError(f"cannot create tag {name!r}: {e.message}") from e
+        return sid
+
+    def create_branch(self, name: str, from_ref: str = DEFAULT_BRANCH) -> str:
+        with storage.write_lock(self.location):
+            self._check_new_name(name, "branch")
+            sid = self.resolve(from_ref)
+            self.icechunk.create_branch(name, sid)
+        return sid
+
+    # ----- reading -----
+    def group(self, ref: str = DEFAULT_BRANCH) -> zarr.Group:
+        """Read-only root group of the VCZ at a ref."""
+        session = self.icechunk.readonly_session(snapshot_id=self.resolve(ref))
+        return zarr.open_group(session.store, mode="r")
+
+    def samples(self, ref: str = DEFAULT_BRANCH) -> list[str]:
+        return schema.live_samples(self.group(ref))
+
+    def log(self, ref: str = DEFAULT_BRANCH, limit: int | None = None) -> list[Commit]:
+        """History of a ref, newest first, with the branches and tags pointing at each commit."""
+        sid = self.resolve(ref)
+        pointers: dict[str, tuple[list[str], list[str]]] = {}
+        for b, s in self.branches().items():
+            pointers.setdefault(s, ([], []))[0].append(b)
+        for t, s in self.tags().items():
+            pointers.setdefault(s, ([], []))[1].append(t)
+        out = []
+        for snap in self.icechunk.ancestry(snapshot_id=sid):
+            if limit is not None and len(out) >= limit:
+                break
+            branches, tags = pointers.get(snap.id, ([], []))
+            out.append(Commit(snap.id, snap.parent_id, snap.written_at, snap.message,
+                              dict(snap.metadata), branches, tags))
+        return out
+
+    def info(self, ref: str = DEFAULT_BRANCH) -> dict:
+        """Summary of the VCZ at a ref: samples, variants, contigs, fields, chunking, head."""
+        sid = self.resolve(ref)
+        root = self.group(sid)
+        ids = schema.sample_ids(root)
+        fields = {
+            name: {"dims": list(schema.dims(a)), "dtype": str(a.dtype), "shape": list(a.shape),
+                   "chunks": list(a.chunks)}
+            for name, a in schema.arrays(root).items()
+        }
+        return {
+            "ref": ref,
+            "snapshot": sid,
+            "n_samples": int((ids != schema.NULL_SAMPLE).sum()),
+            "n_removed": int((ids == schema.NULL_SAMPLE).sum()),
+            "n_variants": int(root["variant_position"].shape[0]),
+            "contigs": [str(c) for c in root["contig_id"][:]],
+            "variants_chunk_size": int(root["variant_position"].chunks[0]),
+            "samples_chunk_size": schema.samples_chunk_size(root),
+            "branches": [b for b, s in self.branches().items() if s == sid],
+            "tags": [t for t, s in self.tags().items() if s == sid],
+            "fields": fields,
+        }
+
+    # ----- mutations -----
+    def _commit(self, branch: str, op: str, message: str, apply, new_root: bool = False) -> CommitResult:
+        sid, metadata = transaction.run(
+            self.icechunk, self.location, branch, op, message, apply, new_root=new_root
+        )
+        return CommitResult(sid, branch, metadata)
+
+    def append(
+        self,
+        source: str | os.PathLike,
+        *,
+        branch: str = DEFAULT_BRANCH,
+        message: str | None = None,
+        variants_chunk_size: int | None = None,
+        samples_chunk_size: int | None = None,
+    ) -> CommitResult:
+        """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`."""
+        self._require_branch(branch)
+        with open_source(
+            source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
+        ) as src:
+            return self._commit(
+                branch, "append", message or f"append {Path(src.path).name}",
+                lambda root: append_batch(root, src),
+            )
+
+    def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH,
+               message: str | None = None) -> CommitResult:
+        """Withdraw samples as one commit on `branch`."""
+        self._require_branch(branch)
+        names = list(samples)
+        return self._commit(
+            branch, "remove", message or f"remove {', '.join(names[:5])}{' …' if len(names) > 5 else ''}",
+            lambda root: remove_samples(root, names, lambda n: self._was_removed(branch, n)),
+        )
+
+    def _require_branch(self, branch: str) -> None:
+        if branch not in self.icechunk.list_branches():
+            raise RefError(f"no such branch: {branch}")
+
+    def _was_removed(self, branch: str, name: str) -> bool:
+        return any(name in c.metadata.get("samples_removed", ()) for c in self.log(branch))

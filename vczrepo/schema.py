@@ -1,0 +1,236 @@
+"""VCZ knowledge: which arrays run along samples or variants, missing values, compatibility.
+
+Everything vczrepo knows about the VCF Zarr layout lives here, so operations never
+guess at array names or sentinel values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import zarr
+
+from .errors import IncompatibleBatchError, SampleError
+
+SAMPLES = "samples"
+VARIANTS = "variants"
+NULL_SAMPLE = ""  # vcztools' reserved id of a withdrawn sample: never listed or emitted
+
+# VCZ sentinels (VCF Zarr spec): ints use -1 for missing; floats a NaN with a set payload.
+INT_MISSING = -1
+FLOAT32_MISSING = np.array(0x7F800001, dtype=np.int32).view(np.float32).item()
+STR_MISSING = "."
+
+
+def dims(array: zarr.Array) -> tuple[str, ...]:
+    """Dimension names of a zarr format 2 or 3 array."""
+    names = array.attrs.get("_ARRAY_DIMENSIONS") or array.metadata.dimension_names
+    return tuple(names or ())
+
+
+def sample_axis(array: zarr.Array) -> int | None:
+    d = dims(array)
+    return d.index(SAMPLES) if SAMPLES in d else None
+
+
+def arrays(group: zarr.Group) -> dict[str, zarr.Array]:
+    """Top-level arrays of a VCZ group, by name (sorted for deterministic work order)."""
+    return dict(sorted(group.arrays()))
+
+
+def sample_arrays(group: zarr.Group) -> dict[str, zarr.Array]:
+    """Arrays with a samples dimension (call_*, sample_id and any others)."""
+    return {k: a for k, a in arrays(group).items() if sample_axis(a) is not None}
+
+
+def samples_chunk_size(group: zarr.Group) -> int:
+    sid = group["sample_id"]
+    return int(sid.chunks[0])
+
+
+def missing_value(dtype: np.dtype):
+    """The value written over a withdrawn sample's data."""
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "iu":
+        return INT_MISSING if dtype.kind == "i" else 0
+    if dtype.kind == "f":
+        return np.array(FLOAT32_MISSING, dtype=np.float32).astype(dtype)
+    return STR_MISSING
+
+
+def is_missing_or_fill(values: np.ndarray) -> np.ndarray:
+    """Elementwise: does this hold a missing or fill value (as written over withdrawn samples)?"""
+    kind = values.dtype.kind
+    if kind == "b":
+        return ~values
+    if kind == "i":
+        return values < 0
+    if kind == "u":
+        return values == 0
+    if kind == "f":
+        return np.isnan(values)
+    return np.isin(as_str(values), [STR_MISSING, ""])
+
+
+def as_str(values) -> np.ndarray:
+    """A fixed-width str array from zarr string data (StringDType, object or bytes)."""
+    values = np.asarray(values)
+    return np.array(values.tolist(), dtype=str).reshape(values.shape)
+
+
+def sample_ids(group: zarr.Group) -> np.ndarray:
+    return as_str(group["sample_id"][:])
+
+
+def live_samples(group: zarr.Group) -> list[str]:
+    """Sample ids in order, without withdrawn (null) samples."""
+    return [s for s in sample_ids(group).tolist() if s != NULL_SAMPLE]
+
+
+def variant_blocks(group: zarr.Group, size: int | None = None) -> Iterator[slice]:
+    """Slices covering the variants axis, one variant chunk (or `size`) at a time."""
+    n = int(group["variant_position"].shape[0])
+    step = size or int(group["variant_position"].chunks[0])
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+def _trim_alleles(rows: np.ndarray) -> list[tuple[str, ...]]:
+    return [tuple(a for a in row if a != "") for row in as_str(rows).tolist()]
+
+
+def check_unique_samples(batch: zarr.Group) -> list[str]:
+    """The batch's sample ids, after checking they are unique and non-empty."""
+    ids = sample_ids(batch).tolist()
+    if NULL_SAMPLE in ids:
+        raise SampleError(f"batch sample {ids.index(NULL_SAMPLE)} has an empty id")
+    seen: set[str] = set()
+    dups = [s for s in ids if s in seen or seen.add(s)]
+    if dups:
+        raise SampleError(f"duplicate sample id(s) in batch: {', '.join(sorted(set(dups)))}")
+    return ids
+
+
+def check_batch_samples(store: zarr.Group, batch: zarr.Group) -> list[str]:
+    """The batch's sample ids, after checking there are some, unique, and new to the store."""
+    ids = check_unique_samples(batch)
+    if not ids:
+        raise SampleError("batch has no samples")
+    present = sorted(set(ids) & set(live_samples(store)))
+    if present:
+        raise SampleError(f"sample(s) already in the repository: {', '.join(present)}")
+    return ids
+
+
+def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
+    """Contigs, variant count, positions and alleles must match exactly."""
+    s_contigs = as_str(store["contig_id"][:]).tolist()
+    b_contigs = as_str(batch["contig_id"][:]).tolist()
+    if s_contigs != b_contigs:
+        raise IncompatibleBatchError(f"contigs differ: repository has {s_contigs}, batch has {b_contigs}")
+    n_store = store["variant_position"].shape[0]
+    n_batch = batch["variant_position"].shape[0]
+    if n_store != n_batch:
+        raise IncompatibleBatchError(f"variant count differs: repository has {n_store}, batch has {n_batch}")
+    for block in variant_blocks(store):
+        for name in ("variant_contig", "variant_position"):
+            s_vals = np.asarray(store[name][block])
+            b_vals = np.asarray(batch[name][block])
+            diff = np.flatnonzero(s_vals != b_vals)
+            if diff.size:
+                i = int(diff[0])
+                what = "contig" if name == "variant_contig" else "position"
+                raise IncompatibleBatchError(
+                    f"variant {block.start + i}: {what} differs "
+                    f"(repository {_variant_label(store, block.start + i)}, "
+                    f"batch {_variant_label(batch, block.start + i)})"
+                )
+        s_alleles = _trim_alleles(np.asarray(store["variant_allele"][block]))
+        b_alleles = _trim_alleles(np.asarray(batch["variant_allele"][block]))
+        for i, (a, b) in enumerate(zip(s_alleles, b_alleles, strict=True)):
+            if a != b:
+                raise IncompatibleBatchError(
+                    f"variant {block.start + i} at {_variant_label(store, block.start + i)}: "
+                    f"alleles differ (repository {','.join(a)}, batch {','.join(b)})"
+                )
+
+
+def _variant_label(group: zarr.Group, index: int) -> str:
+    contigs = as_str(group["contig_id"][:])
+    return f"{contigs[int(group['variant_contig'][index])]}:{int(group['variant_position'][index])}"
+
+
+def check_sample_fields(store: zarr.Group, batch: zarr.Group) -> None:
+    """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype."""
+    s_fields = sample_arrays(store)
+    b_fields = sample_arrays(batch)
+    only_store = sorted(set(s_fields) - set(b_fields))
+    only_batch = sorted(set(b_fields) - set(s_fields))
+    if only_store or only_batch:
+        parts = []
+        if only_store:
+            parts.append(f"missing from batch: {', '.join(only_store)}")
+        if only_batch:
+            parts.append(f"not in repository: {', '.join(only_batch)}")
+        raise IncompatibleBatchError(f"fields differ ({'; '.join(parts)})")
+    for name, s_arr in s_fields.items():
+        b_arr = b_fields[name]
+        if dims(s_arr) != dims(b_arr):
+            raise IncompatibleBatchError(f"field {name}: dimensions differ ({dims(s_arr)} vs {dims(b_arr)})")
+        axis = sample_axis(s_arr)
+        s_tail, b_tail = s_arr.shape[axis + 1 :], b_arr.shape[axis + 1 :]
+        if s_tail != b_tail:
+            if name == "call_genotype":
+                raise IncompatibleBatchError(f"ploidy differs: repository {s_tail[0]}, batch {b_tail[0]}")
+            raise IncompatibleBatchError(
+                f"field {name}: trailing dimensions differ (repository {s_tail}, batch {b_tail})"
+            )
+        s_dt, b_dt = np.dtype(s_arr.dtype), np.dtype(b_arr.dtype)
+        if s_dt.kind in "OTU" and b_dt.kind in "OTU":
+            continue
+        if not np.can_cast(b_dt, s_dt, casting="safe"):
+            raise IncompatibleBatchError(
+                f"field {name}: batch dtype {b_dt} does not fit the repository's {s_dt}"
+            )
+
+
+def check_appendable(store: zarr.Group, batch: zarr.Group) -> list[str]:
+    """Everything an append checks before writing; returns the batch's sample ids."""
+    ids = check_batch_samples(store, batch)
+    check_same_variants(store, batch)
+    check_sample_fields(store, batch)
+    return ids
+
+
+def _v3_compressors(array: zarr.Array):
+    """Format 3 compressors equivalent to a format 2 array's compressor."""
+    import numcodecs
+    from zarr.codecs import BloscCodec
+
+    out = []
+    for c in array.compressors:
+        if isinstance(c, numcodecs.Blosc):
+            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}[c.shuffle]
+            out.append(BloscCodec(cname=c.cname, clevel=c.clevel, shuffle=shuffle, blocksize=c.blocksize))
+        else:
+            return "auto"
+    return out
+
+
+def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int, ...] | None = None) -> zarr.Array:
+    """Create a zarr format 3 array in `group` with src's dtype, chunks, codecs and attributes."""
+    attrs = {k: v for k, v in src.attrs.items() if k != "_ARRAY_DIMENSIONS"}
+    shape = src.shape if shape is None else shape
+    if src.metadata.zarr_format == 3:
+        kwargs = dict(
+            serializer=src.serializer, compressors=src.compressors, filters=src.filters,
+            fill_value=src.fill_value,
+        )
+    else:
+        kwargs = dict(compressors=_v3_compressors(src), fill_value=src.fill_value)
+    return group.create_array(
+        name, shape=shape, dtype=src.dtype, chunks=src.chunks, dimension_names=dims(src),
+        attributes=attrs, **kwargs,
+    )

@@ -1,0 +1,110 @@
+"""Opening a batch: a VCZ (zarr format 2 or 3) or a VCF/BCF converted with bio2zarr."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zarr
+
+from .errors import SourceError
+
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
+REQUIRED_ARRAYS = ("sample_id", "contig_id", "variant_contig", "variant_position", "variant_allele")
+
+
+@dataclass(frozen=True)
+class Source:
+    """An opened batch and the provenance recorded in commit metadata."""
+
+    group: zarr.Group
+    path: str
+    kind: str  # "vcz" or "vcf"
+    size: int
+    sha256: str
+
+    def provenance(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "size": self.size, "sha256": self.sha256}
+
+
+def is_vcf(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(VCF_SUFFIXES)
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return path.stat().st_size, h.hexdigest()
+
+
+def _tree_digest(root: Path) -> tuple[int, str]:
+    """Size of a VCZ directory and a fingerprint of its layout and metadata (not every chunk)."""
+    h = hashlib.sha256()
+    total = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        size = path.stat().st_size
+        total += size
+        h.update(f"{rel}\0{size}\n".encode())
+        if path.name in ("zarr.json", ".zarray", ".zattrs", ".zgroup"):
+            h.update(path.read_bytes())
+    return total, h.hexdigest()
+
+
+def open_vcz(path: str | os.PathLike) -> zarr.Group:
+    """Open a VCZ read-only, with a SourceError naming what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"source not found: {path}")
+    try:
+        group = zarr.open_group(str(p), mode="r")
+    except Exception as e:  # zarr raises several types for non-zarr directories
+        raise SourceError(f"not a VCZ store: {path} ({type(e).__name__}: {e})") from e
+    missing = [a for a in REQUIRED_ARRAYS if a not in group]
+    if missing:
+        raise SourceError(f"not a VCZ store: {path} lacks {', '.join(missing)}")
+    return group
+
+
+def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_chunk_size: int | None) -> None:
+    from bio2zarr import vcf as b2z_vcf
+
+    try:
+        b2z_vcf.convert(
+            [str(path)], str(out), variants_chunk_size=variants_chunk_size,
+            samples_chunk_size=samples_chunk_size, zarr_format=3,
+        )
+    except Exception as e:
+        raise SourceError(f"cannot convert VCF {path}: {type(e).__name__}: {e}") from e
+
+
+@contextlib.contextmanager
+def open_source(
+    path: str | os.PathLike,
+    *,
+    variants_chunk_size: int | None = None,
+    samples_chunk_size: int | None = None,
+) -> Iterator[Source]:
+    """Open a batch for reading; a VCF/BCF is converted into a temporary VCZ first."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"source not found: {path}")
+    if p.is_file() and is_vcf(p):
+        size, digest = _file_digest(p)
+        with tempfile.TemporaryDirectory(prefix="vczrepo-") as tmp:
+            out = Path(tmp) / "batch.vcz"
+            convert_vcf(p, out, variants_chunk_size, samples_chunk_size)
+            yield Source(open_vcz(out), str(p.absolute()), "vcf", size, digest)
+        return
+    if not p.is_dir():
+        raise SourceError(f"not a VCZ directory or VCF/BCF file: {path}")
+    group = open_vcz(p)
+    size, digest = _tree_digest(p)
+    yield Source(group, str(p.absolute()), "vcz", size, digest)
