@@ -1,0 +1,54 @@
+"""Shared fixtures: example data, a CLI runner, and reading back through vcztools."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import vczrepo  # noqa: E402
+from vczrepo.cli import main  # noqa: E402
+
+DATA = Path(vczrepo.__file__).parent / "data"
+
+
+@pytest.fixture
+def data() -> Path:
+    return DATA
+
+
+@pytest.fixture
+def cli():
+    """Run `vczrepo ARGS…` in-process; returns the click Result (exit_code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def run(*args, ok: bool = True):
+        result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output + result.stderr
+        return result
+
+    return run
+
+
+@pytest.fixture
+def part_repo(tmp_path, data) -> Path:
+    """A repository made from part 1 of the VCF spec's example, with part 2 appended."""
+    path = tmp_path / "cohort.vczrepo"
+    repo, _ = vczrepo.Repository.init(path, data / "sample-part1.vcf.gz")
+    repo.append(data / "sample-part2.vcf.gz")
+    return path
+
+
+@pytest.fixture
+def whole_vcz(tmp_path_factory, data) -> Path:
+    from bio2zarr import vcf as b2z_vcf
+
+    out = tmp_path_factory.mktemp("whole") / "sample.vcz"
+    b2z_vcf.convert([str(data / "sample.vcf.gz")], str(out), zarr_format=3)
+    return out
+

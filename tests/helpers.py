@@ -1,0 +1,38 @@
+"""Assertions' building blocks: read back through vcztools, snapshot a repository's refs."""
+
+from __future__ import annotations
+
+import io
+
+import vcztools
+
+import vczrepo
+
+
+def vcf_body(source, samples: list[str] | None = None) -> str:
+    """VCF text vcztools writes for a VCZ path or zarr group, without ## header lines."""
+    root = source if hasattr(source, "arrays") else vcztools.open_zarr(str(source))
+    out = io.StringIO()
+    with vcztools.VczReader(root) as reader:
+        if samples:
+            reader.set_samples(samples)
+        vcztools.write_vcf(reader, out)
+    return "".join(line + "\n" for line in out.getvalue().splitlines() if not line.startswith("##"))
+
+
+def without_info(vcf: str) -> str:
+    """VCF text with the INFO column blanked (vcztools recomputes AC/AN for sample subsets)."""
+    rows = [line.split("\t") for line in vcf.splitlines()]
+    return "\n".join("\t".join(r[:7] + r[8:]) for r in rows) + "\n"
+
+
+def vcztools_samples(source) -> list[str]:
+    root = source if hasattr(source, "arrays") else vcztools.open_zarr(str(source))
+    with vcztools.VczReader(root) as reader:
+        return [str(s) for s in reader.sample_ids]
+
+
+def state(repo_path) -> tuple[dict, dict, list[str]]:
+    """Everything a failed operation must leave unchanged: branch heads, tags, history."""
+    repo = vczrepo.Repository.open(repo_path)
+    return repo.branches(), repo.tags(), [c.id for c in repo.log()]

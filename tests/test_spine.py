@@ -1,0 +1,187 @@
+"""The repository spine: init, append, remove, tag, branch, log, samples, info, checkout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from helpers import state, vcf_body, vcztools_samples, without_info
+from vcfgen import make_vcz
+
+import vczrepo
+
+
+def test_init_then_append_equals_whole_file_through_vcztools(cli, tmp_path, data, whole_vcz):
+    repo = tmp_path / "cohort.vczrepo"
+    cli("init", repo, data / "sample-part1.vcf.gz")
+    cli("append", repo, data / "sample-part2.vcf.gz", "-m", "wave 2")
+    out = tmp_path / "main.vcz"
+    cli("checkout", repo, "main", out)
+    assert vcf_body(out) == vcf_body(whole_vcz)
+    assert vcf_body(vczrepo.open_group(repo)) == vcf_body(whole_vcz)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_init_from_vcz_of_either_zarr_format_stores_format_3(tmp_path, zarr_format):
+    batch = make_vcz(tmp_path, "b", ["S1", "S2", "S3"], zarr_format=zarr_format, samples_chunk_size=2)
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", batch)
+    root = repo.group()
+    assert root.metadata.zarr_format == 3
+    assert all(a.metadata.zarr_format == 3 for _, a in root.arrays())
+    assert vcf_body(root) == vcf_body(batch)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "sizes"),
+    [(2, [2, 2, 2]), (2, [3, 1, 4]), (3, [1, 1, 5, 2]), (4, [5, 3])],
+)
+def test_appends_at_any_alignment_equal_one_conversion(tmp_path, chunk, sizes):
+    names = [f"S{i:02d}" for i in range(sum(sizes))]
+    batches, start = [], 0
+    for k, n in enumerate(sizes):
+        batches.append(make_vcz(tmp_path, f"b{k}", names[start:start + n], samples_chunk_size=chunk,
+                                variants_chunk_size=5))
+        start += n
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", batches[0])
+    for b in batches[1:]:
+        repo.append(b)
+    whole = make_vcz(tmp_path, "whole", names, samples_chunk_size=chunk, variants_chunk_size=5)
+    assert repo.samples() == names
+    assert vcf_body(repo.group()) == vcf_body(whole)
+    root, ref = repo.group(), zarr.open_group(str(whole), mode="r")
+    for name in ("call_genotype", "call_DP", "call_genotype_phased", "call_genotype_mask"):
+        np.testing.assert_array_equal(root[name][:], ref[name][:])
+        assert root[name].chunks == ref[name].chunks
+
+
+def test_append_with_different_chunking_is_reencoded(tmp_path):
+    a = make_vcz(tmp_path, "a", ["A1", "A2", "A3"], samples_chunk_size=2, variants_chunk_size=4)
+    b = make_vcz(tmp_path, "b", ["B1", "B2", "B3", "B4"], samples_chunk_size=3, variants_chunk_size=7,
+                 zarr_format=2)
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", a)
+    repo.append(b)
+    whole = make_vcz(tmp_path, "w", ["A1", "A2", "A3", "B1", "B2", "B3", "B4"])
+    assert vcf_body(repo.group()) == vcf_body(whole)
+    assert repo.group()["call_genotype"].chunks == (4, 2, 2)
+
+
+def test_remove_nulls_sample_and_its_data(part_repo, whole_vcz):
+    repo = vczrepo.Repository.open(part_repo)
+    repo.remove(["NA00002"], message="consent withdrawn")
+    root = repo.group()
+    assert list(root["sample_id"][:]) == ["NA00001", "", "NA00003"]
+    assert (root["call_genotype"][:, 1] == -1).all()
+    assert (root["call_DP"][:, 1] == -1).all()
+    assert vcztools_samples(root) == ["NA00001", "NA00003"]
+    assert "NA00002" not in vcf_body(root)
+    kept = ["NA00001", "NA00003"]
+    assert without_info(vcf_body(root)) == without_info(vcf_body(whole_vcz, samples=kept))
+
+
+def test_tag_keeps_its_samples_after_later_appends_and_removes(cli, part_repo, tmp_path):
+    cli("tag", part_repo, "release-1")
+    cli("remove", part_repo, "NA00001", "NA00003")
+    extra = make_vcz(tmp_path, "x", ["X1"], variants=None, n_variants=9)  # different variants: rejected
+    cli("append", part_repo, extra, ok=False)
+    assert vcztools_samples(vczrepo.open_group(part_repo, "release-1")) == ["NA00001", "NA00002", "NA00003"]
+    assert vcztools_samples(vczrepo.open_group(part_repo)) == ["NA00002"]
+    assert cli("samples", part_repo, "--at", "release-1").output.split() == ["NA00001", "NA00002", "NA00003"]
+
+
+def test_branch_commits_do_not_move_main(cli, part_repo):
+    main_head = vczrepo.Repository.open(part_repo).resolve("main")
+    cli("branch", part_repo, "trial", "--from", "main")
+    cli("remove", part_repo, "NA00001", "-b", "trial")
+    repo = vczrepo.Repository.open(part_repo)
+    assert repo.resolve("main") == main_head
+    assert repo.samples("trial") == ["NA00002", "NA00003"]
+    assert repo.samples("main") == ["NA00001", "NA00002", "NA00003"]
+    assert [c.op for c in repo.log("trial")][:2] == ["remove", "append"]
+
+
+def test_every_mutation_is_one_commit_with_structured_metadata(cli, part_repo, data):
+    cli("remove", part_repo, "NA00002", "-m", "consent withdrawn")
+    commits = json.loads(cli("log", part_repo, "--json").output)
+    assert [c["op"] for c in commits] == ["remove", "append", "init", "root"]
+    remove, append, init = (c["metadata"] for c in commits[:3])
+    assert remove["samples_removed"] == ["NA00002"] and remove["n_samples_removed"] == 1
+    assert append["samples_added"] == ["NA00003"] and append["n_samples_added"] == 1
+    assert append["source"]["path"].endswith("sample-part2.vcf.gz")
+    assert len(append["source"]["sha256"]) == 64 and append["source"]["size"] > 0
+    for m in (remove, append, init):
+        assert m["vczrepo"] == 1 and len(m["op_id"]) == 32
+        assert {"user", "host", "time", "parent", "branch"} <= set(m)
+        assert {"vczrepo", "icechunk", "zarr"} <= set(m["versions"])
+    assert commits[0]["message"] == "consent withdrawn"
+    assert commits[0]["branches"] == ["main"]
+    assert len(json.loads(cli("log", part_repo, "--json", "-n", "2").output)) == 2
+
+
+def test_log_shows_tags_and_branches(cli, part_repo):
+    cli("tag", part_repo, "release-1")
+    cli("branch", part_repo, "trial")
+    text = cli("log", part_repo).output.splitlines()
+    assert "tag:release-1" in text[0] and "trial" in text[0] and "main" in text[0]
+    assert "append" in text[0] and "init" in text[1]
+
+
+def test_info_describes_the_ref(cli, part_repo):
+    info = json.loads(cli("info", part_repo, "--json").output)
+    assert info["n_samples"] == 3 and info["n_removed"] == 0 and info["n_variants"] == 9
+    assert info["contigs"] == ["19", "20", "X"]
+    assert info["fields"]["call_genotype"]["dims"] == ["variants", "samples", "ploidy"]
+    assert info["branches"] == ["main"]
+    text = cli("info", part_repo).output
+    assert "samples:   3 (0 removed)" in text and "call_genotype" in text
+
+
+def test_tag_and_snapshot_refs_resolve(cli, part_repo):
+    repo = vczrepo.Repository.open(part_repo)
+    first = repo.log()[1].id
+    cli("tag", part_repo, "first", first)
+    assert repo.samples("first") == ["NA00001", "NA00002"]
+    assert repo.samples(first) == ["NA00001", "NA00002"]
+
+
+def test_checkout_equals_repository_array_for_array(cli, part_repo, tmp_path):
+    cli("remove", part_repo, "NA00002")
+    out = tmp_path / "export.vcz"
+    cli("checkout", part_repo, "main", out)
+    src, dst = vczrepo.open_group(part_repo), zarr.open_group(str(out), mode="r")
+    assert dst.metadata.zarr_format == 3
+    assert sorted(src.array_keys()) == sorted(dst.array_keys())
+    for name, a in src.arrays():
+        b = dst[name]
+        assert (a.shape, a.chunks, a.dtype, a.metadata.dimension_names) == (
+            b.shape, b.chunks, b.dtype, b.metadata.dimension_names)
+        np.testing.assert_array_equal(a[...], b[...])
+    assert dict(src.attrs) == dict(dst.attrs)
+    assert vcztools_samples(out) == ["NA00001", "NA00003"]
+
+
+def test_checkout_drop_removed(cli, part_repo, tmp_path, whole_vcz):
+    cli("remove", part_repo, "NA00002")
+    out = tmp_path / "dropped.vcz"
+    cli("checkout", part_repo, "main", out, "--drop-removed")
+    root = zarr.open_group(str(out), mode="r")
+    assert list(root["sample_id"][:]) == ["NA00001", "NA00003"]
+    assert root["call_genotype"].shape[1] == 2
+    kept = ["NA00001", "NA00003"]
+    assert without_info(vcf_body(out)) == without_info(vcf_body(whole_vcz, samples=kept))
+
+
+def test_readme_demo_command_succeeds(cli, tmp_path):
+    result = cli("demo", tmp_path / "demo")
+    assert "demo: all steps gave the expected result" in result.output
+    assert "vcztools samples at release-2: NA00001 NA00003" in result.output
+
+
+def test_failed_append_leaves_head_and_log_unchanged(cli, part_repo, tmp_path):
+    before = state(part_repo)
+    batch = make_vcz(tmp_path, "bad", ["Z1"], n_variants=9)
+    result = cli("append", part_repo, batch, ok=False)
+    assert result.exit_code == 5
+    assert "differ" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert state(part_repo) == before
