@@ -61,13 +61,15 @@ def make_vcz(tmp: Path, name: str, samples: list[str], *, n_variants: int = 12, 
 
 
 def write_vcz_direct(path: Path, samples: list[str], gts: np.ndarray, *, n_variants: int,
-                     samples_chunk_size: int, variants_chunk_size: int) -> Path:
+                     samples_chunk_size: int, variants_chunk_size: int, dp_dtype=np.int16,
+                     with_dp: bool = True) -> Path:
     """A minimal spec-following VCZ (GT and DP) written straight with zarr: fast for state machines."""
     root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    sc = max(1, samples_chunk_size)
     root.attrs["vcf_zarr_version"] = "0.4"
     vs = sites(n_variants)
     contigs = ["chr20", "chr21"]
-    vc, sc = variants_chunk_size, samples_chunk_size
+    vc = variants_chunk_size
 
     def arr(name, data, dims, chunks):
         a = root.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, dimension_names=dims)
@@ -79,8 +81,9 @@ def write_vcz_direct(path: Path, samples: list[str], gts: np.ndarray, *, n_varia
     alleles = np.array([[v[2], *v[3].split(","), ""][:3] for v in vs], dtype=str)
     arr("variant_allele", alleles, ["variants", "alleles"], (vc, 3))
     arr("sample_id", np.array(samples, dtype=str), ["samples"], (sc,))
-    arr("call_genotype", gts, ["variants", "samples", "ploidy"], (vc, sc, 2))
+    arr("call_genotype", gts, ["variants", "samples", "ploidy"], (vc, sc, gts.shape[2]))
     arr("call_genotype_phased", np.ones(gts.shape[:2], dtype=bool), ["variants", "samples"], (vc, sc))
-    dp = (gts.sum(axis=2).astype(np.int16) * 7 + 3)
-    arr("call_DP", dp, ["variants", "samples"], (vc, sc))
+    if with_dp:
+        dp = gts.sum(axis=2).astype(dp_dtype) * 7 + 3
+        arr("call_DP", dp, ["variants", "samples"], (vc, sc))
     return path

@@ -166,6 +166,10 @@ def check_sample_fields(store: zarr.Group, batch: zarr.Group) -> None:
     """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype."""
     s_fields = sample_arrays(store)
     b_fields = sample_arrays(batch)
+    if "call_genotype" in s_fields and "call_genotype" in b_fields:
+        s_ploidy, b_ploidy = s_fields["call_genotype"].shape[2:], b_fields["call_genotype"].shape[2:]
+        if s_ploidy != b_ploidy:
+            raise IncompatibleBatchError(f"ploidy differs: repository {s_ploidy[0]}, batch {b_ploidy[0]}")
     only_store = sorted(set(s_fields) - set(b_fields))
     only_batch = sorted(set(b_fields) - set(s_fields))
     if only_store or only_batch:
@@ -182,8 +186,6 @@ def check_sample_fields(store: zarr.Group, batch: zarr.Group) -> None:
         axis = sample_axis(s_arr)
         s_tail, b_tail = s_arr.shape[axis + 1 :], b_arr.shape[axis + 1 :]
         if s_tail != b_tail:
-            if name == "call_genotype":
-                raise IncompatibleBatchError(f"ploidy differs: repository {s_tail[0]}, batch {b_tail[0]}")
             raise IncompatibleBatchError(
                 f"field {name}: trailing dimensions differ (repository {s_tail}, batch {b_tail})"
             )

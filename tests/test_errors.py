@@ -1,0 +1,132 @@
+"""Bad input: a one-line error naming the problem, a distinct exit code, the repository unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import state
+from vcfgen import genotypes, make_vcz, sites, write_vcz_direct
+
+import vczrepo
+
+NAMES = ["S1", "S2", "S3"]
+
+
+@pytest.fixture
+def repo_path(tmp_path):
+    path = tmp_path / "r"
+    vczrepo.Repository.init(path, make_vcz(tmp_path, "base", NAMES, samples_chunk_size=2))
+    vczrepo.Repository.open(path).create_tag("t1")
+    return path
+
+
+def _direct(tmp_path, name, samples, ploidy=2, **kw):
+    gts = genotypes(samples, 12, 0)[:, :, :ploidy]
+    return write_vcz_direct(tmp_path / f"{name}.vcz", samples, gts, n_variants=12, samples_chunk_size=2,
+                            variants_chunk_size=5, **kw)
+
+
+def _moved(i, pos=None, alt=None):
+    vs = sites(12)
+    chrom, p, ref, a = vs[i]
+    vs[i] = (chrom, pos or p, ref, alt or a)
+    return vs
+
+
+BATCHES = {
+    "contigs differ": (lambda t, d: d / "sample-part2.vcf.gz", 5, "contigs differ"),
+    "variant count": (lambda t, d: make_vcz(t, "b", ["N1"], n_variants=11), 5, "variant count differs"),
+    "position": (lambda t, d: make_vcz(t, "b", ["N1"], variants=_moved(7, pos=175)), 5,
+                 "variant 7: position differs (repository chr20:170, batch chr20:175)"),
+    "alleles": (lambda t, d: make_vcz(t, "b", ["N1"], variants=_moved(4, alt="T")), 5,
+                "variant 4 at chr20:140: alleles differ"),
+    "allele order": (lambda t, d: make_vcz(t, "b", ["N1"], variants=_moved(3, alt="T,G")), 5,
+                     "alleles differ (repository A,G,T, batch A,T,G)"),
+    "sample present": (lambda t, d: make_vcz(t, "b", ["N1", "S2"]), 6, "already in the repository: S2"),
+    "duplicate": (lambda t, d: _direct(t, "b", ["N1", "N1"]), 6, "duplicate sample id(s) in batch: N1"),
+    "empty": (lambda t, d: _direct(t, "b", []), 6, "batch has no samples"),
+    "ploidy": (lambda t, d: _direct(t, "b", ["N1"], ploidy=1), 5, "ploidy differs: repository 2, batch 1"),
+    "missing": (lambda t, d: t / "nope.vcz", 4, "source not found"),
+    "not vcz": (lambda t, d: (t / "x.txt").write_text("hi") and t / "x.txt", 4, "not a VCZ directory"),
+    "not a store": (lambda t, d: (t / "empty").mkdir() or t / "empty", 4, "not a VCZ store"),
+}
+
+
+@pytest.mark.parametrize("case", list(BATCHES))
+def test_bad_batch_is_refused_and_changes_nothing(cli, repo_path, tmp_path, data, case):
+    make, code, message = BATCHES[case]
+    batch = make(tmp_path, data)
+    before = state(repo_path)
+    result = cli("append", repo_path, batch, ok=False)
+    assert result.exit_code == code, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert state(repo_path) == before
+
+
+def test_fields_and_dtypes_are_checked(cli, tmp_path):
+    path = tmp_path / "r"
+    vczrepo.Repository.init(path, _direct(tmp_path, "base", ["A1", "A2"]))
+    before = state(path)
+    for batch, message in [
+        (_direct(tmp_path, "nodp", ["B1"], with_dp=False), "fields differ (missing from batch: call_DP)"),
+        (_direct(tmp_path, "wide", ["B2"], dp_dtype=np.int32), "field call_DP: batch dtype int32"),
+    ]:
+        result = cli("append", path, batch, ok=False)
+        assert result.exit_code == 5 and message in result.stderr, result.stderr
+    assert state(path) == before
+    cli("append", path, _direct(tmp_path, "narrow", ["B3"], dp_dtype=np.int8))  # safe widening
+    assert vczrepo.Repository.open(path).group()["call_DP"].dtype == np.int16
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("remove", "{repo}", "NOPE"), 6, "cannot remove NOPE: unknown sample"),
+        (("remove", "{repo}", "S1", "S1"), 6, "listed more than once: S1"),
+        (("tag", "{repo}", "t1"), 3, "a tag named 't1' already exists"),
+        (("tag", "{repo}", "main"), 3, "a branch named 'main' already exists"),
+        (("tag", "{repo}", "bad..name"), 3, "invalid tag name"),
+        (("branch", "{repo}", "-x"), 2, ""),
+        (("branch", "{repo}", "new", "--from", "nowhere"), 3, "unknown ref 'nowhere'"),
+        (("log", "{repo}", "mian"), 3, "unknown ref 'mian'; nearest: main"),
+        (("samples", "{repo}", "--at", "t2"), 3, "nearest: t1"),
+        (("append", "{repo}", "{batch}", "-b", "nobranch"), 3, "no such branch: nobranch"),
+        (("checkout", "{repo}", "main", "{existing}"), 3, "output already exists"),
+        (("init", "{repo}", "{batch}"), 3, "refusing to overwrite"),
+        (("log", "{tmp}/absent"), 3, "not a vczrepo repository"),
+        (("log", "{tmp}"), 3, "not a vczrepo repository"),
+    ],
+)
+def test_bad_command_is_refused_and_changes_nothing(cli, repo_path, tmp_path, args, code, message):
+    batch = make_vcz(tmp_path, "ok", ["N1"])
+    (tmp_path / "exists.vcz").mkdir()
+    subs = {"repo": repo_path, "batch": batch, "existing": tmp_path / "exists.vcz", "tmp": tmp_path}
+    before = state(repo_path)
+    result = cli(*(a.format(**subs) for a in args), ok=False)
+    assert result.exit_code == code, result.stderr
+    assert message in result.stderr
+    assert state(repo_path) == before
+
+
+def test_removing_an_already_removed_sample(cli, repo_path):
+    cli("remove", repo_path, "S2")
+    before = state(repo_path)
+    result = cli("remove", repo_path, "S2", ok=False)
+    assert result.exit_code == 6 and "cannot remove S2: already removed" in result.stderr
+    assert state(repo_path) == before
+
+
+def test_failed_init_leaves_no_repository(cli, tmp_path, data):
+    target = tmp_path / "new"
+    result = cli("init", target, tmp_path / "missing.vcz", ok=False)
+    assert result.exit_code == 4 and not target.exists()
+
+
+def test_removed_sample_can_be_added_again_as_a_new_column(cli, repo_path, tmp_path):
+    cli("remove", repo_path, "S2")
+    again = make_vcz(tmp_path, "again", ["S2"])
+    cli("append", repo_path, again, "-m", "re-consent")
+    repo = vczrepo.Repository.open(repo_path)
+    assert repo.samples() == ["S1", "S3", "S2"]
+    assert list(repo.group()["sample_id"][:]) == ["S1", "", "S3", "S2"]
