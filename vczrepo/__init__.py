@@ -1,5 +1,14 @@
 """vczrepo: versioned VCF Zarr (VCZ) repositories on icechunk."""
 
+import os as _os
+
+import icechunk as _icechunk
+
+# icechunk warns that local storage is unsafe for concurrent commits; vczrepo makes it
+# safe with a file lock, so keep its Rust-side logs to errors unless ICECHUNK_LOG says otherwise.
+if "ICECHUNK_LOG" not in _os.environ:
+    _icechunk.set_logs_filter("error")
+
 from .errors import (
     ConcurrentUpdateError,
     IncompatibleBatchError,
@@ -10,7 +19,8 @@ from .errors import (
     SourceError,
     VczRepoError,
 )
-from .read import checkout, export_group, open_group
+from .diff import RefDiff, diff
+from .read import checkout, export_group, open_dataset, open_group, query, view
 from .repository import Commit, CommitResult, Repository
 
 __all__ = [
@@ -25,7 +35,12 @@ __all__ = [
     "SampleError",
     "SourceError",
     "VczRepoError",
+    "RefDiff",
     "checkout",
+    "diff",
     "export_group",
+    "open_dataset",
     "open_group",
+    "query",
+    "view",
 ]

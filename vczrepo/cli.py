@@ -87,7 +87,39 @@ def _print_commit(result) -> None:
     click.echo(f"{result.snapshot_id} {result.branch}: {m['op']} ({change}, {m['n_samples']} in total)")
 
 
-@click.group()
+def _vcztools_command(name: str) -> click.Command:
+    """`vczrepo view|query REPO --at REF [vcztools options]`: vcztools' own options, at any ref."""
+    import vcztools.cli
+
+    from . import read
+
+    target = getattr(vcztools.cli, name)
+
+    @api_errors
+    def callback(repo, ref, storage_options, **options):
+        getattr(read, name)(_open(repo, storage_options), ref, **options)
+
+    params = [click.Argument(["repo"]), *at_option(lambda: None).__click_params__,
+              *storage_option(lambda: None).__click_params__, *read.vcztools_options(target)]
+    doc = f"`vcztools {name}` of REPO at a branch, tag or snapshot; options as in vcztools {name}."
+    return click.Command(name, callback=callback, params=params, help=doc, short_help=doc)
+
+
+class LazyGroup(click.Group):
+    """Builds view/query only when used: importing vcztools' CLI costs over a second."""
+
+    lazy = ("view", "query")
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            return _vcztools_command(name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup)
 @click.option("-v", "--verbose", count=True, help="Show icechunk's logs (-v warnings, -vv info).")
 @click.version_option(package_name="vczrepo")
 def main(verbose: int) -> None:
@@ -237,6 +269,31 @@ def checkout(repo, ref, out, drop_removed, storage_options):
 
     sid = do_checkout(_open(repo, storage_options), ref, out, drop_removed=drop_removed)
     click.echo(f"{out}: {ref} ({sid})")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("from_ref")
+@click.argument("to_ref", default="main")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@storage_option
+@api_errors
+def diff(repo, from_ref, to_ref, as_json, storage_options):
+    """What changed from FROM_REF to TO_REF: samples, arrays, operations."""
+    from .diff import diff as do_diff
+
+    d = do_diff(_open(repo, storage_options), from_ref, to_ref)
+    if as_json:
+        _emit_json(d.to_json())
+        return
+    click.echo(f"{from_ref} ({d.from_snapshot}) -> {to_ref} ({d.to_snapshot}); common ancestor {d.base}")
+    click.echo(f"samples added ({len(d.samples_added)}): {' '.join(d.samples_added) or '-'}")
+    click.echo(f"samples removed ({len(d.samples_removed)}): {' '.join(d.samples_removed) or '-'}")
+    click.echo(f"variant arrays changed: {'yes' if d.variant_arrays_changed else 'no'}")
+    click.echo(f"arrays changed: {', '.join(d.arrays_changed) or '-'}")
+    for label, ops in ((to_ref, d.operations), (from_ref, d.operations_only_in_from)):
+        for op in ops:
+            click.echo(f"  {label}: {op['id']} {op['op']:<7} {op['message']}")
 
 
 @main.command()

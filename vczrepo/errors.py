@@ -31,6 +31,12 @@ class OutputExistsError(VczRepoError):
     exit_code = 3
 
 
+class ReadError(VczRepoError):
+    """vcztools refused a view/query (bad option, region, filter or sample list)."""
+
+    exit_code = 2
+
+
 class SourceError(VczRepoError):
     """A batch that is not a readable VCZ or VCF."""
 

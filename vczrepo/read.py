@@ -11,7 +11,7 @@ import numpy as np
 import zarr
 
 from . import chunks, schema
-from .errors import OutputExistsError
+from .errors import OutputExistsError, ReadError
 from .repository import DEFAULT_BRANCH, Repository
 
 
@@ -54,3 +54,52 @@ def checkout(repo: Repository, ref: str, out: str | os.PathLike, *, drop_removed
     sid = repo.resolve(ref)
     export_group(repo.group(sid), out, drop_removed=drop_removed)
     return sid
+
+
+# Options of vcztools' view/query that vczrepo does not pass on: the store is the repository.
+STORE_OPTIONS = ("path", "backend_storage", "zarr_backend_storage", "storage_options")
+
+
+def vcztools_options(command) -> list:
+    """vcztools' own click parameters for `command`, minus those that locate a store."""
+    return [p for p in command.params if p.name not in STORE_OPTIONS]
+
+
+def run_vcztools(command, group: zarr.Group, **options) -> None:
+    """Run a vcztools command (view, query) on a zarr group with vcztools' own option handling.
+
+    Options not given take vcztools' defaults, so output is exactly what vcztools prints
+    for the same VCZ as a plain store.
+    """
+    import click
+
+    with click.Context(command, info_name=command.name) as ctx:
+        try:
+            ctx.invoke(command, path=group, **options)
+        except click.ClickException as e:
+            raise ReadError(e.format_message()) from e
+
+
+def view(repo: Repository, ref: str = DEFAULT_BRANCH, **options) -> None:
+    """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B", output=file)."""
+    from vcztools.cli import view as vcztools_view
+
+    run_vcztools(vcztools_view, repo.group(ref), **options)
+
+
+def query(repo: Repository, ref: str = DEFAULT_BRANCH, **options) -> None:
+    """`vcztools query` at a ref (e.g. format="%CHROM\\t%POS\\n", list_samples=True)."""
+    from vcztools.cli import query as vcztools_query
+
+    run_vcztools(vcztools_query, repo.group(ref), **options)
+
+
+def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None):
+    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ."""
+    try:
+        import xarray as xr
+    except ImportError as e:
+        raise ReadError("open_dataset needs xarray: install vczrepo[xarray]") from e
+    repo = Repository.open(url, storage_options)
+    session = repo.icechunk.readonly_session(snapshot_id=repo.resolve(ref))
+    return xr.open_zarr(session.store, consolidated=False, zarr_format=3)

@@ -1,0 +1,69 @@
+"""What changed between two refs: samples, arrays, and the operations on each side."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from . import schema
+from .repository import Repository
+
+
+@dataclass(frozen=True)
+class RefDiff:
+    from_ref: str
+    to_ref: str
+    from_snapshot: str
+    to_snapshot: str
+    base: str | None  # newest common ancestor
+    samples_added: list[str]
+    samples_removed: list[str]
+    arrays_changed: list[str]
+    variant_arrays_changed: bool
+    operations: list[dict]  # commits from base to `to_ref`, oldest first
+    operations_only_in_from: list[dict]  # commits from base to `from_ref` (diverged refs)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _changed_arrays(repo: Repository, base: str, target: str) -> set[str]:
+    if base == target:
+        return set()
+    d = repo.icechunk.diff(from_snapshot_id=base, to_snapshot_id=target)
+    paths = d.new_arrays | d.deleted_arrays | d.updated_arrays | set(d.updated_chunks)
+    return {p.strip("/") for p in paths}
+
+
+def _ops(repo: Repository, base: str | None, sid: str) -> list[dict]:
+    out = []
+    for c in repo.log(sid):
+        if c.id == base:
+            break
+        out.append({"id": c.id, "op": c.op, "message": c.message})
+    return out[::-1]
+
+
+def diff(repo: Repository, a: str, b: str) -> RefDiff:
+    """Differences going from ref `a` to ref `b` (b's samples not in a are 'added')."""
+    sa, sb = repo.resolve(a), repo.resolve(b)
+    ancestors_a = [c.id for c in repo.log(sa)]
+    seen = set(ancestors_a)
+    base = next((c.id for c in repo.log(sb) if c.id in seen), None)
+    ga, gb = repo.group(sa), repo.group(sb)
+    live_a, live_b = schema.live_samples(ga), schema.live_samples(gb)
+    set_a, set_b = set(live_a), set(live_b)
+    changed = _changed_arrays(repo, base, sa) | _changed_arrays(repo, base, sb) if base else (
+        set(ga.array_keys()) | set(gb.array_keys()))
+    variant_changed = any(
+        name in g and schema.sample_axis(g[name]) is None and schema.dims(g[name])[:1] == (schema.VARIANTS,)
+        for name in changed for g in (ga, gb)
+    )
+    return RefDiff(
+        from_ref=a, to_ref=b, from_snapshot=sa, to_snapshot=sb, base=base,
+        samples_added=[s for s in live_b if s not in set_a],
+        samples_removed=[s for s in live_a if s not in set_b],
+        arrays_changed=sorted(changed),
+        variant_arrays_changed=variant_changed,
+        operations=_ops(repo, base, sb),
+        operations_only_in_from=_ops(repo, base, sa),
+    )
