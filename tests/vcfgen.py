@@ -60,11 +60,15 @@ def make_vcz(tmp: Path, name: str, samples: list[str], *, n_variants: int = 12, 
     return out
 
 
-def write_vcz_direct(path: Path, samples: list[str], gts: np.ndarray, *, n_variants: int,
+def write_vcz_direct(path, samples: list[str], gts: np.ndarray, *, n_variants: int,
                      samples_chunk_size: int, variants_chunk_size: int, dp_dtype=np.int16,
                      with_dp: bool = True) -> Path:
-    """A minimal spec-following VCZ (GT and DP) written straight with zarr: fast for state machines."""
-    root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    """A minimal spec-following VCZ (GT and DP) written straight with zarr: fast for state machines.
+
+    `path` may be a zarr Store (then the group is returned) or a filesystem path (returned).
+    """
+    in_memory = isinstance(path, zarr.abc.store.Store)
+    root = zarr.open_group(path if in_memory else str(path), mode="w-", zarr_format=3)
     sc = max(1, samples_chunk_size)
     root.attrs["vcf_zarr_version"] = "0.4"
     vs = sites(n_variants)
@@ -86,4 +90,4 @@ def write_vcz_direct(path: Path, samples: list[str], gts: np.ndarray, *, n_varia
     if with_dp:
         dp = gts.sum(axis=2).astype(dp_dtype) * 7 + 3
         arr("call_DP", dp, ["variants", "samples"], (vc, sc))
-    return path
+    return root if in_memory else path

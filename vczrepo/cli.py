@@ -297,6 +297,24 @@ def diff(repo, from_ref, to_ref, as_json, storage_options):
 
 
 @main.command()
+@click.argument("repo")
+@at_option
+@storage_option
+@api_errors
+def check(repo, ref, storage_options):
+    """Integrity check of the VCZ at a ref; exit code 8 and a report if anything is wrong."""
+    from .check import check as do_check
+
+    report = do_check(_open(repo, storage_options), ref)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(f"{ref} ({report.snapshot}): {report.arrays_read} arrays, {report.chunks_read} chunks read: {status}")
+    if not report.ok:
+        sys.exit(errors.IntegrityError.exit_code)
+
+
+@main.command()
 @click.argument("directory", required=False, type=click.Path())
 @api_errors
 def demo(directory):

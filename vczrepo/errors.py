@@ -1,7 +1,8 @@
 """Typed errors. Each carries the exit code family the CLI uses (see README).
 
 Families: 3 repository/ref problems, 4 unreadable source, 5 incompatible batch,
-6 sample problems, 7 concurrent update not applied, 130 interrupted.
+6 sample problems, 7 concurrent update not applied, 8 integrity check failed,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class SampleError(VczRepoError):
     """Duplicate, unknown, already-present or already-removed samples."""
 
     exit_code = 6
+
+
+class IntegrityError(VczRepoError):
+    """`check` found a problem in the VCZ at a ref."""
+
+    exit_code = 8
 
 
 class ConcurrentUpdateError(VczRepoError):

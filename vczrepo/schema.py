@@ -124,6 +124,9 @@ def check_batch_samples(store: zarr.Group, batch: zarr.Group) -> list[str]:
     return ids
 
 
+VARIANT_BLOCK = 1 << 16  # variants compared per read: a few MB of alleles at most
+
+
 def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
     """Contigs, variant count, positions and alleles must match exactly."""
     s_contigs = as_str(store["contig_id"][:]).tolist()
@@ -134,21 +137,20 @@ def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
     n_batch = batch["variant_position"].shape[0]
     if n_store != n_batch:
         raise IncompatibleBatchError(f"variant count differs: repository has {n_store}, batch has {n_batch}")
-    for block in variant_blocks(store):
-        for name in ("variant_contig", "variant_position"):
-            s_vals = np.asarray(store[name][block])
-            b_vals = np.asarray(batch[name][block])
-            diff = np.flatnonzero(s_vals != b_vals)
+    s_arrays = {name: store[name] for name in ("variant_contig", "variant_position", "variant_allele")}
+    b_arrays = {name: batch[name] for name in s_arrays}
+    chunk = s_arrays["variant_position"].chunks[0]
+    for block in variant_blocks(store, max(chunk, VARIANT_BLOCK // chunk * chunk)):
+        for name, what in (("variant_contig", "contig"), ("variant_position", "position")):
+            diff = np.flatnonzero(np.asarray(s_arrays[name][block]) != np.asarray(b_arrays[name][block]))
             if diff.size:
-                i = int(diff[0])
-                what = "contig" if name == "variant_contig" else "position"
+                i = block.start + int(diff[0])
                 raise IncompatibleBatchError(
-                    f"variant {block.start + i}: {what} differs "
-                    f"(repository {_variant_label(store, block.start + i)}, "
-                    f"batch {_variant_label(batch, block.start + i)})"
+                    f"variant {i}: {what} differs "
+                    f"(repository {_variant_label(store, i)}, batch {_variant_label(batch, i)})"
                 )
-        s_alleles = _trim_alleles(np.asarray(store["variant_allele"][block]))
-        b_alleles = _trim_alleles(np.asarray(batch["variant_allele"][block]))
+        s_alleles = _trim_alleles(np.asarray(s_arrays["variant_allele"][block]))
+        b_alleles = _trim_alleles(np.asarray(b_arrays["variant_allele"][block]))
         for i, (a, b) in enumerate(zip(s_alleles, b_alleles, strict=True)):
             if a != b:
                 raise IncompatibleBatchError(
@@ -162,10 +164,8 @@ def _variant_label(group: zarr.Group, index: int) -> str:
     return f"{contigs[int(group['variant_contig'][index])]}:{int(group['variant_position'][index])}"
 
 
-def check_sample_fields(store: zarr.Group, batch: zarr.Group) -> None:
+def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array]) -> None:
     """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype."""
-    s_fields = sample_arrays(store)
-    b_fields = sample_arrays(batch)
     if "call_genotype" in s_fields and "call_genotype" in b_fields:
         s_ploidy, b_ploidy = s_fields["call_genotype"].shape[2:], b_fields["call_genotype"].shape[2:]
         if s_ploidy != b_ploidy:
@@ -198,11 +198,13 @@ def check_sample_fields(store: zarr.Group, batch: zarr.Group) -> None:
             )
 
 
-def check_appendable(store: zarr.Group, batch: zarr.Group) -> list[str]:
+def check_appendable(
+    store: zarr.Group, batch: zarr.Group, s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array]
+) -> list[str]:
     """Everything an append checks before writing; returns the batch's sample ids."""
     ids = check_batch_samples(store, batch)
     check_same_variants(store, batch)
-    check_sample_fields(store, batch)
+    check_sample_fields(s_fields, b_fields)
     return ids
 
 
@@ -225,6 +227,11 @@ def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int,
     """Create a zarr format 3 array in `group` with src's dtype, chunks, codecs and attributes."""
     attrs = {k: v for k, v in src.attrs.items() if k != "_ARRAY_DIMENSIONS"}
     shape = src.shape if shape is None else shape
+    if np.dtype(src.dtype).kind in "USO":  # fixed-width strings would truncate later, longer ids
+        return group.create_array(
+            name, shape=shape, dtype=str, chunks=src.chunks, dimension_names=dims(src),
+            attributes=attrs, fill_value="",
+        )
     if src.metadata.zarr_format == 3:
         kwargs = dict(
             serializer=src.serializer, compressors=src.compressors, filters=src.filters,

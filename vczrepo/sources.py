@@ -87,12 +87,18 @@ def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_
 
 @contextlib.contextmanager
 def open_source(
-    path: str | os.PathLike,
+    path: str | os.PathLike | zarr.Group,
     *,
     variants_chunk_size: int | None = None,
     samples_chunk_size: int | None = None,
 ) -> Iterator[Source]:
-    """Open a batch for reading; a VCF/BCF is converted into a temporary VCZ first."""
+    """Open a batch for reading; a VCF/BCF is converted into a temporary VCZ first.
+
+    An already-open zarr group (e.g. built in memory) is used as it is.
+    """
+    if isinstance(path, zarr.Group):
+        yield Source(path, f"<zarr group {path.store}>", "vcz", 0, "")
+        return
     p = Path(path)
     if not p.exists():
         raise SourceError(f"source not found: {path}")

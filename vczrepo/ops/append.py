@@ -14,10 +14,10 @@ from ..sources import Source
 
 def append_batch(root: zarr.Group, source: Source) -> dict:
     batch = source.group
-    ids = schema.check_appendable(root, batch)
-    offset = int(root["sample_id"].shape[0])
-    batch_fields = schema.sample_arrays(batch)
-    for name, dst in schema.sample_arrays(root).items():
+    fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
+    ids = schema.check_appendable(root, batch, fields, batch_fields)
+    offset = int(fields["sample_id"].shape[0])
+    for name, dst in fields.items():
         axis = schema.sample_axis(dst)
         shape = list(dst.shape)
         shape[axis] = offset + len(ids)
@@ -26,6 +26,6 @@ def append_batch(root: zarr.Group, source: Source) -> dict:
     return {
         "samples_added": ids,
         "n_samples_added": len(ids),
-        "n_samples": len(schema.live_samples(root)),
+        "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
     }

@@ -1,0 +1,222 @@
+"""A state machine that tries to make a reader see an uncommitted or lost state.
+
+The model is deliberately simple: per branch, the ordered sample columns (None for a
+withdrawn sample) and each sample's genotypes; per tag, a frozen copy; per branch, the list
+of successful operations. After every step each branch head and tag, read back through
+vcztools' VczReader, must equal the model; readers opened earlier must still see the
+snapshot they opened; failed operations (faults injected part-way) must change nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import uuid
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import vcztools
+import zarr
+from hypothesis import assume, note
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from vcfgen import write_vcz_direct
+
+import vczrepo
+from vczrepo import chunks, transaction
+
+N_VARIANTS = 7
+VARIANTS_CHUNK = 3
+SAMPLES_CHUNK = 2
+
+
+class InjectedFault(Exception):
+    pass
+
+
+@dataclass
+class BranchModel:
+    columns: list[str | None] = field(default_factory=list)
+    ops: list[str] = field(default_factory=list)
+
+    def copy(self) -> BranchModel:
+        return BranchModel(list(self.columns), list(self.ops))
+
+    @property
+    def live(self) -> list[str]:
+        return [c for c in self.columns if c is not None]
+
+
+def _genotypes(name: str) -> np.ndarray:
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    return rng.integers(0, 2, size=(N_VARIANTS, 2)).astype(np.int8)
+
+
+def _batch(names: list[str], samples_chunk: int) -> zarr.Group:
+    gts = np.stack([_genotypes(n) for n in names], axis=1)
+    return write_vcz_direct(zarr.storage.MemoryStore(), names, gts, n_variants=N_VARIANTS,
+                            samples_chunk_size=samples_chunk, variants_chunk_size=VARIANTS_CHUNK)
+
+
+@contextlib.contextmanager
+def fault_after(n_tasks: int | None):
+    """Raise InjectedFault after n chunk tasks were written (None: after all, before commit)."""
+    original_run, original_meta = chunks.run_bounded, transaction.commit_metadata
+    done = itertools.count()
+
+    def run_bounded(fn, tasks, workers=chunks.WORKERS):
+        def wrapped(task):
+            if n_tasks is not None and next(done) >= n_tasks:
+                raise InjectedFault(f"after {n_tasks} chunk writes")
+            fn(task)
+
+        original_run(wrapped, tasks, workers=1)
+
+    def commit_metadata(*args, **kwargs):
+        raise InjectedFault("after all writes, before commit")
+
+    chunks.run_bounded = run_bounded
+    if n_tasks is None:
+        transaction.commit_metadata = commit_metadata
+    try:
+        yield
+    finally:
+        chunks.run_bounded, transaction.commit_metadata = original_run, original_meta
+
+
+class RepositoryMachine(RuleBasedStateMachine):
+    refs = Bundle("refs")
+
+    @initialize(target=refs, n=st.integers(1, 4))
+    def init(self, n):
+        self.counter = itertools.count()
+        self.url = f"memory://machine-{uuid.uuid4().hex}"
+        names = [f"S{next(self.counter)}" for _ in range(n)]
+        self.repo, _ = vczrepo.Repository.init(self.url, _batch(names, SAMPLES_CHUNK))
+        self.branches = {"main": BranchModel(list(names), ["init"])}
+        self.tags: dict[str, BranchModel] = {}
+        self.readers: list[tuple[zarr.Group, BranchModel]] = []
+        self.tag_snapshots: dict[str, str] = {}
+        self.verified: set[tuple[str, tuple]] = set()
+        return "main"
+
+    def _branch(self, data) -> str:
+        return data.draw(st.sampled_from(sorted(self.branches)), label="branch")
+
+    @rule(data=st.data(), n=st.integers(1, 5), chunk=st.sampled_from([1, 2, 3]))
+    def append(self, data, n, chunk):
+        branch = self._branch(data)
+        names = [f"S{next(self.counter)}" for _ in range(n)]
+        self.repo.append(_batch(names, chunk), branch=branch)
+        model = self.branches[branch]
+        model.columns.extend(names)
+        model.ops.append("append")
+
+    @rule(data=st.data())
+    def remove(self, data):
+        branch = self._branch(data)
+        live = self.branches[branch].live
+        assume(live)
+        names = data.draw(st.lists(st.sampled_from(live), min_size=1, max_size=3, unique=True), label="remove")
+        self.repo.remove(names, branch=branch)
+        model = self.branches[branch]
+        model.columns = [None if c in names else c for c in model.columns]
+        model.ops.append("remove")
+
+    @rule(data=st.data(), op=st.sampled_from(["append", "remove"]),
+          at=st.one_of(st.none(), st.integers(0, 12)), chunk=st.sampled_from([1, 2, 3]))
+    def failing_operation(self, data, op, at, chunk):
+        branch = self._branch(data)
+        before = (self.repo.branches(), self.repo.tags(), [c.id for c in self.repo.log(branch)])
+        live = self.branches[branch].live
+        with fault_after(at):
+            try:
+                if op == "append":
+                    self.repo.append(_batch([f"F{next(self.counter)}", f"F{next(self.counter)}"], chunk), branch=branch)
+                elif live:
+                    self.repo.remove(live[:1], branch=branch)
+                else:
+                    return
+            except InjectedFault as e:
+                note(f"injected: {e}")
+            else:  # fewer chunk tasks than the injection point: the operation completed
+                assert at is not None
+                model = self.branches[branch]
+                if op == "append":
+                    model.columns.extend(self.repo.log(branch)[0].metadata["samples_added"])
+                else:
+                    model.columns = [None if c == live[0] else c for c in model.columns]
+                model.ops.append(op)
+                return
+        assert (self.repo.branches(), self.repo.tags(), [c.id for c in self.repo.log(branch)]) == before
+
+    @rule(target=refs, data=st.data())
+    def tag(self, data):
+        branch = self._branch(data)
+        name = f"t{next(self.counter)}"
+        self.tag_snapshots[name] = self.repo.create_tag(name, branch)
+        self.tags[name] = self.branches[branch].copy()
+        return name
+
+    @rule(target=refs, source=refs)
+    def branch(self, source):
+        name = f"b{next(self.counter)}"
+        self.repo.create_branch(name, source)
+        self.branches[name] = self._model(source).copy()
+        return name
+
+    @rule(source=refs)
+    def open_reader(self, source):
+        root, model = self.repo.group(source), self._model(source).copy()
+        self._assert_reads(root, model)
+        self.readers.append((root, model))
+
+    def _model(self, ref: str) -> BranchModel:
+        return self.branches[ref] if ref in self.branches else self.tags[ref]
+
+    def _assert_reads(self, root: zarr.Group, model: BranchModel) -> None:
+        stored = [str(s) for s in root["sample_id"][:]]
+        assert stored == [c or "" for c in model.columns]
+        with vcztools.VczReader(root) as reader:
+            assert [str(s) for s in reader.sample_ids] == model.live
+            if model.live:
+                gts = np.concatenate([c["call_genotype"] for c in reader.variant_chunks(fields=["call_genotype"])])
+                expected = np.stack([_genotypes(s) for s in model.live], axis=1)
+                np.testing.assert_array_equal(gts, expected)
+        nulls = [i for i, c in enumerate(model.columns) if c is None]
+        if nulls:
+            assert (root["call_genotype"][:, nulls] == -1).all()
+
+    def _verify(self, name: str, model: BranchModel) -> None:
+        """Full read-back of a ref; a snapshot already verified against this model is immutable."""
+        sid = self.repo.resolve(name)
+        key = (sid, tuple(model.columns))
+        if key not in self.verified:
+            self._assert_reads(self.repo.group(sid), model)
+            self.verified.add(key)
+
+    @invariant()
+    def heads_and_tags_equal_model(self):
+        for name, model in itertools.chain(self.branches.items(), self.tags.items()):
+            self._verify(name, model)
+        for name, sid in self.tag_snapshots.items():
+            assert self.repo.resolve(name) == sid
+
+    @invariant()
+    def open_readers_keep_their_snapshot(self):
+        for root, model in self.readers:
+            assert [str(s) for s in root["sample_id"][:]] == [c or "" for c in model.columns]
+
+    def teardown(self):
+        for root, model in getattr(self, "readers", []):
+            self._assert_reads(root, model)
+
+    @invariant()
+    def log_lists_exactly_the_successful_operations(self):
+        for name, model in self.branches.items():
+            ops = [c.op for c in self.repo.log(name) if c.op != "root"][::-1]
+            assert ops == model.ops
+
+
+TestRepositoryMachine = RepositoryMachine.TestCase

@@ -1,0 +1,115 @@
+"""`check`: an integrity check of the VCZ at a ref that a user can run at any time.
+
+Every chunk of every array is read; shapes must agree along samples and variants; sample
+ids must be unique apart from nulls; null samples must hold only missing/fill values; and
+the commit journal replayed from the first commit must give the stored sample list.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import zarr
+
+from . import schema
+from .chunks import _chunk_ranges, run_bounded
+from .repository import Repository
+
+
+@dataclass
+class CheckReport:
+    ref: str
+    snapshot: str
+    problems: list[str] = field(default_factory=list)
+    arrays_read: int = 0
+    chunks_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _regions(array: zarr.Array):
+    return itertools.product(*(list(_chunk_ranges(n, c)) for n, c in zip(array.shape, array.chunks, strict=True)))
+
+
+def _check_array(name: str, array: zarr.Array, nulls: np.ndarray, report: CheckReport, lock: threading.Lock):
+    axis = schema.sample_axis(array)
+
+    def one(region):
+        try:
+            values = np.asarray(array[region])
+        except Exception as e:  # any decode or storage failure is an integrity problem
+            with lock:
+                report.problems.append(f"{name}: chunk at {[s.start for s in region]} unreadable ({type(e).__name__}: {e})")
+            return
+        with lock:
+            report.chunks_read += 1
+        if axis is None or name == "sample_id":
+            return
+        s = region[axis]
+        local = np.flatnonzero(nulls[s.start:s.stop])
+        if local.size == 0:
+            return
+        held = np.take(values, local, axis=axis)
+        bad = ~schema.is_missing_or_fill(held)
+        if bad.any():
+            cols = sorted({int(s.start + local[i]) for i in np.nonzero(bad)[axis]})
+            with lock:
+                report.problems.append(f"{name}: null sample(s) at index {cols} hold data")
+
+    run_bounded(one, _regions(array))
+
+
+def _expected_samples(repo: Repository, sid: str) -> list[str] | None:
+    """Sample list implied by the commit journal, or None if a commit is not vczrepo's."""
+    commits = [c for c in repo.log(sid) if c.op != "root"][::-1]
+    samples: list[str] = []
+    for c in commits:
+        m = c.metadata
+        if c.op in ("init", "append"):
+            samples.extend(m["samples_added"])
+        elif c.op == "remove":
+            for i in m["sample_indexes_removed"]:
+                samples[i] = schema.NULL_SAMPLE
+        else:
+            return None
+    return samples
+
+
+def check(repo: Repository, ref: str = "main") -> CheckReport:
+    sid = repo.resolve(ref)
+    report = CheckReport(ref, sid)
+    root = repo.group(sid)
+    arrays = schema.arrays(root)
+    for required in ("sample_id", "variant_position", "contig_id", "variant_contig", "variant_allele"):
+        if required not in arrays:
+            report.problems.append(f"missing array {required}")
+    if report.problems:
+        return report
+    ids = schema.sample_ids(root)
+    n_samples, n_variants = len(ids), arrays["variant_position"].shape[0]
+    for name, a in arrays.items():
+        d = schema.dims(a)
+        if schema.VARIANTS in d and a.shape[d.index(schema.VARIANTS)] != n_variants:
+            report.problems.append(f"{name}: {a.shape[d.index(schema.VARIANTS)]} variants, expected {n_variants}")
+        if schema.SAMPLES in d and a.shape[d.index(schema.SAMPLES)] != n_samples:
+            report.problems.append(f"{name}: {a.shape[d.index(schema.SAMPLES)]} samples, expected {n_samples}")
+    live = [s for s in ids.tolist() if s != schema.NULL_SAMPLE]
+    dups = sorted({s for s in live if live.count(s) > 1})
+    if dups:
+        report.problems.append(f"duplicate sample ids: {', '.join(dups)}")
+    nulls = ids == schema.NULL_SAMPLE
+    lock = threading.Lock()
+    for name, a in arrays.items():
+        _check_array(name, a, nulls, report, lock)
+        report.arrays_read += 1
+    expected = _expected_samples(repo, sid)
+    if expected is not None and expected != ids.tolist():
+        report.problems.append(
+            f"sample_id disagrees with the commit journal ({len(ids)} stored, {len(expected)} expected)"
+        )
+    return report
