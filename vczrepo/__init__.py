@@ -19,11 +19,13 @@ from .errors import (
     SourceError,
     VczRepoError,
 )
+from .check import CheckReport, check
 from .diff import RefDiff, diff
 from .read import checkout, export_group, open_dataset, open_group, query, view
 from .repository import Commit, CommitResult, Repository
 
 __all__ = [
+    "CheckReport",
     "Commit",
     "CommitResult",
     "ConcurrentUpdateError",
@@ -36,6 +38,7 @@ __all__ = [
     "SourceError",
     "VczRepoError",
     "RefDiff",
+    "check",
     "checkout",
     "diff",
     "export_group",

@@ -90,7 +90,11 @@ def check(repo: Repository, ref: str = "main") -> CheckReport:
             report.problems.append(f"missing array {required}")
     if report.problems:
         return report
-    ids = schema.sample_ids(root)
+    try:
+        ids = schema.sample_ids(root)
+    except Exception as e:  # storage or decode failure
+        report.problems.append(f"sample_id unreadable ({type(e).__name__}: {e})")
+        return report
     n_samples, n_variants = len(ids), arrays["variant_position"].shape[0]
     for name, a in arrays.items():
         d = schema.dims(a)

@@ -37,6 +37,14 @@ def api_errors(func):
             _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
         except ValueError as e:  # bad URLs and storage options
             _fail(str(e), 2)
+        except OSError as e:
+            _fail(f"{type(e).__name__}: {e}", 1)
+        except Exception as e:
+            import icechunk
+
+            if not isinstance(e, icechunk.IcechunkError):
+                raise
+            _fail(f"storage: {str(e).splitlines()[0]}", 1)
 
     return wrapper
 
