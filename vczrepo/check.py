@@ -66,17 +66,16 @@ def _check_array(name: str, array: zarr.Array, nulls: np.ndarray, report: CheckR
 
 def _expected_samples(repo: Repository, sid: str) -> list[str] | None:
     """Sample list implied by the commit journal, or None if a commit is not vczrepo's."""
-    commits = [c for c in repo.log(sid) if c.op != "root"][::-1]
     samples: list[str] = []
-    for c in commits:
+    for c in [c for c in repo.log(sid) if c.op != "root"][::-1]:
         m = c.metadata
-        if c.op in ("init", "append"):
-            samples.extend(m["samples_added"])
-        elif c.op == "remove":
-            for i in m["sample_indexes_removed"]:
-                samples[i] = schema.NULL_SAMPLE
-        else:
+        if "vczrepo" not in m:
             return None
+        samples.extend(m.get("samples_added", []))
+        for i in m.get("sample_indexes_removed", []):
+            samples[i] = schema.NULL_SAMPLE
+        for i, name in zip(m.get("sample_indexes_restored", []), m.get("samples_restored", []), strict=True):
+            samples[i] = name
     return samples
 
 

@@ -133,8 +133,12 @@ def copy_array(src: zarr.Array, dst: zarr.Array) -> None:
     run_bounded(one, regions)
 
 
-def fill_samples(array: zarr.Array, indexes: list[int], value) -> None:
-    """Overwrite the given samples of an array with `value`, one chunk column at a time."""
+def write_columns(array: zarr.Array, indexes: list[int], values: Callable) -> None:
+    """Overwrite the given sample columns, one chunk column at a time (read-modify-write).
+
+    `values(region, columns)` gives the new data for global sample `columns` within the
+    region's other axes: a scalar, or an array shaped like the region with those columns.
+    """
     axis = schema.sample_axis(array)
     chunk = array.chunks[axis]
     by_chunk: dict[int, list[int]] = {}
@@ -143,15 +147,30 @@ def fill_samples(array: zarr.Array, indexes: list[int], value) -> None:
     tasks = []
     for c, members in by_chunk.items():
         start, stop = c * chunk, min((c + 1) * chunk, array.shape[axis])
-        local = [i - start for i in members]
         for region in sample_regions(array, start, stop):
-            tasks.append((region, local))
+            tasks.append((region, members))
 
     def one(task: tuple[tuple[slice, ...], list[int]]) -> None:
-        region, local = task
+        region, members = task
         block = np.array(array[region])
-        index = tuple(local if i == axis else slice(None) for i in range(block.ndim))
-        block[index] = value
+        start = region[axis].start
+        index = tuple([i - start for i in members] if k == axis else slice(None) for k in range(block.ndim))
+        block[index] = values(region, members)
         array[region] = block
 
     run_bounded(one, tasks)
+
+
+def fill_samples(array: zarr.Array, indexes: list[int], value) -> None:
+    """Overwrite the given samples of an array with a constant."""
+    write_columns(array, indexes, lambda region, members: value)
+
+
+def copy_columns(src: zarr.Array, dst: zarr.Array, indexes: list[int]) -> None:
+    """Copy the given sample columns from src into the same positions of dst."""
+    axis = schema.sample_axis(dst)
+
+    def values(region, members):
+        return src.oindex[tuple(members if k == axis else r for k, r in enumerate(region))]
+
+    write_columns(dst, indexes, values)

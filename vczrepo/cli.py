@@ -20,7 +20,8 @@ def _quiet_icechunk(verbose: int) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"vczrepo: error: {message}", err=True)
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    click.echo(f"vczrepo: error: {one_line}", err=True)
     sys.exit(code)
 
 
@@ -88,11 +89,17 @@ def with_chunk_options(f):
     return f
 
 
+def _change(m: dict) -> str:
+    """Sample count change of a commit, e.g. '+3', '-1'."""
+    added = m.get("n_samples_added", 0) + m.get("n_samples_restored", 0)
+    removed = m.get("n_samples_removed", 0)
+    return " ".join(x for x in (f"+{added}" if added else "", f"-{removed}" if removed else "") if x)
+
+
 def _print_commit(result) -> None:
     m = result.metadata
-    added, removed = m.get("n_samples_added"), m.get("n_samples_removed")
-    change = f"+{added} samples" if added is not None else f"-{removed} samples"
-    click.echo(f"{result.snapshot_id} {result.branch}: {m['op']} ({change}, {m['n_samples']} in total)")
+    change = _change(m)
+    click.echo(f"{result.snapshot_id} {result.branch}: {m['op']} ({change} samples, {m['n_samples']} in total)")
 
 
 def _vcztools_command(name: str) -> click.Command:
@@ -196,34 +203,95 @@ def tag(repo, name, ref, storage_options):
 
 @main.command()
 @click.argument("repo")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--from", "from_ref", default="main", show_default=True, help="Ref to branch from.")
+@click.option("--list", "list_", is_flag=True, help="List branches: head, commits ahead of/behind main.")
+@click.option("--delete", is_flag=True, help="Delete branch NAME (its commits stay in log --all).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with --list).")
 @storage_option
 @api_errors
-def branch(repo, name, from_ref, storage_options):
-    """Create branch NAME at --from REF."""
-    sid = _open(repo, storage_options).create_branch(name, from_ref)
-    click.echo(f"branch {name} -> {sid}")
+def branch(repo, name, from_ref, list_, delete, as_json, storage_options):
+    """Create branch NAME at --from REF; or --list branches; or --delete NAME."""
+    r = _open(repo, storage_options)
+    if list_ or name is None:
+        rows = r.branch_list()
+        if as_json:
+            _emit_json(rows)
+        for row in [] if as_json else rows:
+            click.echo(f"{row['name']:<20} {row['head']}  ahead {row['ahead']:>3}  behind {row['behind']:>3}")
+        return
+    if delete:
+        click.echo(f"deleted branch {name} (was {r.delete_branch(name)})")
+        return
+    click.echo(f"branch {name} -> {r.create_branch(name, from_ref)}")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("source")
+@click.option("--into", default="main", show_default=True, help="Branch to move.")
+@click.option("--replay", is_flag=True, help="If not a fast-forward, re-apply SOURCE's operations as new commits.")
+@storage_option
+@api_errors
+def promote(repo, source, into, replay, storage_options):
+    """Fast-forward a branch (--into, default main) to SOURCE."""
+    from .history import promote as do_promote
+
+    move = do_promote(_open(repo, storage_options), source, into, replay=replay)
+    click.echo(f"{into}: {move.mode} {move.old} -> {move.new}")
+    for c in move.commits:
+        _print_commit(c)
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("branch_name", metavar="BRANCH")
+@click.option("--to", "to_ref", required=True, help="Ref to move the branch to.")
+@click.option("--expect", help="The head you saw: refuse if the branch has moved since.")
+@click.option("--force", is_flag=True, help="Reset even if the branch moved since --expect.")
+@storage_option
+@api_errors
+def reset(repo, branch_name, to_ref, expect, force, storage_options):
+    """Move BRANCH to any ref; the old head stays reachable through `log --all`."""
+    from .history import reset as do_reset
+
+    move = do_reset(_open(repo, storage_options), branch_name, to_ref, expect=expect, force=force)
+    click.echo(f"{branch_name}: {move.old} -> {move.new}")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("snapshot")
+@branch_option
+@storage_option
+@api_errors
+def revert(repo, snapshot, branch, storage_options):
+    """New commit undoing one append (removes its samples) or remove (restores their data)."""
+    from .history import revert as do_revert
+
+    _print_commit(do_revert(_open(repo, storage_options), snapshot, branch=branch))
 
 
 @main.command()
 @click.argument("repo")
 @click.argument("ref", default="main")
 @click.option("-n", "limit", type=click.IntRange(1), help="Show at most N commits.")
+@click.option("--all", "all_", is_flag=True, help="Every commit: all branches, tags, and heads left by reset/delete.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @storage_option
 @api_errors
-def log(repo, ref, limit, as_json, storage_options):
+def log(repo, ref, limit, all_, as_json, storage_options):
     """History of REF, newest first, with the operation of each commit and refs pointing at it."""
-    commits = _open(repo, storage_options).log(ref, limit)
+    from .history import log_all
+
+    r = _open(repo, storage_options)
+    commits = log_all(r)[:limit] if all_ else r.log(ref, limit)
     if as_json:
         _emit_json([c.to_json() for c in commits])
         return
     for c in commits:
-        m = c.metadata
         refs = ", ".join([*c.branches, *(f"tag:{t}" for t in c.tags)])
-        added, removed = m.get("n_samples_added"), m.get("n_samples_removed")
-        change = f"+{added}" if added is not None else (f"-{removed}" if removed is not None else "")
+        change = _change(c.metadata)
         line = f"{c.id}  {c.written_at:%Y-%m-%d %H:%M:%S}  {c.op:<7} {change:>6}  {c.message}"
         click.echo(line + (f"  ({refs})" if refs else ""))
 
@@ -302,6 +370,58 @@ def diff(repo, from_ref, to_ref, as_json, storage_options):
     for label, ops in ((to_ref, d.operations), (from_ref, d.operations_only_in_from)):
         for op in ops:
             click.echo(f"  {label}: {op['id']} {op['op']:<7} {op['message']}")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("samples", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Show what would be rewritten, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@storage_option
+@api_errors
+def purge(repo, samples, dry_run, as_json, storage_options):
+    """Erase SAMPLES' call data from all history reachable from branches and tags (then run gc)."""
+    from .purge import purge as do_purge
+
+    p = do_purge(_open(repo, storage_options), samples, dry_run=dry_run)
+    if as_json:
+        _emit_json(p.to_json())
+        return
+    verb = "would rewrite" if dry_run else "rewrote"
+    click.echo(f"{verb} {len(p.rewrite)} commit(s) holding {', '.join(p.samples)}")
+    for old in p.rewrite:
+        click.echo(f"  {old} -> {p.rewritten.get(old, '(new snapshot)')}")
+    for branch, tip in p.branches.items():
+        click.echo(f"  branch {branch}: {tip} -> {p.rewritten.get(tip, '(rewritten)')}")
+    for tag in p.tags:
+        click.echo(f"  tag {tag} -> {p.renamed_tags.get(tag, 'renamed <tag>.purgedN')}")
+    if not dry_run:
+        click.echo("run `vczrepo gc` to delete the old snapshots' objects from storage")
+
+
+@main.command()
+@click.argument("repo")
+@click.option("--older-than", default="7d", show_default=True,
+              help="Only objects older than this (e.g. 30m, 12h, 7d); at least 10m.")
+@click.option("--expire", is_flag=True, help="Also drop history older than --older-than (tags and branch tips kept).")
+@click.option("--dry-run", is_flag=True, help="Report what would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@storage_option
+@api_errors
+def gc(repo, older_than, expire, dry_run, as_json, storage_options):
+    """Delete storage objects that no branch or tag reaches (abandoned writes, purged or reset history)."""
+    import dataclasses
+
+    from .gc import gc as do_gc
+    from .gc import parse_duration
+
+    result = do_gc(_open(repo, storage_options), parse_duration(older_than), expire=expire, dry_run=dry_run)
+    if as_json:
+        _emit_json(dataclasses.asdict(result))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {result.chunks_deleted} chunks, {result.manifests_deleted} manifests, "
+               f"{result.snapshots_deleted} snapshots ({result.bytes_deleted} bytes) older than {result.threshold:%Y-%m-%d %H:%M:%S}")
 
 
 @main.command()

@@ -46,9 +46,7 @@ def _ops(repo: Repository, base: str | None, sid: str) -> list[dict]:
 def diff(repo: Repository, a: str, b: str) -> RefDiff:
     """Differences going from ref `a` to ref `b` (b's samples not in a are 'added')."""
     sa, sb = repo.resolve(a), repo.resolve(b)
-    ancestors_a = [c.id for c in repo.log(sa)]
-    seen = set(ancestors_a)
-    base = next((c.id for c in repo.log(sb) if c.id in seen), None)
+    base = repo.merge_base(sa, sb)
     ga, gb = repo.group(sa), repo.group(sb)
     live_a, live_b = schema.live_samples(ga), schema.live_samples(gb)
     set_a, set_b = set(live_a), set(live_b)

@@ -20,8 +20,11 @@ def open_group(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_option
     return Repository.open(url, storage_options).group(ref)
 
 
-def export_group(src: zarr.Group, out: str | os.PathLike, *, drop_removed: bool = False) -> None:
-    """Write `src` as a standalone zarr format 3 VCZ at `out`, atomically (all or nothing)."""
+def export_group(src: zarr.Group, out: str | os.PathLike, *, keep: np.ndarray | None = None) -> None:
+    """Write `src` as a standalone zarr format 3 VCZ at `out`, atomically (all or nothing).
+
+    `keep`: indexes of the sample columns to export (default all).
+    """
     out = Path(out)
     if out.exists():
         raise OutputExistsError(f"output already exists: {out}")
@@ -29,9 +32,6 @@ def export_group(src: zarr.Group, out: str | os.PathLike, *, drop_removed: bool 
     try:
         dst = zarr.open_group(str(tmp / "vcz"), mode="w-", zarr_format=3)
         dst.attrs.update(dict(src.attrs))
-        keep = None
-        if drop_removed:
-            keep = np.flatnonzero(schema.sample_ids(src) != schema.NULL_SAMPLE)
         for name, arr in schema.arrays(src).items():
             axis = schema.sample_axis(arr)
             if keep is None or axis is None:
@@ -52,7 +52,9 @@ def checkout(repo: Repository, ref: str, out: str | os.PathLike, *, drop_removed
     array for array and sample indexes match the history; vcztools hides them anyway.
     """
     sid = repo.resolve(ref)
-    export_group(repo.group(sid), out, drop_removed=drop_removed)
+    src = repo.group(sid)
+    keep = np.flatnonzero(schema.sample_ids(src) != schema.NULL_SAMPLE) if drop_removed else None
+    export_group(src, out, keep=keep)
     return sid
 
 

@@ -135,6 +135,36 @@ class Repository:
         return repo, result
 
     # ----- refs -----
+    def ancestry_ids(self, snapshot_id: str) -> list[str]:
+        """Snapshot ids from `snapshot_id` back to the root, newest first."""
+        return [s.id for s in self.icechunk.ancestry(snapshot_id=snapshot_id)]
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """Newest common ancestor of two snapshots."""
+        seen = set(self.ancestry_ids(a))
+        return next((s for s in self.ancestry_ids(b) if s in seen), None)
+
+    def branch_list(self, base: str = DEFAULT_BRANCH) -> list[dict]:
+        """Every branch with its head and how far it is ahead of / behind `base`."""
+        base_ids = set(self.ancestry_ids(self.resolve(base)))
+        out = []
+        for name, sid in self.branches().items():
+            ids = self.ancestry_ids(sid)
+            out.append({"name": name, "head": sid, "ahead": sum(i not in base_ids for i in ids),
+                        "behind": len(base_ids - set(ids))})
+        return out
+
+    def delete_branch(self, name: str) -> str:
+        """Delete a branch (never main); its commits stay findable with `log --all`."""
+        with storage.write_lock(self.location):
+            if name == DEFAULT_BRANCH:
+                raise RefError(f"refusing to delete the default branch {name!r}")
+            if name not in self.icechunk.list_branches():
+                raise RefError(f"no such branch: {name}")
+            sid = self.icechunk.lookup_branch(name)
+            self.icechunk.delete_branch(name)
+        return sid
+
     def branches(self) -> dict[str, str]:
         return {b: self.icechunk.lookup_branch(b) for b in sorted(self.icechunk.list_branches())}
 
@@ -154,9 +184,16 @@ class Repository:
                 return self.icechunk.lookup_snapshot(ref).id
             except icechunk.IcechunkError:
                 pass
+        renamed = self.renamed_tags()
+        if ref in renamed:
+            return self.resolve(renamed[ref])
         names = sorted(branches | tags)
         near = difflib.get_close_matches(ref, names, n=3, cutoff=0.3) or names[:5]
         raise RefError(f"unknown ref {ref!r}; nearest: {', '.join(near) or '(none)'}")
+
+    def renamed_tags(self) -> dict[str, str]:
+        """Tags replaced by `purge` (icechunk never reuses a deleted tag's name): old → new."""
+        return dict(self.icechunk.get_metadata().get("vczrepo_renamed_tags", {}))
 
     def _check_new_name(self, name: str, kind: str) -> None:
         validate_name(name, kind)
@@ -186,8 +223,12 @@ class Repository:
     # ----- reading -----
     def group(self, ref: str = DEFAULT_BRANCH) -> zarr.Group:
         """Read-only root group of the VCZ at a ref."""
-        session = self.icechunk.readonly_session(snapshot_id=self.resolve(ref))
-        return zarr.open_group(session.store, mode="r")
+        sid = self.resolve(ref)
+        session = self.icechunk.readonly_session(snapshot_id=sid)
+        try:
+            return zarr.open_group(session.store, mode="r")
+        except zarr.errors.GroupNotFoundError as e:
+            raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
 
     def samples(self, ref: str = DEFAULT_BRANCH) -> list[str]:
         return schema.live_samples(self.group(ref))
