@@ -1,10 +1,12 @@
 """A state machine that tries to make a reader see an uncommitted or lost state.
 
 The model is deliberately simple: per branch, the ordered sample columns (None for a
-withdrawn sample) and each sample's genotypes; per tag, a frozen copy; per branch, the list
-of successful operations. After every step each branch head and tag, read back through
-vcztools' VczReader, must equal the model; readers opened earlier must still see the
-snapshot they opened; failed operations (faults injected part-way) must change nothing.
+withdrawn sample) and the commits that made it (so ancestry is a prefix relation); per
+tag, a frozen copy. After every step each branch head and tag, read back through vcztools'
+VczReader, must equal the model; readers opened earlier must still see the snapshot they
+opened; failed operations (faults injected part-way) must change nothing; `log` must list
+exactly the successful operations; promote must fast-forward exactly when the model says
+the target is behind, and refuse otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 import vcztools
 import zarr
 from hypothesis import assume, note
@@ -24,7 +27,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from vcfgen import write_vcz_direct
 
 import vczrepo
-from vczrepo import chunks, transaction
+from vczrepo import chunks, history, transaction
 
 N_VARIANTS = 7
 VARIANTS_CHUNK = 3
@@ -35,10 +38,20 @@ class InjectedFault(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Op:
+    """One successful commit: its operation, samples and the columns it touched."""
+
+    kind: str
+    names: tuple[str, ...]
+    columns: tuple[int, ...]
+    snapshot: str
+
+
 @dataclass
 class BranchModel:
     columns: list[str | None] = field(default_factory=list)
-    ops: list[str] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
 
     def copy(self) -> BranchModel:
         return BranchModel(list(self.columns), list(self.ops))
@@ -46,6 +59,22 @@ class BranchModel:
     @property
     def live(self) -> list[str]:
         return [c for c in self.columns if c is not None]
+
+    def append(self, names: list[str], snapshot: str, kind: str = "append") -> None:
+        start = len(self.columns)
+        self.columns.extend(names)
+        self.ops.append(Op(kind, tuple(names), tuple(range(start, start + len(names))), snapshot))
+
+    def remove(self, names: list[str], snapshot: str, kind: str = "remove") -> None:
+        cols = tuple(self.columns.index(n) for n in names)
+        for c in cols:
+            self.columns[c] = None
+        self.ops.append(Op(kind, tuple(names), cols, snapshot))
+
+    def restore(self, names: tuple[str, ...], cols: tuple[int, ...], snapshot: str) -> None:
+        for n, c in zip(names, cols, strict=True):
+            self.columns[c] = n
+        self.ops.append(Op("revert", names, cols, snapshot))
 
 
 def _genotypes(name: str) -> np.ndarray:
@@ -93,8 +122,10 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.counter = itertools.count()
         self.url = f"memory://machine-{uuid.uuid4().hex}"
         names = [f"S{next(self.counter)}" for _ in range(n)]
-        self.repo, _ = vczrepo.Repository.init(self.url, _batch(names, SAMPLES_CHUNK))
-        self.branches = {"main": BranchModel(list(names), ["init"])}
+        self.repo, result = vczrepo.Repository.init(self.url, _batch(names, SAMPLES_CHUNK))
+        main = BranchModel()
+        main.append(names, result.snapshot_id, "init")
+        self.branches = {"main": main}
         self.tags: dict[str, BranchModel] = {}
         self.readers: list[tuple[zarr.Group, BranchModel]] = []
         self.tag_snapshots: dict[str, str] = {}
@@ -104,14 +135,18 @@ class RepositoryMachine(RuleBasedStateMachine):
     def _branch(self, data) -> str:
         return data.draw(st.sampled_from(sorted(self.branches)), label="branch")
 
+    def _model(self, ref: str) -> BranchModel:
+        return self.branches[ref] if ref in self.branches else self.tags[ref]
+
+    def _state(self, branch: str):
+        return self.repo.branches(), self.repo.tags(), [c.id for c in self.repo.log(branch)]
+
     @rule(data=st.data(), n=st.integers(1, 5), chunk=st.sampled_from([1, 2, 3]))
     def append(self, data, n, chunk):
         branch = self._branch(data)
         names = [f"S{next(self.counter)}" for _ in range(n)]
-        self.repo.append(_batch(names, chunk), branch=branch)
-        model = self.branches[branch]
-        model.columns.extend(names)
-        model.ops.append("append")
+        result = self.repo.append(_batch(names, chunk), branch=branch)
+        self.branches[branch].append(names, result.snapshot_id)
 
     @rule(data=st.data())
     def remove(self, data):
@@ -119,37 +154,29 @@ class RepositoryMachine(RuleBasedStateMachine):
         live = self.branches[branch].live
         assume(live)
         names = data.draw(st.lists(st.sampled_from(live), min_size=1, max_size=3, unique=True), label="remove")
-        self.repo.remove(names, branch=branch)
-        model = self.branches[branch]
-        model.columns = [None if c in names else c for c in model.columns]
-        model.ops.append("remove")
+        result = self.repo.remove(names, branch=branch)
+        self.branches[branch].remove(names, result.snapshot_id)
 
     @rule(data=st.data(), op=st.sampled_from(["append", "remove"]),
           at=st.one_of(st.none(), st.integers(0, 12)), chunk=st.sampled_from([1, 2, 3]))
     def failing_operation(self, data, op, at, chunk):
         branch = self._branch(data)
-        before = (self.repo.branches(), self.repo.tags(), [c.id for c in self.repo.log(branch)])
-        live = self.branches[branch].live
+        model = self.branches[branch]
+        assume(op == "append" or model.live)
+        before = self._state(branch)
+        names = [f"F{next(self.counter)}", f"F{next(self.counter)}"] if op == "append" else model.live[:1]
         with fault_after(at):
             try:
                 if op == "append":
-                    self.repo.append(_batch([f"F{next(self.counter)}", f"F{next(self.counter)}"], chunk), branch=branch)
-                elif live:
-                    self.repo.remove(live[:1], branch=branch)
+                    result = self.repo.append(_batch(names, chunk), branch=branch)
                 else:
-                    return
+                    result = self.repo.remove(names, branch=branch)
             except InjectedFault as e:
                 note(f"injected: {e}")
-            else:  # fewer chunk tasks than the injection point: the operation completed
-                assert at is not None
-                model = self.branches[branch]
-                if op == "append":
-                    model.columns.extend(self.repo.log(branch)[0].metadata["samples_added"])
-                else:
-                    model.columns = [None if c == live[0] else c for c in model.columns]
-                model.ops.append(op)
+                assert self._state(branch) == before
                 return
-        assert (self.repo.branches(), self.repo.tags(), [c.id for c in self.repo.log(branch)]) == before
+        assert at is not None  # fewer chunk tasks than the injection point: it completed
+        getattr(model, op)(names, result.snapshot_id)
 
     @rule(target=refs, data=st.data())
     def tag(self, data):
@@ -166,14 +193,56 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.branches[name] = self._model(source).copy()
         return name
 
+    @rule(source=refs, data=st.data())
+    def promote(self, source, data):
+        into = self._branch(data)
+        src, dst = self._model(source), self.branches[into]
+        before = self._state(into)
+        if src.ops[: len(dst.ops)] == dst.ops and len(src.ops) > len(dst.ops):
+            move = history.promote(self.repo, source, into)
+            assert move.mode == "fast-forward"
+            self.branches[into] = src.copy()
+        elif dst.ops[: len(src.ops)] == src.ops:
+            assert history.promote(self.repo, source, into).mode == "up-to-date"
+        else:
+            with pytest.raises(vczrepo.RefError, match="cannot fast-forward"):
+                history.promote(self.repo, source, into)
+            assert self._state(into) == before
+
+    @rule(to=refs, data=st.data())
+    def reset(self, to, data):
+        branch = self._branch(data)
+        history.reset(self.repo, branch, to, expect=self.repo.resolve(branch))
+        self.branches[branch] = self._model(to).copy()
+
+    @rule(data=st.data())
+    def revert(self, data):
+        branch = self._branch(data)
+        model = self.branches[branch]
+        candidates = [op for op in model.ops if op.kind in ("append", "remove")]
+        assume(candidates)
+        op = data.draw(st.sampled_from(candidates), label="revert")
+        before = self._state(branch)
+        if op.kind == "append":
+            ok = all(n in model.live for n in op.names)
+        else:
+            ok = all(model.columns[c] is None for c in op.columns) and not set(op.names) & set(model.live)
+        if not ok:
+            with pytest.raises(vczrepo.SampleError):
+                history.revert(self.repo, op.snapshot, branch=branch)
+            assert self._state(branch) == before
+            return
+        result = history.revert(self.repo, op.snapshot, branch=branch)
+        if op.kind == "append":
+            model.remove(list(op.names), result.snapshot_id, "revert")
+        else:
+            model.restore(op.names, op.columns, result.snapshot_id)
+
     @rule(source=refs)
     def open_reader(self, source):
         root, model = self.repo.group(source), self._model(source).copy()
         self._assert_reads(root, model)
         self.readers.append((root, model))
-
-    def _model(self, ref: str) -> BranchModel:
-        return self.branches[ref] if ref in self.branches else self.tags[ref]
 
     def _assert_reads(self, root: zarr.Group, model: BranchModel) -> None:
         stored = [str(s) for s in root["sample_id"][:]]
@@ -208,15 +277,16 @@ class RepositoryMachine(RuleBasedStateMachine):
         for root, model in self.readers:
             assert [str(s) for s in root["sample_id"][:]] == [c or "" for c in model.columns]
 
-    def teardown(self):
-        for root, model in getattr(self, "readers", []):
-            self._assert_reads(root, model)
-
     @invariant()
     def log_lists_exactly_the_successful_operations(self):
         for name, model in self.branches.items():
-            ops = [c.op for c in self.repo.log(name) if c.op != "root"][::-1]
-            assert ops == model.ops
+            commits = [c for c in self.repo.log(name) if c.op != "root"][::-1]
+            assert [c.id for c in commits] == [op.snapshot for op in model.ops]
+            assert [c.op for c in commits] == [op.kind for op in model.ops]
+
+    def teardown(self):
+        for root, model in getattr(self, "readers", []):
+            self._assert_reads(root, model)
 
 
 TestRepositoryMachine = RepositoryMachine.TestCase
