@@ -77,3 +77,20 @@ def test_sigkill_during_append_never_leaves_a_partial_commit(setup):
         shutil.rmtree(repo)
     print(f"SIGKILL outcomes over {TRIALS} trials: {outcomes}")
     assert outcomes["old"] > 0
+
+
+def test_ctrl_c_during_append_commits_nothing(setup):
+    tmp, big = setup
+    repo = tmp / "interrupted"
+    shutil.copytree(tmp / "pristine", repo)
+    head = vczrepo.Repository.open(repo).resolve("main")
+    proc = subprocess.Popen([sys.executable, "-m", "vczrepo", "append", str(repo), str(big)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.6)  # past start-up, inside the chunk copy
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("append finished before the interrupt arrived")
+    assert proc.returncode == 130
+    assert err.strip() == "vczrepo: error: interrupted; nothing was committed"
+    assert vczrepo.Repository.open(repo).resolve("main") == head

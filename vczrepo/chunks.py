@@ -13,24 +13,42 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
+from tqdm import tqdm
 from zarr.core.sync import sync
 
 from . import schema
+from .errors import SourceError
 
 WORKERS = 8
+SHOW_PROGRESS: bool | None = None  # None: only when stderr is a terminal (the CLI's --no-progress sets False)
 
 
-def run_bounded(fn: Callable, tasks: Iterable, workers: int = WORKERS) -> None:
-    """Apply fn to every task on a bounded thread pool; the first error propagates."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in pool.map(fn, tasks):
-            pass
+def progress(total: int, desc: str | None):
+    """A tqdm bar, shown only on a terminal unless SHOW_PROGRESS says otherwise."""
+    show = sys.stderr.isatty() if SHOW_PROGRESS is None else SHOW_PROGRESS
+    return tqdm(total=total, desc=desc, unit="chunk", leave=False, disable=not show)
+
+
+def run_bounded(fn: Callable, tasks: Iterable, workers: int = WORKERS, desc: str | None = None) -> None:
+    """Apply fn to every task on a bounded thread pool, with a progress bar.
+
+    The first error (or Ctrl-C) cancels the tasks not yet started and propagates.
+    """
+    tasks = list(tasks)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with progress(len(tasks), desc) as bar:
+            for _ in pool.map(fn, tasks):
+                bar.update()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _chunk_ranges(length: int, chunk: int, start: int = 0, stop: int | None = None) -> Iterator[slice]:
@@ -77,32 +95,43 @@ def _chunk_key(array: zarr.Array, coords: tuple[int, ...]) -> str:
     return f"{array.path}/{key}" if array.path else key
 
 
-async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int) -> None:
-    grid = [range(-(-n // c)) for n, c in zip(src.shape, src.chunks, strict=True)]
+Share = tuple[int, int]  # (k, n): this worker's part of the work, chunk rows k, k+n, k+2n, …
+WHOLE: Share = (0, 1)
+
+
+def _mine(first_chunk_index: int, share: Share) -> bool:
+    return first_chunk_index % share[1] == share[0]
+
+
+async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int, share: Share) -> None:
+    grid = [c for c in itertools.product(*(range(-(-n // k)) for n, k in zip(src.shape, src.chunks, strict=True)))
+            if _mine(c[0], share)]
     limit = asyncio.Semaphore(WORKERS)
     proto = default_buffer_prototype()
 
-    async def one(coords: tuple[int, ...]) -> None:
+    async def one(coords: tuple[int, ...], bar) -> None:
         async with limit:
             data = await src.store.get(_chunk_key(src, coords), prototype=proto)
-            if data is None:  # never written: reads as fill value on both sides
-                return
-            target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
-            await dst.store.set(_chunk_key(dst, target), data)
+            if data is not None:  # never written: reads as fill value on both sides
+                target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
+                await dst.store.set(_chunk_key(dst, target), data)
+            bar.update()
 
-    await asyncio.gather(*(one(c) for c in itertools.product(*grid)))
+    with progress(len(grid), dst.path) as bar:
+        await asyncio.gather(*(one(c, bar) for c in grid))
 
 
-def copy_samples(src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarray | None = None) -> None:
+def copy_samples(src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarray | None = None,
+                 share: Share = WHOLE) -> None:
     """Write all samples of src (or those at `select`) into dst starting at sample `offset`.
 
-    dst must already be large enough.
+    dst must already be large enough. `share` restricts the work to one worker's part.
     """
     axis = schema.sample_axis(dst)
     n = src.shape[axis] if select is None else len(select)
     chunk = dst.chunks[axis]
     if select is None and offset % chunk == 0 and same_encoding(src, dst):
-        sync(_copy_encoded(src, dst, axis, offset // chunk))
+        sync(_copy_encoded(src, dst, axis, offset // chunk, share))
         return
 
     def one(region: tuple[slice, ...]) -> None:
@@ -112,16 +141,21 @@ def copy_samples(src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarr
         else:
             src_sel = tuple(select[s.start - offset : s.stop - offset] if i == axis else r
                             for i, r in enumerate(region))
-        values = src.oindex[src_sel] if select is not None else src[src_sel]
+        try:
+            values = src.oindex[src_sel] if select is not None else src[src_sel]
+        except Exception as e:  # a truncated or corrupt chunk in the batch
+            raise SourceError(f"cannot read {src.path} at {[(r.start, r.stop) for r in src_sel if isinstance(r, slice)]}: "
+                              f"{type(e).__name__}: {e}") from e
         dst[region] = values
 
-    run_bounded(one, sample_regions(dst, offset, offset + n))
+    regions = [r for r in sample_regions(dst, offset, offset + n) if _mine(r[0].start // dst.chunks[0], share)]
+    run_bounded(one, regions, desc=dst.path)
 
 
 def copy_array(src: zarr.Array, dst: zarr.Array) -> None:
     """Copy a whole array of identical shape (encoded bytes when possible)."""
     if same_encoding(src, dst):
-        sync(_copy_encoded(src, dst, 0, 0))
+        sync(_copy_encoded(src, dst, 0, 0, WHOLE))
         return
     regions = itertools.product(
         *(list(_chunk_ranges(n, c)) for n, c in zip(dst.shape, dst.chunks, strict=True))
@@ -130,10 +164,10 @@ def copy_array(src: zarr.Array, dst: zarr.Array) -> None:
     def one(region: tuple[slice, ...]) -> None:
         dst[region] = src[region]
 
-    run_bounded(one, regions)
+    run_bounded(one, regions, desc=dst.path)
 
 
-def write_columns(array: zarr.Array, indexes: list[int], values: Callable) -> None:
+def write_columns(array: zarr.Array, indexes: list[int], values: Callable, share: Share = WHOLE) -> None:
     """Overwrite the given sample columns, one chunk column at a time (read-modify-write).
 
     `values(region, columns)` gives the new data for global sample `columns` within the
@@ -148,7 +182,8 @@ def write_columns(array: zarr.Array, indexes: list[int], values: Callable) -> No
     for c, members in by_chunk.items():
         start, stop = c * chunk, min((c + 1) * chunk, array.shape[axis])
         for region in sample_regions(array, start, stop):
-            tasks.append((region, members))
+            if _mine(region[0].start // array.chunks[0], share):
+                tasks.append((region, members))
 
     def one(task: tuple[tuple[slice, ...], list[int]]) -> None:
         region, members = task
@@ -158,12 +193,12 @@ def write_columns(array: zarr.Array, indexes: list[int], values: Callable) -> No
         block[index] = values(region, members)
         array[region] = block
 
-    run_bounded(one, tasks)
+    run_bounded(one, tasks, desc=array.path)
 
 
-def fill_samples(array: zarr.Array, indexes: list[int], value) -> None:
+def fill_samples(array: zarr.Array, indexes: list[int], value, share: Share = WHOLE) -> None:
     """Overwrite the given samples of an array with a constant."""
-    write_columns(array, indexes, lambda region, members: value)
+    write_columns(array, indexes, lambda region, members: value, share)
 
 
 def copy_columns(src: zarr.Array, dst: zarr.Array, indexes: list[int]) -> None:

@@ -83,6 +83,19 @@ chunk_options = [
 ]
 
 
+distributed_options = [
+    click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+                 help="Spread the chunk work over N dask.distributed workers (a LocalCluster)."),
+    click.option("--scheduler", metavar="ADDRESS", help="Use an existing dask cluster instead of a LocalCluster."),
+]
+
+
+def with_distributed_options(f):
+    for option in reversed(distributed_options):
+        f = option(f)
+    return f
+
+
 def with_chunk_options(f):
     for option in reversed(chunk_options):
         f = option(f)
@@ -136,10 +149,15 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.option("-v", "--verbose", count=True, help="Show icechunk's logs (-v warnings, -vv info).")
+@click.option("--no-progress", is_flag=True, help="No progress bars (they only show on a terminal anyway).")
 @click.version_option(package_name="vczrepo")
-def main(verbose: int) -> None:
+def main(verbose: int, no_progress: bool) -> None:
     """Versioned VCF Zarr repositories: append and remove samples as commits, tag, branch, read any ref."""
+    from . import chunks
+
     _quiet_icechunk(verbose)
+    if no_progress:
+        chunks.SHOW_PROGRESS = False
 
 
 @main.command()
@@ -166,13 +184,16 @@ def init(repo, source, message, variants_chunk_size, samples_chunk_size, storage
 @branch_option
 @message_option
 @with_chunk_options
+@with_distributed_options
 @storage_option
 @api_errors
-def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, storage_options):
+def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, workers, scheduler,
+           storage_options):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
     result = _open(repo, storage_options).append(
         source, branch=branch, message=message,
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+        workers=workers, scheduler=scheduler,
     )
     _print_commit(result)
 
@@ -182,11 +203,13 @@ def append(repo, source, branch, message, variants_chunk_size, samples_chunk_siz
 @click.argument("samples", nargs=-1, required=True)
 @branch_option
 @message_option
+@with_distributed_options
 @storage_option
 @api_errors
-def remove(repo, samples, branch, message, storage_options):
+def remove(repo, samples, branch, message, workers, scheduler, storage_options):
     """Withdraw SAMPLES from REPO as one commit (their data becomes missing)."""
-    _print_commit(_open(repo, storage_options).remove(samples, branch=branch, message=message))
+    _print_commit(_open(repo, storage_options).remove(samples, branch=branch, message=message,
+                                                      workers=workers, scheduler=scheduler))
 
 
 @main.command()

@@ -23,6 +23,7 @@ from zarr.core.sync import sync
 from . import chunks, schema, storage
 from .errors import RefError, SampleError, VczRepoError
 from .history import _swap
+from .ops.remove import null_columns
 from .repository import Repository
 
 SCHEMA_KEYS = ("samples_added", "samples_removed", "samples_restored")
@@ -118,9 +119,7 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
     ids = schema.sample_ids(root).tolist()
     columns = [i for i, s in enumerate(ids) if s in names]
     if columns:
-        for name, array in schema.sample_arrays(root).items():
-            value = schema.NULL_SAMPLE if name == "sample_id" else schema.missing_value(array.dtype)
-            chunks.fill_samples(array, columns, value)
+        null_columns(root, columns)
     return session.commit(old.message, metadata=_scrub(old.metadata, names, commit_id), allow_empty=True)
 
 

@@ -289,25 +289,32 @@ class Repository:
         message: str | None = None,
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
+        workers: int = 1,
+        scheduler: str | None = None,
     ) -> CommitResult:
-        """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`."""
+        """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`.
+
+        With `workers` > 1 (or a dask `scheduler` address) the chunk copy is spread over
+        dask.distributed workers; it still lands as one commit.
+        """
         self._require_branch(branch)
         with open_source(
             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
         ) as src:
             return self._commit(
                 branch, "append", message or f"append {Path(src.path).name}",
-                lambda root: append_batch(root, src),
+                lambda root: append_batch(root, src, workers=workers, scheduler=scheduler),
             )
 
-    def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH,
-               message: str | None = None) -> CommitResult:
-        """Withdraw samples as one commit on `branch`."""
+    def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,
+               workers: int = 1, scheduler: str | None = None) -> CommitResult:
+        """Withdraw samples as one commit on `branch` (optionally spread over dask workers)."""
         self._require_branch(branch)
         names = list(samples)
         return self._commit(
             branch, "remove", message or f"remove {', '.join(names[:5])}{' …' if len(names) > 5 else ''}",
-            lambda root: remove_samples(root, names, lambda n: self._was_removed(branch, n)),
+            lambda root: remove_samples(root, names, lambda n: self._was_removed(branch, n),
+                                        workers=workers, scheduler=scheduler),
         )
 
     def _require_branch(self, branch: str) -> None:

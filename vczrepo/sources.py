@@ -27,6 +27,7 @@ class Source:
     kind: str  # "vcz" or "vcf"
     size: int
     sha256: str
+    vcz_path: str | None = None  # the VCZ directory actually read (a temporary one for VCF input)
 
     def provenance(self) -> dict:
         return {"path": self.path, "kind": self.kind, "size": self.size, "sha256": self.sha256}
@@ -107,10 +108,10 @@ def open_source(
         with tempfile.TemporaryDirectory(prefix="vczrepo-") as tmp:
             out = Path(tmp) / "batch.vcz"
             convert_vcf(p, out, variants_chunk_size, samples_chunk_size)
-            yield Source(open_vcz(out), str(p.absolute()), "vcf", size, digest)
+            yield Source(open_vcz(out), str(p.absolute()), "vcf", size, digest, str(out))
         return
     if not p.is_dir():
         raise SourceError(f"not a VCZ directory or VCF/BCF file: {path}")
     group = open_vcz(p)
     size, digest = _tree_digest(p)
-    yield Source(group, str(p.absolute()), "vcz", size, digest)
+    yield Source(group, str(p.absolute()), "vcz", size, digest, str(p.absolute()))

@@ -94,13 +94,13 @@ def fault_after(n_tasks: int | None):
     original_run, original_meta = chunks.run_bounded, transaction.commit_metadata
     done = itertools.count()
 
-    def run_bounded(fn, tasks, workers=chunks.WORKERS):
+    def run_bounded(fn, tasks, workers=chunks.WORKERS, desc=None):
         def wrapped(task):
             if n_tasks is not None and next(done) >= n_tasks:
                 raise InjectedFault(f"after {n_tasks} chunk writes")
             fn(task)
 
-        original_run(wrapped, tasks, workers=1)
+        original_run(wrapped, tasks, workers=1, desc=desc)
 
     def commit_metadata(*args, **kwargs):
         raise InjectedFault("after all writes, before commit")

@@ -9,13 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import icechunk
 import zarr
 
 from .. import chunks, schema
 from ..errors import SampleError
 
 
-def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable[[str], bool]) -> dict:
+def null_columns(root: zarr.Group, indexes: list[int], share: chunks.Share = chunks.WHOLE) -> None:
+    """Overwrite (a share of) the given sample columns of every sample array with missing values."""
+    for name, array in schema.sample_arrays(root).items():
+        value = schema.NULL_SAMPLE if name == "sample_id" else schema.missing_value(array.dtype)
+        chunks.fill_samples(array, indexes, value, share)
+
+
+def null_share(fork: icechunk.ForkSession, indexes: list[int], share: chunks.Share) -> icechunk.ForkSession:
+    """A distributed worker's part of a remove (runs on the worker)."""
+    null_columns(zarr.open_group(fork.store, mode="r+"), indexes, share)
+    return fork
+
+
+def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable[[str], bool], *,
+                   workers: int = 1, scheduler: str | None = None) -> dict:
     """Null the named samples; `was_removed` tells an already-removed name from an unknown one."""
     if not names:
         raise SampleError("no samples given to remove")
@@ -29,9 +44,12 @@ def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable
             state = "already removed" if was_removed(name) else "unknown sample"
             raise SampleError(f"cannot remove {name}: {state}")
     indexes = [position[n] for n in names]
-    for name, array in schema.sample_arrays(root).items():
-        value = schema.NULL_SAMPLE if name == "sample_id" else schema.missing_value(array.dtype)
-        chunks.fill_samples(array, indexes, value)
+    if workers > 1 or scheduler:
+        from ..distributed import run_forked
+
+        run_forked(root.store.session, null_share, (indexes,), workers, scheduler)
+    else:
+        null_columns(root, indexes)
     return {
         "samples_removed": list(names),
         "n_samples_removed": len(names),

@@ -1,0 +1,83 @@
+"""Append and remove spread over dask.distributed workers: one commit, or nothing on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import dask
+import numpy as np
+import pytest
+from distributed import LocalCluster
+from helpers import state
+from vcfgen import write_vcz_direct
+
+import vczrepo
+
+N_VARIANTS = 1500
+
+
+def _batch(path, names, seed, samples_chunk=3):
+    rng = np.random.default_rng(seed)
+    gts = rng.integers(0, 2, size=(N_VARIANTS, len(names), 2)).astype(np.int8)
+    return write_vcz_direct(path, names, gts, n_variants=N_VARIANTS, samples_chunk_size=samples_chunk,
+                            variants_chunk_size=100)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as c:
+        yield c
+
+
+def test_distributed_append_and_remove_equal_local_ones(cli, tmp_path, cluster):
+    base = _batch(tmp_path / "a.vcz", ["A0", "A1", "A2", "A3"], 1, samples_chunk=4)
+    batch = _batch(tmp_path / "b.vcz", [f"B{i}" for i in range(7)], 2)
+    local, dist = tmp_path / "local", tmp_path / "dist"
+    for path in (local, dist):
+        vczrepo.Repository.init(path, base)
+    cli("append", local, batch)
+    cli("append", dist, batch, "--scheduler", cluster.scheduler_address)
+    cli("remove", local, "A1", "B5")
+    cli("remove", dist, "A1", "B5", "--scheduler", cluster.scheduler_address)
+    a, b = vczrepo.open_group(local), vczrepo.open_group(dist)
+    for name, array in a.arrays():
+        np.testing.assert_array_equal(array[...], b[name][...])
+    repo = vczrepo.Repository.open(dist)
+    assert [c.op for c in repo.log()] == ["remove", "append", "init", "root"]
+    assert repo.log()[1].metadata["n_samples"] == 11
+    assert vczrepo.check(repo).ok
+
+
+def test_workers_option_starts_a_local_cluster(cli, tmp_path):
+    path = tmp_path / "r"
+    vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0", "A1"], 1))
+    cli("append", path, _batch(tmp_path / "b.vcz", ["B0", "B1", "B2"], 2), "--workers", "2")
+    assert vczrepo.Repository.open(path).samples() == ["A0", "A1", "B0", "B1", "B2"]
+
+
+def test_killed_worker_aborts_with_nothing_committed(tmp_path, cluster):
+    path = tmp_path / "r"
+    repo, _ = vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0"], 1))
+    big = _batch(tmp_path / "big.vcz", [f"B{i}" for i in range(60)], 2, samples_chunk=7)
+    before = state(path)
+    victim = next(iter(cluster.workers.values())).process.process.pid
+    errors = []
+
+    def run():
+        try:
+            repo.append(big, scheduler=cluster.scheduler_address)
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.0)
+    os.kill(victim, signal.SIGKILL)
+    thread.join(timeout=120)
+    assert errors, "the append should have failed when its worker died"
+    assert state(path) == before

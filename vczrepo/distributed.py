@@ -1,0 +1,49 @@
+"""Spreading one append or remove over dask.distributed workers, still as one commit.
+
+The coordinator forks its writable icechunk session once per worker (icechunk
+``ForkSession``s are picklable); each worker writes its share of the chunk rows through
+its fork and sends the fork back; the coordinator merges the forks and the transaction
+commits once. Readers see nothing until that commit. If any worker fails (or dies), the
+whole operation fails and nothing is committed: tasks are never retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import icechunk
+
+from . import chunks
+
+
+@contextlib.contextmanager
+def client(workers: int, scheduler: str | None) -> Iterator:
+    """A dask client: an existing cluster at `scheduler`, or a LocalCluster of `workers` processes."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as c:
+            yield c
+        return
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster) as c:
+        yield c
+
+
+def run_forked(session: icechunk.Session, work: Callable, args: tuple, workers: int, scheduler: str | None) -> None:
+    """Run `work(fork, *args, share)` for each worker's share and merge the forks into `session`."""
+    from distributed import as_completed
+
+    forks = [session.fork() for _ in range(workers)]
+    with client(workers, scheduler) as c:
+        futures = [c.submit(work, fork, *args, (k, workers), pure=False, retries=0)
+                   for k, fork in enumerate(forks)]
+        done = []
+        with chunks.progress(workers, "workers") as bar:
+            for future in as_completed(futures):
+                done.append(future.result())  # the first failure raises: nothing merged, nothing committed
+                bar.update()
+    session.merge(*done)
