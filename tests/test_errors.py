@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 from helpers import state
 from vcfgen import genotypes, make_vcz, sites, write_vcz_direct
 
@@ -69,7 +70,7 @@ def test_fields_and_dtypes_are_checked(cli, tmp_path):
     vczrepo.Repository.init(path, _direct(tmp_path, "base", ["A1", "A2"]))
     before = state(path)
     for batch, message in [
-        (_direct(tmp_path, "nodp", ["B1"], with_dp=False), "fields differ (missing from batch: call_DP)"),
+        (_direct(tmp_path, "nodp", ["B1"], with_dp=False), "call fields differ (missing from batch: call_DP)"),
         (_direct(tmp_path, "wide", ["B2"], dp_dtype=np.int32), "field call_DP: batch dtype int32"),
     ]:
         result = cli("append", path, batch, ok=False)
@@ -130,3 +131,31 @@ def test_removed_sample_can_be_added_again_as_a_new_column(cli, repo_path, tmp_p
     repo = vczrepo.Repository.open(repo_path)
     assert repo.samples() == ["S1", "S3", "S2"]
     assert list(repo.group()["sample_id"][:]) == ["S1", "", "S3", "S2"]
+
+
+def test_fill_missing_fields_fills_gaps_with_missing_values(cli, tmp_path, data, whole_vcz):
+    path = tmp_path / "r"
+    vczrepo.Repository.init(path, _direct(tmp_path, "base", ["A1", "A2"], with_dp=False))
+    with_dp = _direct(tmp_path, "dp", ["B1"])
+    result = cli("append", path, with_dp, ok=False)
+    assert result.exit_code == 5 and "call fields differ (not in repository: call_DP)" in result.stderr
+    cli("append", path, with_dp, "--fill-missing-fields")
+    cli("append", path, _direct(tmp_path, "nodp", ["C1"], with_dp=False), "--fill-missing-fields")
+    root = vczrepo.open_group(path)
+    dp = root["call_DP"][:]
+    assert (dp[:, [0, 1, 3]] == -1).all() and (dp[:, 2] >= 3).all()
+    assert root["call_DP"].chunks == root["call_genotype"].chunks[:2]
+    assert vczrepo.Repository.open(path).log()[1].metadata["fields_added"] == ["call_DP"]
+    assert vczrepo.check(vczrepo.Repository.open(path)).ok
+
+
+def test_variant_fields_on_one_side_only(cli, repo_path, tmp_path):
+    batch = make_vcz(tmp_path, "b", ["N1"])
+    del zarr.open_group(str(batch), mode="r+")["variant_quality"]
+    before = state(repo_path)
+    result = cli("append", repo_path, batch, ok=False)
+    assert result.exit_code == 5
+    assert "variant fields differ (missing from batch: variant_quality)" in result.stderr
+    assert state(repo_path) == before
+    cli("append", repo_path, batch, "--fill-missing-fields")
+    assert vczrepo.Repository.open(repo_path).samples() == NAMES + ["N1"]

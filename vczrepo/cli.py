@@ -184,16 +184,19 @@ def init(repo, source, message, variants_chunk_size, samples_chunk_size, storage
 @branch_option
 @message_option
 @with_chunk_options
+@click.option("--fill-missing-fields", is_flag=True,
+              help="Accept call fields on one side only (missing values fill the gaps) and ignore "
+                   "per-variant fields the repository lacks.")
 @with_distributed_options
 @storage_option
 @api_errors
-def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, workers, scheduler,
-           storage_options):
+def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, fill_missing_fields,
+           workers, scheduler, storage_options):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
     result = _open(repo, storage_options).append(
         source, branch=branch, message=message,
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-        workers=workers, scheduler=scheduler,
+        fill_missing_fields=fill_missing_fields, workers=workers, scheduler=scheduler,
     )
     _print_commit(result)
 

@@ -289,10 +289,14 @@ class Repository:
         message: str | None = None,
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
+        fill_missing_fields: bool = False,
         workers: int = 1,
         scheduler: str | None = None,
     ) -> CommitResult:
         """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`.
+
+        `fill_missing_fields` accepts call fields present on one side only (missing values fill
+        the gaps) and ignores per-variant fields the repository lacks.
 
         With `workers` > 1 (or a dask `scheduler` address) the chunk copy is spread over
         dask.distributed workers; it still lands as one commit.
@@ -303,7 +307,8 @@ class Repository:
         ) as src:
             return self._commit(
                 branch, "append", message or f"append {Path(src.path).name}",
-                lambda root: append_batch(root, src, workers=workers, scheduler=scheduler),
+                lambda root: append_batch(root, src, fill_missing_fields=fill_missing_fields, workers=workers,
+                                          scheduler=scheduler),
             )
 
     def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,

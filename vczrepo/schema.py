@@ -164,22 +164,37 @@ def _variant_label(group: zarr.Group, index: int) -> str:
     return f"{contigs[int(group['variant_contig'][index])]}:{int(group['variant_position'][index])}"
 
 
-def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array]) -> None:
-    """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype."""
+def variant_fields(group: zarr.Group) -> set[str]:
+    """Per-variant fields (INFO and site columns): variant_* arrays without a samples axis."""
+    return {name for name, a in arrays(group).items()
+            if name.startswith("variant_") and dims(a)[:1] == (VARIANTS,) and SAMPLES not in dims(a)}
+
+
+def _one_sided(kind: str, store: set[str], batch: set[str]) -> None:
+    only_store, only_batch = sorted(store - batch), sorted(batch - store)
+    parts = [f"missing from batch: {', '.join(only_store)}"] if only_store else []
+    parts += [f"not in repository: {', '.join(only_batch)}"] if only_batch else []
+    if parts:
+        raise IncompatibleBatchError(
+            f"{kind} fields differ ({'; '.join(parts)}); --fill-missing-fields accepts this"
+        )
+
+
+def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
+                        fill_missing: bool = False) -> None:
+    """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype.
+
+    With `fill_missing`, a field on one side only is accepted (append fills the gaps).
+    """
     if "call_genotype" in s_fields and "call_genotype" in b_fields:
         s_ploidy, b_ploidy = s_fields["call_genotype"].shape[2:], b_fields["call_genotype"].shape[2:]
         if s_ploidy != b_ploidy:
             raise IncompatibleBatchError(f"ploidy differs: repository {s_ploidy[0]}, batch {b_ploidy[0]}")
-    only_store = sorted(set(s_fields) - set(b_fields))
-    only_batch = sorted(set(b_fields) - set(s_fields))
-    if only_store or only_batch:
-        parts = []
-        if only_store:
-            parts.append(f"missing from batch: {', '.join(only_store)}")
-        if only_batch:
-            parts.append(f"not in repository: {', '.join(only_batch)}")
-        raise IncompatibleBatchError(f"fields differ ({'; '.join(parts)})")
+    if not fill_missing:
+        _one_sided("call", set(s_fields), set(b_fields))
     for name, s_arr in s_fields.items():
+        if name not in b_fields:
+            continue
         b_arr = b_fields[name]
         if dims(s_arr) != dims(b_arr):
             raise IncompatibleBatchError(f"field {name}: dimensions differ ({dims(s_arr)} vs {dims(b_arr)})")
@@ -199,12 +214,15 @@ def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zar
 
 
 def check_appendable(
-    store: zarr.Group, batch: zarr.Group, s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array]
+    store: zarr.Group, batch: zarr.Group, s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
+    fill_missing: bool = False,
 ) -> list[str]:
     """Everything an append checks before writing; returns the batch's sample ids."""
     ids = check_batch_samples(store, batch)
     check_same_variants(store, batch)
-    check_sample_fields(s_fields, b_fields)
+    check_sample_fields(s_fields, b_fields, fill_missing)
+    if not fill_missing:
+        _one_sided("variant", variant_fields(store), variant_fields(batch))
     return ids
 
 
@@ -223,13 +241,15 @@ def _v3_compressors(array: zarr.Array):
     return out
 
 
-def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int, ...] | None = None) -> zarr.Array:
+def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int, ...] | None = None,
+                chunks: tuple[int, ...] | None = None) -> zarr.Array:
     """Create a zarr format 3 array in `group` with src's dtype, chunks, codecs and attributes."""
     attrs = {k: v for k, v in src.attrs.items() if k != "_ARRAY_DIMENSIONS"}
     shape = src.shape if shape is None else shape
+    chunks = src.chunks if chunks is None else chunks
     if np.dtype(src.dtype).kind in "USO":  # fixed-width strings would truncate later, longer ids
         return group.create_array(
-            name, shape=shape, dtype=str, chunks=src.chunks, dimension_names=dims(src),
+            name, shape=shape, dtype=str, chunks=chunks, dimension_names=dims(src),
             attributes=attrs, fill_value="",
         )
     if src.metadata.zarr_format == 3:
@@ -240,6 +260,6 @@ def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int,
     else:
         kwargs = dict(compressors=_v3_compressors(src), fill_value=src.fill_value)
     return group.create_array(
-        name, shape=shape, dtype=src.dtype, chunks=src.chunks, dimension_names=dims(src),
+        name, shape=shape, dtype=src.dtype, chunks=chunks, dimension_names=dims(src),
         attributes=attrs, **kwargs,
     )

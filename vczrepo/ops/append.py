@@ -16,12 +16,36 @@ from ..sources import Source, open_vcz
 
 def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
                   share: chunks.Share = chunks.WHOLE) -> None:
-    """Resize every sample array to `total` samples and copy (a share of) the batch in at `offset`."""
+    """Resize every sample array to `total` samples and copy (a share of) the batch in at `offset`.
+
+    A repository field the batch lacks gets missing values in the new columns.
+    """
     batch_fields = schema.sample_arrays(batch)
     for name, dst in schema.sample_arrays(root).items():
         axis = schema.sample_axis(dst)
         dst.resize(tuple(total if i == axis else n for i, n in enumerate(dst.shape)))
-        chunks.copy_samples(batch_fields[name], dst, offset, share=share)
+        if name in batch_fields:
+            chunks.copy_samples(batch_fields[name], dst, offset, share=share)
+        else:
+            chunks.fill_samples(dst, list(range(offset, total)), schema.missing_value(dst.dtype), share)
+
+
+def add_batch_only_fields(root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
+    """Create the batch's call fields the repository lacks, missing for the samples already there."""
+    fields = schema.sample_arrays(root)
+    like = fields["call_genotype"] if "call_genotype" in fields else fields["sample_id"]
+    added = []
+    for name, src in schema.sample_arrays(batch).items():
+        if name in fields:
+            continue
+        axis = schema.sample_axis(src)
+        shape = tuple(offset if i == axis else n for i, n in enumerate(src.shape))
+        chunk_shape = tuple(like.chunks[i] if i <= axis else c for i, c in enumerate(src.chunks))
+        dst = schema.create_like(root, name, src, shape=shape, chunks=chunk_shape)
+        if offset:
+            chunks.fill_samples(dst, list(range(offset)), schema.missing_value(dst.dtype))
+        added.append(name)
+    return added
 
 
 def copy_share(fork: icechunk.ForkSession, batch_path: str, offset: int, total: int,
@@ -31,12 +55,16 @@ def copy_share(fork: icechunk.ForkSession, batch_path: str, offset: int, total: 
     return fork
 
 
-def append_batch(root: zarr.Group, source: Source, *, workers: int = 1, scheduler: str | None = None) -> dict:
+def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool = False, workers: int = 1,
+                 scheduler: str | None = None) -> dict:
+    """Append a batch; with `fill_missing_fields`, call fields on one side only get missing values
+    where the other side has no data, and per-variant fields the repository lacks are ignored."""
     batch = source.group
     fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
-    ids = schema.check_appendable(root, batch, fields, batch_fields)
+    ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
     total = offset + len(ids)
+    added_fields = add_batch_only_fields(root, batch, offset) if fill_missing_fields else []
     if workers > 1 or scheduler:
         from ..distributed import run_forked
 
@@ -50,4 +78,5 @@ def append_batch(root: zarr.Group, source: Source, *, workers: int = 1, schedule
         "n_samples_added": len(ids),
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
+        **({"fields_added": added_fields} if added_fields else {}),
     }
