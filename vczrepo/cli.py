@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from functools import wraps
 
 import click
@@ -162,20 +163,27 @@ def main(verbose: int, no_progress: bool) -> None:
 
 @main.command()
 @click.argument("repo")
-@click.argument("source", type=click.Path())
+@click.argument("sources", nargs=-1, required=True, type=click.Path())
+@click.option("--variants-from", is_flag=True,
+              help="SOURCES are VCZs whose sorted variant union the repository holds, with no samples.")
 @message_option
 @with_chunk_options
 @storage_option
 @api_errors
-def init(repo, source, message, variants_chunk_size, samples_chunk_size, storage_options):
+def init(repo, sources, variants_from, message, variants_chunk_size, samples_chunk_size, storage_options):
     """Create REPO whose first commit holds SOURCE (a VCZ, or a VCF/BCF converted with bio2zarr)."""
     from .repository import Repository
 
+    if not variants_from and len(sources) != 1:
+        raise click.UsageError("init takes one SOURCE (or several with --variants-from)")
     _, result = Repository.init(
-        repo, source, message=message, storage_options=_parse_options(storage_options),
+        repo, None if variants_from else sources[0], variants_from=sources if variants_from else (),
+        message=message, storage_options=_parse_options(storage_options),
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
     )
     _print_commit(result)
+    if variants_from:
+        click.echo(f"{result.metadata['n_variants']} variants from {len(sources)} VCZs")
 
 
 @main.command()
@@ -187,18 +195,45 @@ def init(repo, source, message, variants_chunk_size, samples_chunk_size, storage
 @click.option("--fill-missing-fields", is_flag=True,
               help="Accept call fields on one side only (missing values fill the gaps) and ignore "
                    "per-variant fields the repository lacks.")
+@click.option("--normalise", is_flag=True,
+              help="Map a batch with another variant set onto the repository's variants first.")
+@click.option("--allow-new-alleles", is_flag=True,
+              help="With --normalise: add the batch's new ALT alleles at existing sites.")
 @with_distributed_options
 @storage_option
 @api_errors
 def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, fill_missing_fields,
-           workers, scheduler, storage_options):
+           normalise, allow_new_alleles, workers, scheduler, storage_options):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
     result = _open(repo, storage_options).append(
         source, branch=branch, message=message,
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-        fill_missing_fields=fill_missing_fields, workers=workers, scheduler=scheduler,
+        fill_missing_fields=fill_missing_fields, normalise=normalise, allow_new_alleles=allow_new_alleles,
+        workers=workers, scheduler=scheduler,
     )
     _print_commit(result)
+
+
+@main.command()
+@click.argument("batch", type=click.Path())
+@click.option("--like", "repo", required=True, help="Repository whose variants the batch is mapped onto.")
+@click.argument("out", type=click.Path())
+@at_option
+@click.option("--allow-new-alleles", is_flag=True, help="Add the batch's new ALT alleles at existing sites.")
+@storage_option
+@api_errors
+def normalise(batch, repo, out, ref, allow_new_alleles, storage_options):
+    """Write BATCH mapped onto REPO's variants (at --at REF) as a plain VCZ at OUT."""
+    from .ops.normalise import normalise as do_normalise
+    from .sources import open_source
+
+    if Path(out).exists():
+        raise errors.OutputExistsError(f"output already exists: {out}")
+    with open_source(batch) as src:
+        summary = do_normalise(src.group, _open(repo, storage_options).group(ref), out,
+                               allow_new_alleles=allow_new_alleles)
+    click.echo(f"{out}: {summary['n_variants_missing_from_batch']} variants missing from the batch, "
+               f"{summary['n_alleles_remapped']} remapped, {len(summary['new_alleles'])} with new ALT alleles")
 
 
 @main.command()

@@ -6,6 +6,7 @@ methods and formats what they return.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -19,11 +20,11 @@ import icechunk
 import zarr
 
 from . import schema, storage, transaction
-from .errors import RefError, RepositoryError
-from .ops.append import append_batch
+from .errors import RefError, RepositoryError, SourceError
+from .ops.append import append_batch, append_normalised
 from .ops.init import import_batch
 from .ops.remove import remove_samples
-from .sources import open_source
+from .sources import open_source, union_source
 
 DEFAULT_BRANCH = "main"
 SNAPSHOT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{20}$")  # icechunk ids: 20 Crockford base32 chars
@@ -98,14 +99,22 @@ class Repository:
     def init(
         cls,
         url: str | os.PathLike,
-        source: str | os.PathLike,
+        source: str | os.PathLike | zarr.Group | None = None,
         *,
+        variants_from: Sequence[str | os.PathLike] = (),
         message: str | None = None,
         storage_options: dict | None = None,
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
     ) -> tuple[Repository, CommitResult]:
-        """Create a repository whose first commit holds the samples and variants of `source`."""
+        """Create a repository whose first commit holds the samples and variants of `source`.
+
+        With `variants_from` instead, the first commit holds no samples and the sorted union
+        of those VCZs' variants, so batches from different panels can share the store
+        (append them with `normalise=True`).
+        """
+        if (source is None) == (not variants_from):
+            raise SourceError("give either a source batch or --variants-from VCZs, not both or neither")
         loc = storage.parse_location(url, storage_options)
         created_dir = False
         if loc.is_local:
@@ -117,13 +126,17 @@ class Repository:
         if icechunk.Repository.exists(st):
             raise RepositoryError(f"refusing to overwrite existing repository: {loc.url}")
         try:
-            with open_source(
-                source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
-            ) as src:
+            with contextlib.ExitStack() as stack:
+                if variants_from:
+                    src = stack.enter_context(union_source(variants_from))
+                else:
+                    src = stack.enter_context(open_source(
+                        source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size))
                 repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()))
+                default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
+                           else f"init from {Path(src.path).name}")
                 result = repo._commit(
-                    DEFAULT_BRANCH, "init", message or f"init from {Path(src.path).name}",
-                    lambda root: import_batch(root, src), new_root=True,
+                    DEFAULT_BRANCH, "init", message or default, lambda root: import_batch(root, src), new_root=True,
                 )
         except BaseException:
             if created_dir:
@@ -290,25 +303,29 @@ class Repository:
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
         fill_missing_fields: bool = False,
+        normalise: bool = False,
+        allow_new_alleles: bool = False,
         workers: int = 1,
         scheduler: str | None = None,
     ) -> CommitResult:
         """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`.
 
         `fill_missing_fields` accepts call fields present on one side only (missing values fill
-        the gaps) and ignores per-variant fields the repository lacks.
+        the gaps) and ignores per-variant fields the repository lacks. `normalise` maps a batch
+        with a different variant set onto the repository's variants first (see ops.normalise).
 
         With `workers` > 1 (or a dask `scheduler` address) the chunk copy is spread over
         dask.distributed workers; it still lands as one commit.
         """
         self._require_branch(branch)
+        options = dict(fill_missing_fields=fill_missing_fields, workers=workers, scheduler=scheduler)
         with open_source(
             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
         ) as src:
             return self._commit(
                 branch, "append", message or f"append {Path(src.path).name}",
-                lambda root: append_batch(root, src, fill_missing_fields=fill_missing_fields, workers=workers,
-                                          scheduler=scheduler),
+                lambda root: (append_normalised(root, src, allow_new_alleles=allow_new_alleles, **options)
+                              if normalise else append_batch(root, src, **options)),
             )
 
     def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,

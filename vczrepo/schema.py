@@ -19,7 +19,7 @@ NULL_SAMPLE = ""  # vcztools' reserved id of a withdrawn sample: never listed or
 
 # VCZ sentinels (VCF Zarr spec): ints use -1 for missing; floats a NaN with a set payload.
 INT_MISSING = -1
-FLOAT32_MISSING = np.array(0x7F800001, dtype=np.int32).view(np.float32).item()
+FLOAT32_MISSING = np.array(0x7F800001, dtype=np.int32).view(np.float32)  # 0-d: keeps the NaN payload
 STR_MISSING = "."
 
 
@@ -56,7 +56,7 @@ def missing_value(dtype: np.dtype):
     if dtype.kind in "iu":
         return INT_MISSING if dtype.kind == "i" else 0
     if dtype.kind == "f":
-        return np.array(FLOAT32_MISSING, dtype=np.float32).astype(dtype)
+        return FLOAT32_MISSING if dtype == np.float32 else np.array(np.nan, dtype=dtype)
     return STR_MISSING
 
 

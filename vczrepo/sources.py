@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,3 +115,18 @@ def open_source(
     group = open_vcz(p)
     size, digest = _tree_digest(p)
     yield Source(group, str(p.absolute()), "vcz", size, digest, str(p.absolute()))
+
+
+@contextlib.contextmanager
+def union_source(paths: Sequence[str | os.PathLike]) -> Iterator[Source]:
+    """A zero-sample VCZ (in a temporary directory) of the sorted union of several VCZs' variants."""
+    from .ops.normalise import Variants, union, write_sites
+
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_source(p)) for p in paths]
+        variants = union([Variants.read(s.group) for s in sources])
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vczrepo-union-")))
+        write_sites(variants, sources[0].group, tmp / "union.vcz")
+        digest = hashlib.sha256("".join(s.sha256 for s in sources).encode()).hexdigest()
+        yield Source(open_vcz(tmp / "union.vcz"), " + ".join(s.path for s in sources), "union",
+                     sum(s.size for s in sources), digest, str(tmp / "union.vcz"))

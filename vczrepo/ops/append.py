@@ -6,12 +6,17 @@ exactly the same contigs, positions and alleles.
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
+from pathlib import Path
+
 import icechunk
 import zarr
 
 from .. import chunks, schema
 from ..errors import SourceError
 from ..sources import Source, open_vcz
+from .normalise import add_alleles, normalise
 
 
 def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
@@ -64,8 +69,11 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
     ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
     total = offset + len(ids)
+    distributed = workers > 1 or scheduler
+    if distributed and fill_missing_fields and set(batch_fields) - set(fields):
+        raise SourceError("a distributed append cannot add new fields; append once without --workers")
     added_fields = add_batch_only_fields(root, batch, offset) if fill_missing_fields else []
-    if workers > 1 or scheduler:
+    if distributed:
         from ..distributed import run_forked
 
         if source.vcz_path is None:
@@ -80,3 +88,16 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
         "source": source.provenance(),
         **({"fields_added": added_fields} if added_fields else {}),
     }
+
+
+def append_normalised(root: zarr.Group, source: Source, *, allow_new_alleles: bool = False, **options) -> dict:
+    """Map the batch onto the repository's variants first (see ops.normalise), then append it.
+
+    New ALT alleles (when allowed) are added to the repository's sites in the same commit.
+    """
+    with tempfile.TemporaryDirectory(prefix="vczrepo-normalise-") as tmp:
+        out = Path(tmp) / "normalised.vcz"
+        summary = normalise(source.group, root, out, allow_new_alleles=allow_new_alleles)
+        add_alleles(root, summary["new_alleles"])
+        mapped = dataclasses.replace(source, group=open_vcz(out), vcz_path=str(out))
+        return {**append_batch(root, mapped, **options), "normalised": summary}

@@ -1,0 +1,234 @@
+"""normalise: put batches from different genotyping panels on one variant set.
+
+A variant is identified by contig, position, REF and its set of ALT alleles. `union`
+gives the sorted union of several VCZs' variants (what `init --variants-from` stores);
+`normalise` maps a batch onto a repository's variants: variants the batch lacks become
+missing calls, ALT alleles in another order are remapped in the genotypes, and the
+batch's variants the repository lacks are an error (or, with new ALT alleles at an
+existing site, are added to that site's alleles when allowed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .. import chunks, schema
+from ..errors import IncompatibleBatchError
+
+Site = tuple[str, int, str]  # contig, position, REF
+
+
+@dataclass
+class Variants:
+    """A variant table: contigs in order, and per variant its site and ALT alleles."""
+
+    contigs: list[str]
+    sites: list[Site]
+    alts: list[list[str]]
+
+    @classmethod
+    def read(cls, group: zarr.Group) -> Variants:
+        contigs = schema.as_str(group["contig_id"][:]).tolist()
+        contig = np.asarray(group["variant_contig"][:])
+        pos = np.asarray(group["variant_position"][:])
+        alleles = [[a for a in row if a != ""] for row in schema.as_str(group["variant_allele"][:]).tolist()]
+        sites = [(contigs[c], int(p), a[0]) for c, p, a in zip(contig, pos, alleles, strict=True)]
+        return cls(contigs, sites, [a[1:] for a in alleles])
+
+    def label(self, i: int) -> str:
+        c, p, ref = self.sites[i]
+        return f"{c}:{p} {ref}>{','.join(self.alts[i]) or '.'}"
+
+
+def union(tables: list[Variants]) -> Variants:
+    """Sorted union (contig order of first appearance, then position, REF, ALTs) of variant tables."""
+    contigs: list[str] = []
+    for t in tables:
+        contigs += [c for c in t.contigs if c not in contigs]
+    seen: dict[tuple, list[str]] = {}
+    for t in tables:
+        for site, alts in zip(t.sites, t.alts, strict=True):
+            seen.setdefault((*site, tuple(sorted(alts))), alts)
+    keys = sorted(seen, key=lambda k: (contigs.index(k[0]), k[1], k[2], k[3]))
+    return Variants(contigs, [k[:3] for k in keys], [list(seen[k]) for k in keys])
+
+
+@dataclass
+class Mapping:
+    """Where each batch variant goes in the repository, and how its allele indexes change."""
+
+    target: np.ndarray  # repository variant index per batch variant
+    alleles: list[np.ndarray]  # per batch variant: batch allele index -> repository allele index
+    new_alts: dict[int, list[str]]  # repository variant index -> ALT alleles to add
+
+    @property
+    def identity(self) -> bool:
+        return all(np.array_equal(a, np.arange(len(a))) for a in self.alleles)
+
+
+def map_variants(store: Variants, batch: Variants, allow_new_alleles: bool) -> Mapping:
+    if batch.contigs and [c for c in batch.contigs if c not in store.contigs]:
+        missing = [c for c in batch.contigs if c not in store.contigs]
+        raise IncompatibleBatchError(f"batch contigs not in the repository: {', '.join(missing)}")
+    by_site: dict[Site, list[int]] = {}
+    for i, site in enumerate(store.sites):
+        by_site.setdefault(site, []).append(i)
+    target, alleles, new_alts, unmatched = [], [], {}, []
+    for j, (site, alts) in enumerate(zip(batch.sites, batch.alts, strict=True)):
+        candidates = by_site.get(site, [])
+        exact = [i for i in candidates if set(store.alts[i]) == set(alts)]
+        covering = [i for i in candidates if set(alts) <= set(store.alts[i])]
+        choice = exact or covering
+        if len(choice) != 1 and not (allow_new_alleles and len(candidates) == 1):
+            unmatched.append(batch.label(j))
+            continue
+        i = choice[0] if len(choice) == 1 else candidates[0]
+        extra = [a for a in alts if a not in store.alts[i] + new_alts.get(i, [])]
+        if extra:
+            new_alts.setdefault(i, []).extend(extra)
+        known = [site[2], *store.alts[i], *new_alts.get(i, [])]
+        target.append(i)
+        alleles.append(np.array([known.index(a) for a in [site[2], *alts]]))
+    if unmatched:
+        shown = "; ".join(unmatched[:5]) + (f"; … ({len(unmatched)} in all)" if len(unmatched) > 5 else "")
+        hint = "" if allow_new_alleles else " (--allow-new-alleles adds new ALT alleles at existing sites)"
+        raise IncompatibleBatchError(f"batch variants not in the repository: {shown}{hint}")
+    if len(set(target)) != len(target):
+        raise IncompatibleBatchError("several batch variants map to one repository variant")
+    return Mapping(np.array(target, dtype=np.int64), alleles, new_alts)
+
+
+def _allele_axes(array: zarr.Array) -> list[int]:
+    return [i for i, d in enumerate(schema.dims(array)) if d in ("alleles", "alt_alleles")]
+
+
+def _remap_genotypes(values: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Allele indexes through per-variant lookup tables; negative (missing/fill) values are kept."""
+    out = values.copy()
+    for v in range(values.shape[0]):
+        row = values[v]
+        ok = row >= 0
+        out[v][ok] = lookup[v][row[ok]]
+    return out
+
+
+def add_alleles(root: zarr.Group, new_alts: dict) -> None:
+    """Append new ALT alleles to repository sites (keys: variant indexes); existing allele indexes stay valid."""
+    if not new_alts:
+        return
+    new_alts = {int(k): v for k, v in new_alts.items()}
+    array = root["variant_allele"]
+    current = schema.as_str(array.oindex[sorted(new_alts), :])
+    widths = [len([a for a in row if a]) + len(new_alts[i]) for i, row in zip(sorted(new_alts), current.tolist(),
+                                                                                strict=True)]
+    if max(widths) > array.shape[1]:
+        array.resize((array.shape[0], max(widths)))
+    for i in sorted(new_alts):
+        row = [a for a in schema.as_str(array[i, :]).tolist() if a] + new_alts[i]
+        array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
+
+
+def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_new_alleles: bool = False) -> dict:
+    """Write `batch` mapped onto `store`'s variants (plus any new ALT alleles) as a VCZ at `out`.
+
+    Returns a summary: the new ALT alleles by repository variant index, how many repository
+    variants the batch lacked, and how many variants had their alleles remapped.
+    """
+    mapping = map_variants(Variants.read(store), Variants.read(batch), allow_new_alleles)
+    n_store = store["variant_position"].shape[0]
+    inverse = np.full(n_store, -1, dtype=np.int64)
+    inverse[mapping.target] = np.arange(len(mapping.target))
+    lookup = np.full((len(mapping.alleles), max((len(a) for a in mapping.alleles), default=1)), -1, dtype=np.int64)
+    for j, a in enumerate(mapping.alleles):
+        lookup[j, : len(a)] = a
+    dst = zarr.open_group(str(out), mode="w-", zarr_format=3)
+    dst.attrs.update(dict(store.attrs))
+    vchunk = store["variant_position"].chunks[0]
+    for name, src in schema.arrays(store).items():
+        if schema.sample_axis(src) is None:
+            chunks.copy_array(src, schema.create_like(dst, name, src))
+    add_alleles(dst, mapping.new_alts)
+    for name, src in schema.sample_arrays(batch).items():
+        if name == "sample_id":
+            chunks.copy_array(src, schema.create_like(dst, name, src))
+            continue
+        if _allele_axes(src) and not mapping.identity:
+            raise IncompatibleBatchError(f"field {name}: per-allele values cannot be remapped yet")
+        if "genotypes" in schema.dims(src) and not mapping.identity:
+            raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
+        shape = (n_store, *src.shape[1:])
+        out_arr = schema.create_like(dst, name, src, shape=shape, chunks=(vchunk, *src.chunks[1:]))
+        missing = schema.missing_value(np.dtype(src.dtype))
+        for block in schema.variant_blocks(store):
+            rows = inverse[block]
+            values = np.full((len(rows), *src.shape[1:]), missing, dtype=src.dtype)
+            present = rows >= 0
+            if present.any():
+                got = np.asarray(src.oindex[rows[present]])
+                if name == "call_genotype":
+                    got = _remap_genotypes(got, lookup[rows[present]])
+                values[present] = got
+            out_arr[block] = values
+    return {"new_alleles": {str(k): v for k, v in mapping.new_alts.items()},  # JSON keys, for the journal
+            "n_variants_missing_from_batch": int((inverse < 0).sum()),
+            "n_alleles_remapped": sum(not np.array_equal(a, np.arange(len(a))) for a in mapping.alleles)}
+
+
+def _region_index(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk: int) -> np.ndarray:
+    """vcztools' region index: per variant chunk and contig, first/last position, max end, count."""
+    rows = []
+    for c0 in range(0, len(pos), chunk):
+        sl = slice(c0, c0 + chunk)
+        for k in dict.fromkeys(contig[sl].tolist()):
+            m = contig[sl] == k
+            p, end = pos[sl][m], pos[sl][m] + length[sl][m] - 1
+            rows.append([c0 // chunk, k, p.min(), p.max(), end.max(), m.sum()])
+    return np.array(rows, dtype=np.int32).reshape(-1, 6)
+
+
+def write_sites(variants: Variants, like: zarr.Group, out: str | Path) -> None:
+    """A zero-sample VCZ holding `variants`, with `like`'s call fields (empty) and chunking."""
+    n = len(variants.sites)
+    vchunk = like["variant_position"].chunks[0]
+    dst = zarr.open_group(str(out), mode="w-", zarr_format=3)
+    dst.attrs.update({k: v for k, v in like.attrs.items() if k in ("vcf_zarr_version", "vcf_meta_information")})
+    width = 1 + max((len(a) for a in variants.alts), default=0)
+    alleles = np.array([[s[2], *a] + [""] * (width - 1 - len(a)) for s, a in zip(variants.sites, variants.alts,
+                                                                                 strict=True)], dtype=object)
+    contig = np.array([variants.contigs.index(s[0]) for s in variants.sites], dtype=np.int32)
+    pos = np.array([s[1] for s in variants.sites], dtype=np.int32)
+    length = np.array([len(s[2]) for s in variants.sites], dtype=np.int32)
+    filters = schema.as_str(like["filter_id"][:]) if "filter_id" in like else np.array(["PASS"])
+
+    def put(name, data, dim_names, dtype=None, chunk=None):
+        data = np.asarray(data, dtype=dtype)
+        a = dst.create_array(name, shape=data.shape, dtype=str if data.dtype == object else data.dtype,
+                             chunks=chunk or data.shape or (1,), dimension_names=dim_names)
+        if data.size:
+            a[...] = data
+
+    vc = max(1, min(vchunk, n))
+    put("contig_id", np.array(variants.contigs, dtype=object), ["contigs"])
+    put("variant_contig", contig, ["variants"], chunk=(vc,))
+    put("variant_position", pos, ["variants"], chunk=(vc,))
+    put("variant_length", length, ["variants"], chunk=(vc,))
+    put("variant_allele", alleles.reshape(n, width), ["variants", "alleles"], chunk=(vc, width))
+    put("variant_id", np.full(n, ".", dtype=object), ["variants"], chunk=(vc,))
+    put("variant_id_mask", np.ones(n, dtype=bool), ["variants"], chunk=(vc,))
+    put("variant_quality", np.broadcast_to(schema.FLOAT32_MISSING, (n,)).copy(), ["variants"], chunk=(vc,))
+    put("filter_id", filters.astype(object), ["filters"])
+    if "filter_description" in like:
+        put("filter_description", schema.as_str(like["filter_description"][:]).astype(object), ["filters"])
+    put("variant_filter", np.zeros((n, len(filters)), dtype=bool), ["variants", "filters"],
+        chunk=(vc, len(filters)))
+    put("region_index", _region_index(contig, pos, length, vc), ["region_index_values", "region_index_fields"])
+    for name, src in schema.sample_arrays(like).items():
+        axis = schema.sample_axis(src)
+        shape = tuple(0 if i == axis else (n if i == 0 and name != "sample_id" else s)
+                      for i, s in enumerate(src.shape))
+        chunk = tuple(vc if i == 0 and name != "sample_id" else c for i, c in enumerate(src.chunks))
+        schema.create_like(dst, name, src, shape=shape, chunks=chunk)
