@@ -9,6 +9,7 @@ from helpers import state
 from vcfgen import genotypes, make_vcz, sites, write_vcz_direct
 
 import vczrepo
+from vczrepo import chunks
 
 NAMES = ["S1", "S2", "S3"]
 
@@ -159,3 +160,29 @@ def test_variant_fields_on_one_side_only(cli, repo_path, tmp_path):
     assert state(repo_path) == before
     cli("append", repo_path, batch, "--fill-missing-fields")
     assert vczrepo.Repository.open(repo_path).samples() == NAMES + ["N1"]
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["bytes copied", "re-encoded"])
+def test_truncated_chunk_in_batch_is_refused(cli, tmp_path, aligned, monkeypatch):
+    path = tmp_path / "r"
+    vczrepo.Repository.init(path, make_vcz(tmp_path, "base", ["S1", "S2"] if aligned else ["S1"],
+                                           samples_chunk_size=2))
+    batch = make_vcz(tmp_path, "t", ["N1", "N2"], samples_chunk_size=2)
+    victim = next(p for p in sorted((batch / "call_genotype" / "c").rglob("*")) if p.is_file())
+    victim.write_bytes(victim.read_bytes()[:7])
+    used = []
+    monkeypatch.setattr(chunks, "_copy_encoded", _spy(chunks._copy_encoded, used))
+    before = state(path)
+    result = cli("append", path, batch, ok=False)
+    assert result.exit_code == 4 and "cannot read call_genotype" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert state(path) == before
+    assert bool(used) == aligned
+
+
+def _spy(fn, calls):
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return fn(*args, **kwargs)
+
+    return wrapper

@@ -104,6 +104,7 @@ def _mine(first_chunk_index: int, share: Share) -> bool:
 
 
 async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int, share: Share) -> None:
+    """Copy stored chunks as bytes, each decoded once on the way to prove it is intact."""
     grid = [c for c in itertools.product(*(range(-(-n // k)) for n, k in zip(src.shape, src.chunks, strict=True)))
             if _mine(c[0], share)]
     limit = asyncio.Semaphore(WORKERS)
@@ -113,6 +114,11 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
         async with limit:
             data = await src.store.get(_chunk_key(src, coords), prototype=proto)
             if data is not None:  # never written: reads as fill value on both sides
+                region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
+                try:
+                    await src.async_array.getitem(region)
+                except Exception as e:  # a truncated or corrupt chunk: refuse before committing it
+                    raise SourceError(f"cannot read {src.path} chunk {list(coords)}: {type(e).__name__}: {e}") from e
                 target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
                 await dst.store.set(_chunk_key(dst, target), data)
             bar.update()
