@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import vczrepo  # noqa: E402
-from vczrepo.cli import main  # noqa: E402
+import vczrepo
+from vczrepo.cli import main
 
 DATA = Path(vczrepo.__file__).parent / "data"
 

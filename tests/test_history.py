@@ -17,7 +17,6 @@ from zarr.core.sync import sync
 import vczrepo
 from vczrepo import chunks, history, schema
 from vczrepo.gc import gc
-from vczrepo.purge import purge
 
 
 @pytest.fixture

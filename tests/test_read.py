@@ -75,7 +75,7 @@ def test_removed_samples_hidden_after_removal_only(cli, history):
     for ref in ("c", "main"):
         listed = cli("query", path, "--at", ref, "-l").output.split()
         assert "S1" not in listed and "S5" not in listed
-        header = [x for x in cli("view", path, "--at", ref).output.splitlines() if x.startswith("#CHROM")][0]
+        header = next(x for x in cli("view", path, "--at", ref).output.splitlines() if x.startswith("#CHROM"))
         assert "S1" not in header.split("\t") and "S5" not in header.split("\t")
     assert "S5" in cli("view", path, "--at", "b", "-s", "S5").output
 

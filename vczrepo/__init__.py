@@ -9,6 +9,8 @@ import icechunk as _icechunk
 if "ICECHUNK_LOG" not in _os.environ:
     _icechunk.set_logs_filter("error")
 
+from .check import CheckReport, check
+from .diff import RefDiff, diff
 from .errors import (
     ConcurrentUpdateError,
     IncompatibleBatchError,
@@ -19,8 +21,6 @@ from .errors import (
     SourceError,
     VczRepoError,
 )
-from .check import CheckReport, check
-from .diff import RefDiff, diff
 from .read import checkout, export_group, open_dataset, open_group, query, view
 from .repository import Commit, CommitResult, Repository
 
@@ -31,13 +31,13 @@ __all__ = [
     "ConcurrentUpdateError",
     "IncompatibleBatchError",
     "OutputExistsError",
+    "RefDiff",
     "RefError",
     "Repository",
     "RepositoryError",
     "SampleError",
     "SourceError",
     "VczRepoError",
-    "RefDiff",
     "check",
     "checkout",
     "diff",

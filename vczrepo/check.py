@@ -42,7 +42,7 @@ def _check_array(name: str, array: zarr.Array, nulls: np.ndarray, report: CheckR
     def one(region):
         try:
             values = np.asarray(array[region])
-        except Exception as e:  # any decode or storage failure is an integrity problem
+        except Exception as e:  # noqa: BLE001 - any decode or storage failure is a problem to report
             with lock:
                 report.problems.append(f"{name}: chunk at {[s.start for s in region]} unreadable ({type(e).__name__}: {e})")
             return
@@ -91,7 +91,7 @@ def check(repo: Repository, ref: str = "main") -> CheckReport:
         return report
     try:
         ids = schema.sample_ids(root)
-    except Exception as e:  # storage or decode failure
+    except Exception as e:  # noqa: BLE001 - any storage or decode failure is a problem to report
         report.problems.append(f"sample_id unreadable ({type(e).__name__}: {e})")
         return report
     n_samples, n_variants = len(ids), arrays["variant_position"].shape[0]

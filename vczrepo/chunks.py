@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import zarr
-from zarr.core.buffer import default_buffer_prototype
 from tqdm import tqdm
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from . import schema

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from functools import wraps
+from pathlib import Path
 
 import click
 

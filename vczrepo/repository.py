@@ -318,7 +318,7 @@ class Repository:
         dask.distributed workers; it still lands as one commit.
         """
         self._require_branch(branch)
-        options = dict(fill_missing_fields=fill_missing_fields, workers=workers, scheduler=scheduler)
+        options = {"fill_missing_fields": fill_missing_fields, "workers": workers, "scheduler": scheduler}
         with open_source(
             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
         ) as src:

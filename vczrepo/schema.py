@@ -253,12 +253,10 @@ def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int,
             attributes=attrs, fill_value="",
         )
     if src.metadata.zarr_format == 3:
-        kwargs = dict(
-            serializer=src.serializer, compressors=src.compressors, filters=src.filters,
-            fill_value=src.fill_value,
-        )
+        kwargs = {"serializer": src.serializer, "compressors": src.compressors, "filters": src.filters,
+                  "fill_value": src.fill_value}
     else:
-        kwargs = dict(compressors=_v3_compressors(src), fill_value=src.fill_value)
+        kwargs = {"compressors": _v3_compressors(src), "fill_value": src.fill_value}
     return group.create_array(
         name, shape=shape, dtype=src.dtype, chunks=chunks, dimension_names=dims(src),
         attributes=attrs, **kwargs,

@@ -38,7 +38,7 @@ def _versions() -> dict[str, str]:
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # no passwd entry (containers)
+    except Exception:  # noqa: BLE001 - no passwd entry (containers), or no login at all
         return "unknown"
 
 
