@@ -37,16 +37,18 @@ def api_errors(func):
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
-        except ValueError as e:  # bad URLs and storage options
-            _fail(str(e), 2)
-        except OSError as e:
-            _fail(f"{type(e).__name__}: {e}", 1)
         except Exception as e:
             import icechunk
 
-            if not isinstance(e, icechunk.IcechunkError):
-                raise
-            _fail(f"storage: {str(e).splitlines()[0]}", 1)
+            from .storage import short_message
+
+            if isinstance(e, icechunk.IcechunkError):
+                _fail(f"storage: {short_message(e)}", 1)
+            if isinstance(e, ValueError):  # bad URLs and storage options
+                _fail(str(e), 2)
+            if isinstance(e, OSError):
+                _fail(f"{type(e).__name__}: {e}", 1)
+            raise
 
     return wrapper
 

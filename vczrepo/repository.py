@@ -90,7 +90,7 @@ class Repository:
         try:
             exists = icechunk.Repository.exists(st)
         except icechunk.IcechunkError as e:
-            raise RepositoryError(f"cannot open repository {loc.url}: {e.message}") from e
+            raise RepositoryError(f"cannot open repository {loc.url}: {storage.short_message(e)}") from e
         if not exists:
             raise RepositoryError(f"not a vczrepo repository: {loc.url}")
         return cls(loc, icechunk.Repository.open(st))
@@ -122,9 +122,12 @@ class Repository:
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
                 raise RepositoryError(f"refusing to overwrite existing path: {loc.url}")
             created_dir = not path.exists()
+        if loc.scheme in ("s3", "gs", "az") and "/" not in loc.path.strip("/"):
+            raise RepositoryError(f"a repository needs a prefix inside the bucket: {loc.url.rstrip('/')}/PREFIX")
         st = storage.make_storage(loc)
         if icechunk.Repository.exists(st):
             raise RepositoryError(f"refusing to overwrite existing repository: {loc.url}")
+        storage.ensure_empty(loc)
         try:
             with contextlib.ExitStack() as stack:
                 if variants_from:

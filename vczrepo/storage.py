@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 
 import icechunk
 
+from .errors import RepositoryError
+
 LOCK_FILE = "vczrepo.lock"
 SAMPLES_PER_MANIFEST_SPLIT = 1  # sample chunks per manifest split: appends touch new splits only
 
@@ -52,38 +54,71 @@ def parse_location(url: str | os.PathLike, options: dict[str, str] | None = None
     raise ValueError(f"unsupported storage URL scheme {scheme!r} in {text!r}")
 
 
-def _truthy(value: str) -> bool:
-    return value.lower() in ("1", "true", "yes", "on")
+S3_OPTIONS = (
+    "region", "endpoint_url", "allow_http", "force_path_style", "anonymous",
+    "access_key_id", "secret_access_key", "session_token",
+)
+FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+
+
+def _flag(opts: dict[str, str], key: str) -> bool:
+    """A boolean storage option; anything but a clear yes/no is refused, not read as false."""
+    value = opts.get(key, "false")
+    if value.lower() not in FLAGS:
+        raise ValueError(f"storage option {key}: expected true or false, got {value!r}")
+    return FLAGS[value.lower()]
+
+
+def _no_options(loc: Location) -> None:
+    """Local and in-memory repositories take no options: silently ignoring one would hide a typo."""
+    if loc.options:
+        names = ", ".join(sorted(loc.options))
+        raise ValueError(f"{loc.scheme} repositories take no storage options: {names}")
+
+
+def _s3_storage(bucket: str, prefix: str, opts: dict[str, str]) -> icechunk.Storage:
+    """S3 or S3-compatible storage; credentials from the environment unless keys or anonymous."""
+    unknown = sorted(set(opts) - set(S3_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown S3 storage option(s): {', '.join(unknown)}; known: {', '.join(S3_OPTIONS)}"
+        )
+    anonymous = _flag(opts, "anonymous")
+    keys = [opts.get("access_key_id"), opts.get("secret_access_key")]
+    if any(keys) and not all(keys):
+        raise ValueError("storage options access_key_id and secret_access_key go together")
+    if anonymous and any(keys):
+        raise ValueError("storage option anonymous=true conflicts with access keys")
+    return icechunk.s3_storage(
+        bucket=bucket,
+        prefix=prefix or None,
+        region=opts.get("region"),
+        endpoint_url=opts.get("endpoint_url"),
+        allow_http=_flag(opts, "allow_http"),
+        force_path_style=_flag(opts, "force_path_style"),
+        anonymous=anonymous or None,
+        access_key_id=keys[0],
+        secret_access_key=keys[1],
+        session_token=opts.get("session_token"),
+    )
 
 
 def make_storage(loc: Location) -> icechunk.Storage:
     """Build the icechunk storage for a location; credentials come from the environment."""
-    opts = dict(loc.options)
     if loc.scheme == "file":
+        _no_options(loc)
         return icechunk.local_filesystem_storage(loc.path)
     if loc.scheme == "memory":
+        _no_options(loc)
         with _memory_lock:
             if loc.path not in _memory_storages:
                 _memory_storages[loc.path] = icechunk.in_memory_storage()
             return _memory_storages[loc.path]
     bucket, _, prefix = loc.path.partition("/")
+    opts = loc.options
     if loc.scheme == "s3":
-        storage = icechunk.s3_storage(
-            bucket=bucket,
-            prefix=prefix or None,
-            region=opts.pop("region", None),
-            endpoint_url=opts.pop("endpoint_url", None),
-            allow_http=_truthy(opts.pop("allow_http", "false")),
-            force_path_style=_truthy(opts.pop("force_path_style", "false")),
-            anonymous=_truthy(opts.pop("anonymous", "false")) or None,
-            from_env=True if not opts.get("access_key_id") else None,
-            access_key_id=opts.pop("access_key_id", None),
-            secret_access_key=opts.pop("secret_access_key", None),
-            session_token=opts.pop("session_token", None),
-        )
-        if opts:
-            raise ValueError(f"unknown S3 storage option(s): {', '.join(sorted(opts))}")
-        return storage
+        return _s3_storage(bucket, prefix, opts)
     if loc.scheme == "gs":
         return icechunk.gcs_storage(bucket=bucket, prefix=prefix or None, from_env=True, config=opts or None)
     if loc.scheme == "az":
@@ -92,6 +127,33 @@ def make_storage(loc: Location) -> icechunk.Storage:
             account=bucket, container=container, prefix=prefix, from_env=True, config=opts or None
         )
     raise ValueError(f"unsupported storage scheme {loc.scheme!r}")
+
+
+def _stored_keys(loc: Location) -> list[str]:
+    """Names already stored at a location: directory entries, or object keys under the prefix."""
+    if loc.is_local:
+        path = Path(loc.path)
+        if not path.exists():
+            return []
+        return sorted(p.name for p in path.iterdir()) if path.is_dir() else [path.name]
+    try:
+        return sorted(o.key for o in make_storage(loc).list_objects_metadata())
+    except icechunk.IcechunkError as e:
+        raise RepositoryError(f"cannot list {loc.url}: {str(e).splitlines()[0]}") from e
+
+
+def ensure_empty(loc: Location) -> None:
+    """Refuse to create a repository where anything is stored already.
+
+    Object stores have no directories: objects already under the prefix would be mixed
+    with the repository's own, and nothing would tell them apart afterwards.
+    """
+    found = _stored_keys(loc)
+    if found:
+        shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+        raise RepositoryError(
+            f"refusing to create a repository at non-empty location: {loc.url} (holds {shown})"
+        )
 
 
 def repository_config() -> icechunk.RepositoryConfig:
@@ -122,3 +184,9 @@ def write_lock(loc: Location) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def short_message(error: Exception) -> str:
+    """An icechunk error's own sentence, without the Rust context trace that follows it."""
+    text = getattr(error, "message", None) or str(error)
+    return text.split("context:")[0].strip().splitlines()[0] if text.strip() else type(error).__name__
