@@ -7,6 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
+import zarr
 from bio2zarr import vcf as b2z_vcf
 from helpers import state, vcf_body, without_info
 
@@ -137,3 +138,21 @@ def test_normalise_command_writes_a_plain_vcz(cli, tmp_path, panels):
     assert "2 variants missing from the batch, 1 remapped" in text
     cli("append", repo, out)  # already on the repository's variants: a plain append
     assert vczrepo.Repository.open(repo).samples() == ["B1", "B2"]
+
+
+def test_split_multiallelic_records_are_their_own_variants(cli, tmp_path, panels):
+    a, _ = panels
+    split = _write(tmp_path, "split", ["C1", "C2"], [(140, "A", ["G"]), (140, "A", ["T"])], 1)
+    repo = tmp_path / "r"
+    cli("init", repo, "--variants-from", a, split)
+    cli("append", repo, a, "--normalise")
+    cli("append", repo, split, "--normalise")
+    root = vczrepo.open_group(repo)
+    alleles = [tuple(x for x in row if x) for row in root["variant_allele"][:].tolist()]
+    at_140 = [i for i, p in enumerate(root["variant_position"][:]) if p == 140]
+    assert [alleles[i] for i in at_140] == [("A", "G"), ("A", "G", "T"), ("A", "T")]
+    gt = root["call_genotype"][:]
+    merged, only_g, only_t = at_140[1], at_140[0], at_140[2]
+    assert (gt[[only_g, only_t], :3] == -1).all()  # panel A samples: no split records
+    assert (gt[merged, 3:] == -1).all()  # panel C samples: no merged record
+    np.testing.assert_array_equal(gt[[only_g, only_t], 3:], zarr.open_group(str(split))["call_genotype"][:])
