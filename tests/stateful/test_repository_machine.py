@@ -6,12 +6,15 @@ tag, a frozen copy. After every step each branch head and tag, read back through
 VczReader, must equal the model; readers opened earlier must still see the snapshot they
 opened; failed operations (faults injected part-way) must change nothing; `log` must list
 exactly the successful operations; promote must fast-forward exactly when the model says
-the target is behind, and refuse otherwise.
+the target is behind, and refuse otherwise; purge must erase a sample from every ref
+(snapshots rewritten, tags renamed but still resolving) and gc must keep every reachable
+snapshot readable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import uuid
 import zlib
@@ -27,7 +30,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from vcfgen import write_vcz_direct
 
 import vczrepo
-from vczrepo import chunks, history, transaction
+from vczrepo import chunks, gc, history, purge, transaction
 
 N_VARIANTS = 7
 VARIANTS_CHUNK = 3
@@ -127,7 +130,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         main.append(names, result.snapshot_id, "init")
         self.branches = {"main": main}
         self.tags: dict[str, BranchModel] = {}
-        self.readers: list[tuple[zarr.Group, BranchModel]] = []
+        self.readers: list[tuple[zarr.Group, BranchModel, str]] = []
         self.tag_snapshots: dict[str, str] = {}
         self.verified: set[tuple[str, tuple]] = set()
         return "main"
@@ -219,7 +222,7 @@ class RepositoryMachine(RuleBasedStateMachine):
     def revert(self, data):
         branch = self._branch(data)
         model = self.branches[branch]
-        candidates = [op for op in model.ops if op.kind in ("append", "remove")]
+        candidates = [op for op in model.ops if op.kind in ("append", "remove") and "" not in op.names]
         assume(candidates)
         op = data.draw(st.sampled_from(candidates), label="revert")
         before = self._state(branch)
@@ -238,11 +241,31 @@ class RepositoryMachine(RuleBasedStateMachine):
         else:
             model.restore(op.names, op.columns, result.snapshot_id)
 
+    @rule(data=st.data())
+    def purge(self, data):
+        models = list(itertools.chain(self.branches.values(), self.tags.values()))
+        held = sorted({c for m in models for c in m.columns if c})
+        assume(held)
+        name = data.draw(st.sampled_from(held), label="purge")
+        plan = purge.purge(self.repo, [name])
+        for model in models:
+            model.columns = [None if c == name else c for c in model.columns]
+            model.ops = [Op(op.kind, tuple("" if n == name else n for n in op.names), op.columns,
+                            plan.rewritten.get(op.snapshot, op.snapshot)) for op in model.ops]
+        self.tag_snapshots = {t: plan.rewritten.get(sid, sid) for t, sid in self.tag_snapshots.items()}
+
+    @rule()
+    def gc(self):
+        gc.gc(self.repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
+        reachable = {sid for ref in itertools.chain(self.branches, self.tags)
+                     for sid in self.repo.ancestry_ids(self.repo.resolve(ref))}
+        self.readers = [(root, model, sid) for root, model, sid in self.readers if sid in reachable]
+
     @rule(source=refs)
     def open_reader(self, source):
         root, model = self.repo.group(source), self._model(source).copy()
         self._assert_reads(root, model)
-        self.readers.append((root, model))
+        self.readers.append((root, model, self.repo.resolve(source)))
 
     def _assert_reads(self, root: zarr.Group, model: BranchModel) -> None:
         stored = [str(s) for s in root["sample_id"][:]]
@@ -274,7 +297,7 @@ class RepositoryMachine(RuleBasedStateMachine):
 
     @invariant()
     def open_readers_keep_their_snapshot(self):
-        for root, model in self.readers:
+        for root, model, _ in self.readers:
             assert [str(s) for s in root["sample_id"][:]] == [c or "" for c in model.columns]
 
     @invariant()
@@ -285,7 +308,7 @@ class RepositoryMachine(RuleBasedStateMachine):
             assert [c.op for c in commits] == [op.kind for op in model.ops]
 
     def teardown(self):
-        for root, model in getattr(self, "readers", []):
+        for root, model, _ in getattr(self, "readers", []):
             self._assert_reads(root, model)
 
 
