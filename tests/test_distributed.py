@@ -10,7 +10,7 @@ import time
 import dask
 import numpy as np
 import pytest
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 from helpers import state
 from vcfgen import write_vcz_direct
 
@@ -63,9 +63,8 @@ def test_workers_option_starts_a_local_cluster(cli, tmp_path):
 def test_killed_worker_aborts_with_nothing_committed(tmp_path, cluster):
     path = tmp_path / "r"
     repo, _ = vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0"], 1))
-    big = _batch(tmp_path / "big.vcz", [f"B{i}" for i in range(60)], 2, samples_chunk=7)
+    big = _batch(tmp_path / "big.vcz", [f"B{i}" for i in range(200)], 2, samples_chunk=7)
     before = state(path)
-    victim = next(iter(cluster.workers.values())).process.process.pid
     errors = []
 
     def run():
@@ -76,8 +75,18 @@ def test_killed_worker_aborts_with_nothing_committed(tmp_path, cluster):
 
     thread = threading.Thread(target=run)
     thread.start()
-    time.sleep(1.0)
-    os.kill(victim, signal.SIGKILL)
+    killed = None
+    with Client(cluster) as client:
+        deadline = time.monotonic() + 60
+        while killed is None and thread.is_alive() and time.monotonic() < deadline:
+            busy = [addr for addr, tasks in client.processing().items() if tasks]
+            for nanny in cluster.workers.values():
+                if nanny.worker_address in busy:
+                    os.kill(nanny.process.process.pid, signal.SIGKILL)  # mid-copy
+                    killed = nanny.worker_address
+                    break
+            time.sleep(0.01)
     thread.join(timeout=120)
+    assert killed, "no worker was seen copying"
     assert errors, "the append should have failed when its worker died"
     assert state(path) == before
