@@ -185,3 +185,24 @@ def test_failed_append_leaves_head_and_log_unchanged(cli, part_repo, tmp_path):
     assert result.exit_code == 5
     assert "differ" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert state(part_repo) == before
+
+
+def test_align_pads_with_null_samples_and_copies_bytes(cli, tmp_path, monkeypatch):
+    from vczrepo import chunks
+
+    copied = []
+    original = chunks._copy_encoded
+    monkeypatch.setattr(chunks, "_copy_encoded", lambda *a: copied.append(a[1].path) or original(*a))
+    a = make_vcz(tmp_path, "a", ["A1", "A2", "A3"], samples_chunk_size=2)
+    b = make_vcz(tmp_path, "b", ["B1", "B2", "B3"], samples_chunk_size=2)
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", a)
+    copied.clear()
+    cli("append", tmp_path / "r", b, "--align")
+    assert "call_genotype" in copied  # the batch went in as encoded bytes
+    root = repo.group()
+    assert list(root["sample_id"][:]) == ["A1", "A2", "A3", "", "B1", "B2", "B3"]
+    assert (root["call_genotype"][:, 3] == -1).all()
+    whole = make_vcz(tmp_path, "w", ["A1", "A2", "A3", "B1", "B2", "B3"])
+    assert vcf_body(root) == vcf_body(whole)
+    assert repo.log()[0].metadata["n_padding"] == 1
+    assert vczrepo.check(repo).ok

@@ -71,6 +71,7 @@ def _expected_samples(repo: Repository, sid: str) -> list[str] | None:
         m = c.metadata
         if "vczrepo" not in m:
             return None
+        samples.extend([schema.NULL_SAMPLE] * m.get("n_padding", 0))
         samples.extend(m.get("samples_added", []))
         for i in m.get("sample_indexes_removed", []):
             samples[i] = schema.NULL_SAMPLE

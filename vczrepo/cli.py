@@ -197,6 +197,8 @@ def init(repo, sources, variants_from, message, variants_chunk_size, samples_chu
 @click.option("--fill-missing-fields", is_flag=True,
               help="Accept call fields on one side only (missing values fill the gaps) and ignore "
                    "per-variant fields the repository lacks.")
+@click.option("--align", is_flag=True,
+              help="Pad with null samples to a sample-chunk boundary first, so the batch's chunks copy as bytes.")
 @click.option("--normalise", is_flag=True,
               help="Map a batch with another variant set onto the repository's variants first.")
 @click.option("--allow-new-alleles", is_flag=True,
@@ -205,12 +207,13 @@ def init(repo, sources, variants_from, message, variants_chunk_size, samples_chu
 @storage_option
 @api_errors
 def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, fill_missing_fields,
-           normalise, allow_new_alleles, workers, scheduler, storage_options):
+           align, normalise, allow_new_alleles, workers, scheduler, storage_options):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
     result = _open(repo, storage_options).append(
         source, branch=branch, message=message,
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-        fill_missing_fields=fill_missing_fields, normalise=normalise, allow_new_alleles=allow_new_alleles,
+        fill_missing_fields=fill_missing_fields, align=align, normalise=normalise,
+        allow_new_alleles=allow_new_alleles,
         workers=workers, scheduler=scheduler,
     )
     _print_commit(result)

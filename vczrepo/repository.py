@@ -306,6 +306,7 @@ class Repository:
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
         fill_missing_fields: bool = False,
+        align: bool = False,
         normalise: bool = False,
         allow_new_alleles: bool = False,
         workers: int = 1,
@@ -316,12 +317,16 @@ class Repository:
         `fill_missing_fields` accepts call fields present on one side only (missing values fill
         the gaps) and ignores per-variant fields the repository lacks. `normalise` maps a batch
         with a different variant set onto the repository's variants first (see ops.normalise).
+        `align` pads the repository with null columns to a sample-chunk boundary first, so a
+        batch with the repository's chunking is copied as encoded bytes (fast) rather than
+        recomposed; vcztools never shows null columns.
 
         With `workers` > 1 (or a dask `scheduler` address) the chunk copy is spread over
         dask.distributed workers; it still lands as one commit.
         """
         self._require_branch(branch)
-        options = {"fill_missing_fields": fill_missing_fields, "workers": workers, "scheduler": scheduler}
+        options = {"fill_missing_fields": fill_missing_fields, "align": align, "workers": workers,
+                   "scheduler": scheduler}
         with open_source(
             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
         ) as src:

@@ -144,12 +144,15 @@ class RepositoryMachine(RuleBasedStateMachine):
     def _state(self, branch: str):
         return self.repo.branches(), self.repo.tags(), [c.id for c in self.repo.log(branch)]
 
-    @rule(data=st.data(), n=st.integers(1, 5), chunk=st.sampled_from([1, 2, 3]))
-    def append(self, data, n, chunk):
+    @rule(data=st.data(), n=st.integers(1, 5), chunk=st.sampled_from([1, 2, 3]), align=st.booleans())
+    def append(self, data, n, chunk, align):
         branch = self._branch(data)
         names = [f"S{next(self.counter)}" for _ in range(n)]
-        result = self.repo.append(_batch(names, chunk), branch=branch)
-        self.branches[branch].append(names, result.snapshot_id)
+        result = self.repo.append(_batch(names, chunk), branch=branch, align=align)
+        model = self.branches[branch]
+        if align:
+            model.columns.extend([None] * (-len(model.columns) % SAMPLES_CHUNK))
+        model.append(names, result.snapshot_id)
 
     @rule(data=st.data())
     def remove(self, data):

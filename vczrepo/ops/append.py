@@ -60,18 +60,37 @@ def copy_share(fork: icechunk.ForkSession, batch_path: str, offset: int, total: 
     return fork
 
 
-def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool = False, workers: int = 1,
-                 scheduler: str | None = None) -> dict:
+def pad_to_chunk_boundary(root: zarr.Group, offset: int) -> int:
+    """Add null sample columns up to the next sample-chunk boundary; returns how many.
+
+    Only the last chunk column is rewritten, and the batch after it lands aligned, so its
+    chunks can be copied as encoded bytes instead of being recomposed one by one.
+    """
+    pad = -offset % schema.samples_chunk_size(root)
+    if pad:
+        for name, array in schema.sample_arrays(root).items():
+            axis = schema.sample_axis(array)
+            array.resize(tuple(offset + pad if i == axis else n for i, n in enumerate(array.shape)))
+            value = schema.NULL_SAMPLE if name == "sample_id" else schema.missing_value(array.dtype)
+            chunks.fill_samples(array, list(range(offset, offset + pad)), value)
+    return pad
+
+
+def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool = False, align: bool = False,
+                 workers: int = 1, scheduler: str | None = None) -> dict:
     """Append a batch; with `fill_missing_fields`, call fields on one side only get missing values
-    where the other side has no data, and per-variant fields the repository lacks are ignored."""
+    where the other side has no data, and per-variant fields the repository lacks are ignored.
+    With `align`, null columns pad the repository to a sample-chunk boundary first."""
     batch = source.group
     fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
     ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
+    padding = pad_to_chunk_boundary(root, offset) if align else 0
+    offset += padding
     total = offset + len(ids)
     distributed = workers > 1 or scheduler
-    if distributed and fill_missing_fields and set(batch_fields) - set(fields):
-        raise SourceError("a distributed append cannot add new fields; append once without --workers")
+    if distributed and (padding or (fill_missing_fields and set(batch_fields) - set(fields))):
+        raise SourceError("a distributed append cannot pad or add fields; append once without --workers")
     added_fields = add_batch_only_fields(root, batch, offset) if fill_missing_fields else []
     if distributed:
         from ..distributed import run_forked
@@ -87,6 +106,7 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
         **({"fields_added": added_fields} if added_fields else {}),
+        **({"n_padding": padding} if padding else {}),
     }
 
 
