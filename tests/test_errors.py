@@ -186,3 +186,13 @@ def _spy(fn, calls):
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+def test_batch_with_a_missing_chunk_is_refused(cli, repo_path, tmp_path):
+    batch = make_vcz(tmp_path, "m", ["N1"], variants_chunk_size=5)
+    next(p for p in sorted((batch / "variant_position" / "c").rglob("*")) if p.is_file()).unlink()
+    before = state(repo_path)
+    result = cli("append", repo_path, batch, ok=False)
+    assert result.exit_code == 4
+    assert "incomplete VCZ" in result.stderr and "variant_position is missing 1 of 3 chunks" in result.stderr
+    assert state(repo_path) == before
