@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import zarr
 from tqdm import tqdm
+from zarr.codecs import BloscCodec, BytesCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
@@ -103,20 +104,45 @@ def _mine(first_chunk_index: int, share: Share) -> bool:
     return first_chunk_index % share[1] == share[0]
 
 
+def _blosc_only(array: zarr.Array) -> bool:
+    codecs = array.metadata.codecs
+    return len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
+
+
+def _blosc_frame_intact(data: bytes, expected_nbytes: int) -> bool:
+    """A blosc frame's header states its compressed and uncompressed sizes: a truncated or
+    padded chunk, or one of the wrong shape, does not match them."""
+    if len(data) < 16:
+        return False
+    nbytes = int.from_bytes(data[4:8], "little")
+    cbytes = int.from_bytes(data[12:16], "little")
+    return cbytes == len(data) and nbytes == expected_nbytes
+
+
 async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int, share: Share) -> None:
-    """Copy stored chunks as bytes, each decoded once on the way to prove it is intact."""
+    """Copy stored chunks as bytes, each checked on the way: blosc frames by their header
+    (sizes), other codecs by decoding once."""
     grid = [c for c in itertools.product(*(range(-(-n // k)) for n, k in zip(src.shape, src.chunks, strict=True)))
             if _mine(c[0], share)]
     limit = asyncio.Semaphore(WORKERS)
     proto = default_buffer_prototype()
+    by_header = _blosc_only(src)
+    chunk_nbytes = int(np.prod(src.chunks)) * np.dtype(src.dtype).itemsize
+
+    async def check(coords: tuple[int, ...], data) -> None:
+        if by_header:
+            if not _blosc_frame_intact(data.to_bytes(), chunk_nbytes):
+                raise ValueError("blosc frame sizes do not match its header (truncated?)")
+            return
+        region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
+        await src.async_array.getitem(region)
 
     async def one(coords: tuple[int, ...], bar) -> None:
         async with limit:
             data = await src.store.get(_chunk_key(src, coords), prototype=proto)
             if data is not None:  # never written: reads as fill value on both sides
-                region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
                 try:
-                    await src.async_array.getitem(region)
+                    await check(coords, data)
                 except Exception as e:  # a truncated or corrupt chunk: refuse before committing it
                     raise SourceError(f"cannot read {src.path} chunk {list(coords)}: {type(e).__name__}: {e}") from e
                 target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
