@@ -76,7 +76,7 @@ def test_killed_worker_aborts_with_nothing_committed(tmp_path, cluster):
     thread = threading.Thread(target=run)
     thread.start()
     killed = None
-    with Client(cluster) as client:
+    with Client(cluster, set_as_default=False) as client:
         deadline = time.monotonic() + 60
         while killed is None and thread.is_alive() and time.monotonic() < deadline:
             busy = [addr for addr, tasks in client.processing().items() if tasks]
@@ -90,3 +90,14 @@ def test_killed_worker_aborts_with_nothing_committed(tmp_path, cluster):
     assert killed, "no worker was seen copying"
     assert errors, "the append should have failed when its worker died"
     assert state(path) == before
+
+
+def test_distributed_append_leaves_dask_default_scheduler_alone(tmp_path, cluster):
+    before = dask.config.get("scheduler", None)
+    path = tmp_path / "r"
+    repo, _ = vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0"], 1))
+    repo.append(_batch(tmp_path / "b.vcz", ["B0"], 2), scheduler=cluster.scheduler_address)
+    assert dask.config.get("scheduler", None) == before
+    import dask.array as da
+
+    assert int(da.ones(4, chunks=2).sum().compute()) == 4  # local dask still works

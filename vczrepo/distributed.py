@@ -23,13 +23,14 @@ def client(workers: int, scheduler: str | None) -> Iterator:
     import dask
     from distributed import Client, LocalCluster
 
+    # set_as_default=False: never leave dask's global scheduler pointing at a closed client
     if scheduler:
-        with Client(scheduler) as c:
+        with Client(scheduler, set_as_default=False) as c:
             yield c
         return
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, Client(cluster) as c:
+    ) as cluster, Client(cluster, set_as_default=False) as c:
         yield c
 
 
@@ -43,7 +44,7 @@ def run_forked(session: icechunk.Session, work: Callable, args: tuple, workers: 
                    for k, fork in enumerate(forks)]
         done = []
         with chunks.progress(workers, "workers") as bar:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=c.loop):
                 done.append(future.result())  # the first failure raises: nothing merged, nothing committed
                 bar.update()
     session.merge(*done)
