@@ -199,3 +199,30 @@ def test_missing_bucket_is_one_line_exit_3(cli, s3):
     assert result.stderr.strip().splitlines() == [
         "vczrepo: error: not a vczrepo repository: s3://no-such-bucket/p"
     ]
+
+
+def _upload(s3: MotoS3, directory: Path, prefix: str) -> str:
+    client = s3.client()
+    for path in directory.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), s3.bucket, f"{prefix}/{path.relative_to(directory).as_posix()}")
+    return s3.url(prefix)
+
+
+def test_batches_read_from_object_storage(cli, s3, prefix, tmp_path):
+    base = make_vcz(tmp_path, "base", ["A1", "A2"], samples_chunk_size=2)
+    extra = make_vcz(tmp_path, "extra", ["B1", "B2"], samples_chunk_size=2)
+    base_url = _upload(s3, base, f"{prefix}-batches/base.vcz")
+    extra_url = _upload(s3, extra, f"{prefix}-batches/extra.vcz")
+    url = s3.url(prefix)
+    cli("init", url, base_url, *s3.cli_options)
+    cli("append", url, extra_url, *s3.cli_options)
+    repo = vczrepo.Repository.open(url, s3.options)
+    assert repo.samples() == ["A1", "A2", "B1", "B2"]
+    local = tmp_path / "local"
+    vczrepo.Repository.init(local, base)[0].append(extra)
+    assert vcf_body(repo.group()) == vcf_body(vczrepo.open_group(local))
+    source = repo.log()[0].metadata["source"]
+    assert source["path"] == extra_url and source["size"] > 0 and len(source["sha256"]) == 64
+    missing = cli("append", url, s3.url(f"{prefix}-batches/nope.vcz"), *s3.cli_options, ok=False)
+    assert missing.exit_code == 4 and len(missing.stderr.strip().splitlines()) == 1

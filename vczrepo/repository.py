@@ -134,7 +134,8 @@ class Repository:
                     src = stack.enter_context(union_source(variants_from))
                 else:
                     src = stack.enter_context(open_source(
-                        source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size))
+                        source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+                        storage_options=loc.options))
                 repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()))
                 default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
                            else f"init from {Path(src.path).name}")
@@ -328,7 +329,8 @@ class Repository:
         options = {"fill_missing_fields": fill_missing_fields, "align": align, "workers": workers,
                    "scheduler": scheduler}
         with open_source(
-            source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size
+            source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+            storage_options=self.location.options,
         ) as src:
             return self._commit(
                 branch, "append", message or f"append {Path(src.path).name}",

@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zarr
@@ -15,6 +15,7 @@ import zarr
 from .errors import SourceError
 
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
+OBJECT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
 REQUIRED_ARRAYS = ("sample_id", "contig_id", "variant_contig", "variant_position", "variant_allele")
 # Arrays that can never be all fill value in a chunk (ids, positions >= 1, REF alleles), so a
 # chunk missing from them means a damaged copy. Other arrays legitimately omit all-fill chunks.
@@ -31,6 +32,7 @@ class Source:
     size: int
     sha256: str
     vcz_path: str | None = None  # the VCZ directory actually read (a temporary one for VCF input)
+    options: dict = field(default_factory=dict)  # storage options to reopen vcz_path (object storage)
 
     def provenance(self) -> dict:
         return {"path": self.path, "kind": self.kind, "size": self.size, "sha256": self.sha256}
@@ -62,8 +64,36 @@ def _tree_digest(root: Path) -> tuple[int, str]:
     return total, h.hexdigest()
 
 
-def open_vcz(path: str | os.PathLike) -> zarr.Group:
-    """Open a VCZ read-only, with a SourceError naming what is wrong."""
+def is_url(path) -> bool:
+    return isinstance(path, str) and path.split("://")[0].lower() in OBJECT_SCHEMES and "://" in path
+
+
+def _object_store(url: str, options: dict[str, str]) -> zarr.storage.ObjectStore:
+    """A read-only zarr store on object storage (obstore), from vczrepo's storage options."""
+    from obstore.store import from_url
+
+    opts = dict(options)
+    keys = {"endpoint_url": "endpoint", "region": "region", "access_key_id": "access_key_id",
+            "secret_access_key": "secret_access_key", "session_token": "token"}
+    config = {keys[k]: opts.pop(k) for k in list(opts) if k in keys}
+    client = {"allow_http": True} if opts.pop("allow_http", "false").lower() in ("1", "true", "yes", "on") else {}
+    if opts.pop("anonymous", "false").lower() in ("1", "true", "yes", "on"):
+        config["skip_signature"] = True
+    opts.pop("force_path_style", None)  # obstore uses path-style requests unless told otherwise
+    if opts:
+        raise ValueError(f"unknown storage option(s) for a batch: {', '.join(sorted(opts))}")
+    return zarr.storage.ObjectStore(from_url(url, config=config, client_options=client), read_only=True)
+
+
+def open_vcz(path: str | os.PathLike, storage_options: dict[str, str] | None = None) -> zarr.Group:
+    """Open a VCZ (local path or object-storage URL) read-only, with a SourceError naming what is wrong."""
+    if is_url(path):
+        store = _object_store(str(path), storage_options or {})  # bad options: ValueError, exit 2
+        try:
+            group = zarr.open_group(store, mode="r")
+        except Exception as e:
+            raise SourceError(f"not a VCZ store: {path} ({type(e).__name__})") from e
+        return _checked(group, path)
     p = Path(path)
     if not p.exists():
         raise SourceError(f"source not found: {path}")
@@ -71,6 +101,10 @@ def open_vcz(path: str | os.PathLike) -> zarr.Group:
         group = zarr.open_group(str(p), mode="r")
     except Exception as e:  # zarr raises several types for non-zarr directories
         raise SourceError(f"not a VCZ store: {path} ({type(e).__name__}: {e})") from e
+    return _checked(group, path)
+
+
+def _checked(group: zarr.Group, path) -> zarr.Group:
     missing = [a for a in REQUIRED_ARRAYS if a not in group]
     if missing:
         raise SourceError(f"not a VCZ store: {path} lacks {', '.join(missing)}")
@@ -100,6 +134,7 @@ def open_source(
     *,
     variants_chunk_size: int | None = None,
     samples_chunk_size: int | None = None,
+    storage_options: dict[str, str] | None = None,
 ) -> Iterator[Source]:
     """Open a batch for reading; a VCF/BCF is converted into a temporary VCZ first.
 
@@ -107,6 +142,10 @@ def open_source(
     """
     if isinstance(path, zarr.Group):
         yield Source(path, f"<zarr group {path.store}>", "vcz", 0, "")
+        return
+    if is_url(path):
+        group = open_vcz(path, storage_options)
+        yield Source(group, str(path), "vcz", *_object_digest(group), str(path), dict(storage_options or {}))
         return
     p = Path(path)
     if not p.exists():
@@ -138,3 +177,17 @@ def union_source(paths: Sequence[str | os.PathLike]) -> Iterator[Source]:
         digest = hashlib.sha256("".join(s.sha256 for s in sources).encode()).hexdigest()
         yield Source(open_vcz(tmp / "union.vcz"), " + ".join(s.path for s in sources), "union",
                      sum(s.size for s in sources), digest, str(tmp / "union.vcz"))
+
+
+def _object_digest(group: zarr.Group) -> tuple[int, str]:
+    """Size and fingerprint (keys, sizes, metadata documents) of a VCZ on object storage."""
+    from obstore import list as list_objects
+
+    store = group.store.store
+    h = hashlib.sha256()
+    total = 0
+    metas = sorted((m for batch in list_objects(store) for m in batch), key=lambda m: m["path"])
+    for meta in metas:
+        total += meta["size"]
+        h.update(f"{meta['path']}\0{meta['size']}\n".encode())
+    return total, h.hexdigest()

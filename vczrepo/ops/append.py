@@ -53,10 +53,10 @@ def add_batch_only_fields(root: zarr.Group, batch: zarr.Group, offset: int) -> l
     return added
 
 
-def copy_share(fork: icechunk.ForkSession, batch_path: str, offset: int, total: int,
+def copy_share(fork: icechunk.ForkSession, batch_path: str, options: dict, offset: int, total: int,
                share: chunks.Share) -> icechunk.ForkSession:
     """A distributed worker's part of an append (runs on the worker)."""
-    grow_and_copy(zarr.open_group(fork.store, mode="r+"), open_vcz(batch_path), offset, total, share)
+    grow_and_copy(zarr.open_group(fork.store, mode="r+"), open_vcz(batch_path, options), offset, total, share)
     return fork
 
 
@@ -97,7 +97,8 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
 
         if source.vcz_path is None:
             raise SourceError("a distributed append needs a batch on disk or object storage, not in memory")
-        run_forked(root.store.session, copy_share, (source.vcz_path, offset, total), workers, scheduler)
+        run_forked(root.store.session, copy_share, (source.vcz_path, source.options, offset, total), workers,
+                   scheduler)
     else:
         grow_and_copy(root, batch, offset, total)
     return {
