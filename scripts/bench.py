@@ -298,15 +298,15 @@ def targets(runs: dict[str, Run], commits: int) -> list[Target]:
 
 
 def source_revision() -> str:
-    """The vczrepo commit measured, marked dirty when vczrepo/ has uncommitted changes."""
+    """The last commit that changed vczrepo/, marked dirty when vczrepo/ has uncommitted changes."""
     root = Path(vczrepo.__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=False).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--", "vczrepo") else "")
+    last = git("log", "-1", "--format=%h", "--", "vczrepo") or "unknown"
+    return last + ("-dirty" if git("status", "--porcelain", "--", "vczrepo") else "")
 
 
 def machine() -> dict:
@@ -322,7 +322,7 @@ def machine() -> dict:
 
 def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Log) -> dict:
     """Measure everything on a generated data set; returns the JSON results."""
-    revision = source_revision()
+    revision, load = source_revision(), os.getloadavg()[1]
     b = Bench(work, repeats, log)
     log("start-up baselines")
     startup = {code: b.startup(code) for code in ("pass", "import vczrepo", "import vcztools.cli")}
@@ -344,6 +344,8 @@ def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Lo
         "machine": machine(),
         "batch_mib": make_data.tree_size(data.batches[1]) / 2**20,
         "history_commits": commits,
+        # other processes on the machine disturb the figures: 5-minute load at start and end
+        "load_average": [round(load, 2), round(os.getloadavg()[1], 2)],
         "startup_seconds": startup,
         "runs": {k: dataclasses.asdict(r) for k, r in b.runs.items()},
         "targets": [
@@ -357,7 +359,7 @@ def table(results: dict) -> str:
     """Markdown tables of the measurements and of the targets."""
     lines = [
         (f"size {results['size']}: {results['spec']}, batch {results['batch_mib']:.1f} MiB, "
-         f"vczrepo {results['vczrepo_revision']}"),
+         f"vczrepo {results['vczrepo_revision']}, load average {results['load_average']}"),
         "", "| operation | wall s | op s | peak RSS MiB |", "|---|---:|---:|---:|",
     ]
     for code, seconds in results["startup_seconds"].items():
