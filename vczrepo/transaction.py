@@ -92,10 +92,12 @@ def run(
             metadata = commit_metadata(op, op_id, branch, base, summary)
             try:
                 return session.commit(message, metadata=metadata), metadata
-            except icechunk.ConflictError:
+            except icechunk.IcechunkError as e:  # a conflict, or a commit whose response was lost
                 landed = _landed(repo, branch, op_id, base)
                 if landed is not None:
                     return landed, metadata
+                if not isinstance(e, icechunk.ConflictError):
+                    raise
         time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
     raise ConcurrentUpdateError(
         f"{op} not applied: branch {branch} kept moving ({max_attempts} attempts); try again"
