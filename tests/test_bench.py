@@ -2,7 +2,7 @@
 included, and fails only on gross regressions: a ratio 3x beyond its target.
 
 `tiny` (200 + 200 samples x 2,000 variants, 200-commit history) rather than `small`: each
-measured command pays 1-3 s of Python start-up, and `small` takes about 2.5 minutes.
+measured command pays 1-3 s of Python start-up, and `small` takes 2-3 minutes (--repeats 3).
 Absolute times (log/tag/branch < 0.5 s) and append against `cp -r` (fixed costs swamp a
 0.4 MiB batch) are reported but not checked here.
 """

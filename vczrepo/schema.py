@@ -149,14 +149,19 @@ def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
                     f"variant {i}: {what} differs "
                     f"(repository {_variant_label(store, i)}, batch {_variant_label(batch, i)})"
                 )
-        s_alleles = _trim_alleles(np.asarray(s_arrays["variant_allele"][block]))
-        b_alleles = _trim_alleles(np.asarray(b_arrays["variant_allele"][block]))
-        for i, (a, b) in enumerate(zip(s_alleles, b_alleles, strict=True)):
-            if a != b:
-                raise IncompatibleBatchError(
-                    f"variant {block.start + i} at {_variant_label(store, block.start + i)}: "
-                    f"alleles differ (repository {','.join(a)}, batch {','.join(b)})"
-                )
+        s_alleles = as_str(s_arrays["variant_allele"][block])
+        b_alleles = as_str(b_arrays["variant_allele"][block])
+        width = max(s_alleles.shape[1], b_alleles.shape[1])
+        s_padded, b_padded = (np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values="")
+                              for a in (s_alleles, b_alleles))
+        differ = np.flatnonzero((s_padded != b_padded).any(axis=1))  # trailing "" pad shorter rows
+        if differ.size:
+            i = int(differ[0])
+            a, b = _trim_alleles(s_alleles[i : i + 1])[0], _trim_alleles(b_alleles[i : i + 1])[0]
+            raise IncompatibleBatchError(
+                f"variant {block.start + i} at {_variant_label(store, block.start + i)}: "
+                f"alleles differ (repository {','.join(a)}, batch {','.join(b)})"
+            )
 
 
 def _variant_label(group: zarr.Group, index: int) -> str:
