@@ -57,12 +57,14 @@ def promote(repo: Repository, source: str, into: str = DEFAULT_BRANCH, *, replay
         head = repo.resolve(source)
         if head == target or is_ancestor(repo, head, target):
             return BranchMove(into, target, target, "up-to-date", [])
-        if is_ancestor(repo, target, head):
+        head_ids, target_ids = repo.ancestry_ids(head), repo.ancestry_ids(target)
+        if target in head_ids:
             _swap(repo, into, head, target)
             return BranchMove(into, target, head, "fast-forward", [])
-        base = repo.merge_base(target, head)
-        ahead = repo.ancestry_ids(head).index(base) if base else len(repo.ancestry_ids(head))
-        behind = repo.ancestry_ids(target).index(base) if base else len(repo.ancestry_ids(target))
+        shared = set(target_ids)
+        base = next((s for s in head_ids if s in shared), None)
+        ahead = head_ids.index(base) if base else len(head_ids)
+        behind = target_ids.index(base) if base else len(target_ids)
         if not replay:
             raise RefError(
                 f"cannot fast-forward {into} to {source}: {into} has {behind} commit(s) not in {source} "

@@ -44,6 +44,12 @@ def sample_arrays(group: zarr.Group) -> dict[str, zarr.Array]:
     return {k: a for k, a in arrays(group).items() if sample_axis(a) is not None}
 
 
+def resize_samples(array: zarr.Array, n: int) -> None:
+    """Resize an array along its samples axis to `n` samples."""
+    axis = sample_axis(array)
+    array.resize(tuple(n if i == axis else size for i, size in enumerate(array.shape)))
+
+
 def samples_chunk_size(group: zarr.Group) -> int:
     sid = group["sample_id"]
     return int(sid.chunks[0])

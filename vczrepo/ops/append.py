@@ -17,6 +17,7 @@ from .. import chunks, schema
 from ..errors import SourceError
 from ..sources import Source, open_vcz
 from .normalise import add_alleles, normalise
+from .remove import null_columns
 
 
 def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
@@ -27,8 +28,7 @@ def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
     """
     batch_fields = schema.sample_arrays(batch)
     for name, dst in schema.sample_arrays(root).items():
-        axis = schema.sample_axis(dst)
-        dst.resize(tuple(total if i == axis else n for i, n in enumerate(dst.shape)))
+        schema.resize_samples(dst, total)
         if name in batch_fields:
             chunks.copy_samples(batch_fields[name], dst, offset, share=share)
         else:
@@ -68,11 +68,9 @@ def pad_to_chunk_boundary(root: zarr.Group, offset: int) -> int:
     """
     pad = -offset % schema.samples_chunk_size(root)
     if pad:
-        for name, array in schema.sample_arrays(root).items():
-            axis = schema.sample_axis(array)
-            array.resize(tuple(offset + pad if i == axis else n for i, n in enumerate(array.shape)))
-            value = schema.NULL_SAMPLE if name == "sample_id" else schema.missing_value(array.dtype)
-            chunks.fill_samples(array, list(range(offset, offset + pad)), value)
+        for array in schema.sample_arrays(root).values():
+            schema.resize_samples(array, offset + pad)
+        null_columns(root, list(range(offset, offset + pad)))
     return pad
 
 
