@@ -179,8 +179,7 @@ def build_history(path: Path, commits: int) -> None:
             op, summary = "remove", {"samples_removed": ["NA00001"], "n_samples_removed": 1,
                                      "sample_indexes_removed": [0], "n_samples": 2}
         else:
-            op, summary = "append", {"samples_added": ["NA00001"], "n_samples_added": 1,
-                                     "n_samples": 3}
+            op, summary = "append", {**schema.journal_added(["NA00001"], 2), "n_samples": 3}
         metadata = {**journal, "op": op, "op_id": uuid.uuid4().hex, "parent": session.snapshot_id,
                     **summary}
         session.commit(f"{op} NA00001", metadata=metadata, allow_empty=True)
@@ -218,6 +217,9 @@ def bench_writes(b: Bench, data: make_data.Dataset, repo: Path) -> None:
         for key, samples in chosen.items():
             b.best_of(f"remove_{key}_at_{store}", f"remove {key} sample(s), store {count}",
                       on_branch(repo, f"rm-{key}-{store}", ref, ["remove", repo, *samples]))
+    b.best_of("remove_1_at_N_level7", f"remove 1 sample, store {n}, --compression-level 7",
+              on_branch(repo, "rm-level7", "base", ["--compression-level", "7", "remove", repo, *chosen["1"]]),
+              repeats=1)
 
 
 def bench_reads(b: Bench, data: make_data.Dataset, repo: Path) -> None:

@@ -52,7 +52,7 @@ def test_tampering_is_caught(cli, repo_path, edit, message):
 
 
 def test_journal_disagreement_is_caught(cli, repo_path):
-    fake = {"vczrepo": 1, "op": "append", "samples_added": ["S9"]}
+    fake = {"vczrepo": 2, "op": "relabel"}  # journalled as vczrepo's, but renaming a sample
     _tamper(repo_path, lambda g: g["sample_id"].__setitem__(0, "S8"), metadata=fake)
     result = cli("check", repo_path, ok=False)
     assert result.exit_code == 8 and "disagrees with the commit journal" in result.stderr

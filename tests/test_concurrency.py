@@ -39,7 +39,7 @@ def test_concurrent_appends_each_land_exactly_once(tmp_path):
     assert len({c.metadata["op_id"] for c in appends}) == WRITERS
     # each batch's samples are contiguous, in batch order, and its data is intact
     for c in appends:
-        added = c.metadata["samples_added"]
+        added = repo.samples_added(c.id)
         start = samples.index(added[0])
         assert samples[start:start + len(added)] == added
 

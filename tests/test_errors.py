@@ -90,6 +90,7 @@ def test_fields_and_dtypes_are_checked(cli, tmp_path):
         (("tag", "{repo}", "main"), 3, "a branch named 'main' already exists"),
         (("tag", "{repo}", "bad..name"), 3, "invalid tag name"),
         (("branch", "{repo}", "-x"), 2, ""),
+        (("--compression-level", "10", "remove", "{repo}", "S1"), 2, "10 is not in the range 0<=x<=9"),
         (("branch", "{repo}", "new", "--from", "nowhere"), 3, "unknown ref 'nowhere'"),
         (("log", "{repo}", "mian"), 3, "unknown ref 'mian'; nearest: main"),
         (("samples", "{repo}", "--at", "t2"), 3, "nearest: t1"),

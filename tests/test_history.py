@@ -17,6 +17,7 @@ from zarr.core.sync import sync
 import vczrepo
 from vczrepo import chunks, history, schema
 from vczrepo.gc import gc
+from vczrepo.purge import purge
 
 
 @pytest.fixture
@@ -190,6 +191,18 @@ def test_purge_then_gc_erases_the_sample_from_storage(cli, tmp_path):
     gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
     assert _storage_holds(path, needles) == 0
     assert vcztools_samples(repo.group("release-2")) == ["A0", "A1", "W0", "W2"]
+
+
+def test_purge_nulls_a_sample_in_chunks_a_later_commit_rewrote(tmp_path):
+    # --align rewrites S0's chunk column (genotype padding) but not sample_id (already null
+    # there): the purge must still null S0 in the chunks it copies from that commit
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", make_vcz(tmp_path, "a", ["S0"], samples_chunk_size=2))
+    repo.append(make_vcz(tmp_path, "b", ["S2"], samples_chunk_size=2), align=True)
+    purge(repo, ["S0"])
+    root = repo.group()
+    assert list(root["sample_id"][:]) == ["", "", "S2"]
+    assert (root["call_genotype"][:, :2] == -1).all()
+    assert vczrepo.check(repo).ok
 
 
 def test_purge_unknown_sample_changes_nothing(cli, repo_path):

@@ -11,6 +11,7 @@ from helpers import state, vcf_body, vcztools_samples, without_info
 from vcfgen import make_vcz
 
 import vczrepo
+from vczrepo import chunks, schema
 
 
 def test_init_then_append_equals_whole_file_through_vcztools(cli, tmp_path, data, whole_vcz):
@@ -34,15 +35,16 @@ def test_init_from_vcz_of_either_zarr_format_stores_format_3(tmp_path, zarr_form
 
 
 @pytest.mark.parametrize(
-    ("chunk", "sizes"),
-    [(2, [2, 2, 2]), (2, [3, 1, 4]), (3, [1, 1, 5, 2]), (4, [5, 3])],
+    ("chunk", "sizes", "batch_chunk"),
+    [(2, [2, 2, 2], 2), (2, [3, 1, 4], 2), (3, [1, 1, 5, 2], 3), (4, [5, 3], 4), (3, [4, 5, 7], 2),
+     (2, [3, 5, 4], 3)],
 )
-def test_appends_at_any_alignment_equal_one_conversion(tmp_path, chunk, sizes):
+def test_appends_at_any_alignment_equal_one_conversion(tmp_path, chunk, sizes, batch_chunk):
     names = [f"S{i:02d}" for i in range(sum(sizes))]
     batches, start = [], 0
     for k, n in enumerate(sizes):
-        batches.append(make_vcz(tmp_path, f"b{k}", names[start:start + n], samples_chunk_size=chunk,
-                                variants_chunk_size=5))
+        batches.append(make_vcz(tmp_path, f"b{k}", names[start:start + n],
+                                samples_chunk_size=chunk if k == 0 else batch_chunk, variants_chunk_size=5))
         start += n
     repo, _ = vczrepo.Repository.init(tmp_path / "r", batches[0])
     for b in batches[1:]:
@@ -107,11 +109,13 @@ def test_every_mutation_is_one_commit_with_structured_metadata(cli, part_repo, d
     assert [c["op"] for c in commits] == ["remove", "append", "init", "root"]
     remove, append, init = (c["metadata"] for c in commits[:3])
     assert remove["samples_removed"] == ["NA00002"] and remove["n_samples_removed"] == 1
-    assert append["samples_added"] == ["NA00003"] and append["n_samples_added"] == 1
+    assert append["sample_range"] == [2, 3] and append["n_samples_added"] == 1
+    assert append["samples_sha256"] == schema.names_digest(["NA00003"])
+    assert vczrepo.Repository.open(part_repo).samples_added(commits[1]["id"]) == ["NA00003"]
     assert append["source"]["path"].endswith("sample-part2.vcf.gz")
     assert len(append["source"]["sha256"]) == 64 and append["source"]["size"] > 0
     for m in (remove, append, init):
-        assert m["vczrepo"] == 1 and len(m["op_id"]) == 32
+        assert m["vczrepo"] == 2 and len(m["op_id"]) == 32
         assert {"user", "host", "time", "parent", "branch"} <= set(m)
         assert {"vczrepo", "icechunk", "zarr"} <= set(m["versions"])
     assert commits[0]["message"] == "consent withdrawn"
@@ -205,4 +209,53 @@ def test_align_pads_with_null_samples_and_copies_bytes(cli, tmp_path, monkeypatc
     whole = make_vcz(tmp_path, "w", ["A1", "A2", "A3", "B1", "B2", "B3"])
     assert vcf_body(root) == vcf_body(whole)
     assert repo.log()[0].metadata["n_padding"] == 1
+    assert (repo.info()["n_removed"], repo.info()["n_padding"]) == (0, 1)
     assert vczrepo.check(repo).ok
+
+
+def _stored_chunk(array: zarr.Array, coords: tuple[int, ...]) -> bytes:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    return sync(array.store.get(chunks._chunk_key(array, coords), prototype=default_buffer_prototype())).to_bytes()
+
+
+def _encoded_at(level: int, like: zarr.Array, values: np.ndarray) -> bytes:
+    """values as one chunk encoded with like's codecs at blosc level `level`."""
+    serializer, compressor = chunks._codecs_at_level(like.metadata.codecs, level)
+    mem = zarr.create_array({}, shape=values.shape, chunks=values.shape, dtype=like.dtype,
+                            serializer=serializer, compressors=[compressor], fill_value=like.fill_value)
+    mem[...] = values
+    return _stored_chunk(mem, (0,) * values.ndim)
+
+
+@pytest.mark.parametrize("level", [None, 9])
+def test_rewritten_chunks_use_the_compression_level_metadata_keeps_its_own(cli, tmp_path, level, monkeypatch):
+    monkeypatch.setattr(chunks, "COMPRESSION_LEVEL", chunks.COMPRESSION_LEVEL)  # the CLI sets it
+    batch = make_vcz(tmp_path, "b", ["S1", "S2", "S3", "S4"], samples_chunk_size=2, variants_chunk_size=4)
+    cli("init", tmp_path / "r", batch)
+    options = [] if level is None else ["--compression-level", str(level)]
+    cli(*options, "remove", tmp_path / "r", "S1")
+    dp = vczrepo.Repository.open(tmp_path / "r").group()["call_DP"]
+    assert dp.metadata.codecs == zarr.open_array(str(batch / "call_DP"), mode="r").metadata.codecs  # level 7 stated
+    values = dp[0:4, 0:2]
+    assert (values[:, 0] == -1).all()
+    assert _stored_chunk(dp, (0, 0)) == _encoded_at(level or 1, dp, values)  # the column S1 was in: rewritten
+    assert _stored_chunk(dp, (0, 1)) == _stored_chunk(zarr.open_array(str(batch / "call_DP"), mode="r"), (0, 1))
+
+
+def test_a_batch_at_another_compression_level_is_still_copied_as_bytes(tmp_path, monkeypatch):
+    copied = []
+    original = chunks._copy_encoded
+    monkeypatch.setattr(chunks, "_copy_encoded", lambda *a: copied.append(a[1].path) or original(*a))
+    a = make_vcz(tmp_path, "a", ["A1", "A2"], samples_chunk_size=2)
+    b = make_vcz(tmp_path, "b", ["B1", "B2"], samples_chunk_size=2)
+    dp = zarr.open_array(str(b / "call_DP"), mode="r+")
+    relevelled = dp.metadata.to_dict()
+    relevelled["codecs"][1]["configuration"]["clevel"] = 3
+    (b / "call_DP" / "zarr.json").write_text(json.dumps(relevelled))
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", a)
+    copied.clear()
+    repo.append(b)
+    assert "call_DP" in copied
+    assert vcf_body(repo.group()) == vcf_body(make_vcz(tmp_path, "w", ["A1", "A2", "B1", "B2"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,20 +65,39 @@ def _check_array(name: str, array: zarr.Array, nulls: np.ndarray, report: CheckR
     run_bounded(one, _regions(array))
 
 
-def _expected_samples(repo: Repository, sid: str) -> list[str] | None:
-    """Sample list implied by the commit journal, or None if a commit is not vczrepo's."""
+def _journal_problems(repo: Repository, sid: str, ids: list[str]) -> list[str]:
+    """Where sample_id disagrees with the commit journal (nothing if a commit is not vczrepo's).
+
+    Appends journal their columns and a fingerprint of their ids: an appended id is read
+    from `ids`, or from the journal of the remove that nulled it (purge nulls the name in both),
+    and checked against it."""
+    commits = [c for c in repo.log(sid) if c.op != "root"][::-1]
+    if any("vczrepo" not in c.metadata for c in commits):
+        return []
+    removed = {}
+    for c in commits:
+        for i, name in zip(c.metadata.get("sample_indexes_removed", []), c.metadata.get("samples_removed", []),
+                           strict=True):
+            removed.setdefault(i, name)
     samples: list[str] = []
-    for c in [c for c in repo.log(sid) if c.op != "root"][::-1]:
+    for c in commits:
         m = c.metadata
-        if "vczrepo" not in m:
-            return None
         samples.extend([schema.NULL_SAMPLE] * m.get("n_padding", 0))
-        samples.extend(m.get("samples_added", []))
+        if "sample_range" in m:
+            start, stop = m["sample_range"]
+            names = [removed.get(i, ids[i]) if ids[i] == schema.NULL_SAMPLE else ids[i]  # purged: null
+                     for i in range(start, min(stop, len(ids)))]
+            if start != len(samples) or schema.names_digest(names) != m["samples_sha256"]:
+                return [(f"sample_id disagrees with the commit journal: the ids of columns {start}-{stop - 1} "
+                         f"are not those {c.op} {c.id} added")]
+            samples.extend(names)
         for i in m.get("sample_indexes_removed", []):
             samples[i] = schema.NULL_SAMPLE
         for i, name in zip(m.get("sample_indexes_restored", []), m.get("samples_restored", []), strict=True):
             samples[i] = name
-    return samples
+    if samples != ids:
+        return [f"sample_id disagrees with the commit journal ({len(ids)} stored, {len(samples)} expected)"]
+    return []
 
 
 def check(repo: Repository, ref: str = "main") -> CheckReport:
@@ -102,8 +122,8 @@ def check(repo: Repository, ref: str = "main") -> CheckReport:
             report.problems.append(f"{name}: {a.shape[d.index(schema.VARIANTS)]} variants, expected {n_variants}")
         if schema.SAMPLES in d and a.shape[d.index(schema.SAMPLES)] != n_samples:
             report.problems.append(f"{name}: {a.shape[d.index(schema.SAMPLES)]} samples, expected {n_samples}")
-    live = [s for s in ids.tolist() if s != schema.NULL_SAMPLE]
-    dups = sorted({s for s in live if live.count(s) > 1})
+    counts = Counter(s for s in ids.tolist() if s != schema.NULL_SAMPLE)
+    dups = sorted(s for s, n in counts.items() if n > 1)
     if dups:
         report.problems.append(f"duplicate sample ids: {', '.join(dups)}")
     nulls = ids == schema.NULL_SAMPLE
@@ -111,9 +131,5 @@ def check(repo: Repository, ref: str = "main") -> CheckReport:
     for name, a in arrays.items():
         _check_array(name, a, nulls, report, lock)
         report.arrays_read += 1
-    expected = _expected_samples(repo, sid)
-    if expected is not None and expected != ids.tolist():
-        report.problems.append(
-            f"sample_id disagrees with the commit journal ({len(ids)} stored, {len(expected)} expected)"
-        )
+    report.problems.extend(_journal_problems(repo, sid, ids.tolist()))
     return report

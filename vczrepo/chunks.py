@@ -5,13 +5,19 @@ Two paths move a block of samples from one array into another at a sample offset
   fill value, and the offset sits on a chunk boundary, each stored chunk is copied as
   bytes under its shifted key (no decode, no encode);
 - decoded: otherwise each destination chunk is assembled from decoded source values.
-Either way at most ``WORKERS`` chunks are in flight, so memory does not grow with the
+Either way at most ``WORKERS`` chunk rows are in flight, so memory does not grow with the
 size of the repository or of the batch.
+
+Chunks vczrepo re-encodes (remove, unaligned append, padding, checkout --drop-removed) are
+compressed at ``COMPRESSION_LEVEL`` rather than the level in the array's metadata: a blosc
+frame decodes the same whatever level made it, and on genotype data zstd level 1 encodes
+10-20x faster than bio2zarr's level 7 for about the same size (README: Semantics).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +27,7 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 from zarr.codecs import BloscCodec, BytesCodec
+from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
@@ -28,6 +35,7 @@ from . import schema
 from .errors import SourceError
 
 WORKERS = 8
+COMPRESSION_LEVEL: int | None = 1  # blosc level for re-encoded chunks; None keeps each array's own
 SHOW_PROGRESS: bool | None = None  # None: only when stderr is a terminal (the CLI's --no-progress sets False)
 
 
@@ -71,24 +79,35 @@ def sample_regions(array: zarr.Array, start: int, stop: int) -> Iterator[tuple[s
     yield from itertools.product(*axes)
 
 
-def _shift(region: tuple[slice, ...], axis: int, offset: int) -> tuple[slice, ...]:
-    return tuple(
-        slice(s.start + offset, s.stop + offset) if i == axis else s for i, s in enumerate(region)
-    )
+def _codecs_at_level(codecs: tuple, level: int) -> tuple:
+    return tuple(dataclasses.replace(c, clevel=level) if isinstance(c, BloscCodec) else c for c in codecs)
 
 
 def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
-    """Can encoded chunks of src be stored as chunks of dst unchanged?"""
+    """Can encoded chunks of src be stored as chunks of dst unchanged?
+
+    Blosc's compression level is not part of the frame format, so it may differ."""
     if src.metadata.zarr_format != 3 or dst.metadata.zarr_format != 3:
         return False
     sm, dm = src.metadata, dst.metadata
     return (
         src.chunks == dst.chunks
         and sm.data_type == dm.data_type
-        and sm.codecs == dm.codecs
+        and _codecs_at_level(sm.codecs, 0) == _codecs_at_level(dm.codecs, 0)
         and sm.chunk_key_encoding == dm.chunk_key_encoding
         and np.array_equal(np.asarray(sm.fill_value), np.asarray(dm.fill_value))
     )
+
+
+def writer(array: zarr.Array) -> zarr.Array:
+    """The same stored array, encoding the chunks it writes at COMPRESSION_LEVEL.
+
+    Only chunk writes go through it; its metadata (and the level it states) is never stored.
+    Make it after any resize of the array."""
+    if COMPRESSION_LEVEL is None or array.metadata.zarr_format != 3:
+        return array
+    meta = dataclasses.replace(array.metadata, codecs=_codecs_at_level(array.metadata.codecs, COMPRESSION_LEVEL))
+    return zarr.Array(AsyncArray(meta, array.async_array.store_path, array.async_array.config))
 
 
 def _chunk_key(array: zarr.Array, coords: tuple[int, ...]) -> str:
@@ -109,21 +128,48 @@ def _blosc_only(array: zarr.Array) -> bool:
     return len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
 
 
-def _blosc_frame_intact(data: bytes, expected_nbytes: int) -> bool:
+def _blosc_frame_intact(data, expected_nbytes: int) -> bool:
     """A blosc frame's header states its compressed and uncompressed sizes: a truncated or
-    padded chunk, or one of the wrong shape, does not match them."""
-    if len(data) < 16:
+    padded chunk, or one of the wrong shape, does not match them. (Reads 16 bytes, copies none.)"""
+    raw = data.as_numpy_array()
+    if raw.nbytes < 16:
         return False
-    nbytes = int.from_bytes(data[4:8], "little")
-    cbytes = int.from_bytes(data[12:16], "little")
-    return cbytes == len(data) and nbytes == expected_nbytes
+    header = raw[:16].tobytes()
+    nbytes = int.from_bytes(header[4:8], "little")
+    cbytes = int.from_bytes(header[12:16], "little")
+    return cbytes == raw.nbytes and nbytes == expected_nbytes
+
+
+def _chunk_grid(array: zarr.Array) -> Iterator[tuple[int, ...]]:
+    return itertools.product(*(range(-(-n // k)) for n, k in zip(array.shape, array.chunks, strict=True)))
+
+
+def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
+    """Do two arrays of the same shape and encoding store byte-identical chunks (and so hold
+    equal values)? False means "not shown equal": the values may still be equal."""
+    if a.shape != b.shape or not same_encoding(a, b):
+        return False
+    proto = default_buffer_prototype()
+    limit = asyncio.Semaphore(WORKERS)
+
+    async def same(coords: tuple[int, ...]) -> bool:
+        async with limit:
+            x, y = await asyncio.gather(a.store.get(_chunk_key(a, coords), prototype=proto),
+                                        b.store.get(_chunk_key(b, coords), prototype=proto))
+        if x is None or y is None:
+            return x is y
+        return np.array_equal(x.as_numpy_array(), y.as_numpy_array())
+
+    async def all_same() -> bool:
+        return all(await asyncio.gather(*(same(c) for c in _chunk_grid(a))))
+
+    return sync(all_same())
 
 
 async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int, share: Share) -> None:
     """Copy stored chunks as bytes, each checked on the way: blosc frames by their header
     (sizes), other codecs by decoding once."""
-    grid = [c for c in itertools.product(*(range(-(-n // k)) for n, k in zip(src.shape, src.chunks, strict=True)))
-            if _mine(c[0], share)]
+    grid = [c for c in _chunk_grid(src) if _mine(c[0], share)]
     limit = asyncio.Semaphore(WORKERS)
     proto = default_buffer_prototype()
     by_header = _blosc_only(src)
@@ -131,7 +177,7 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
 
     async def check(coords: tuple[int, ...], data) -> None:
         if by_header:
-            if not _blosc_frame_intact(data.to_bytes(), chunk_nbytes):
+            if not _blosc_frame_intact(data, chunk_nbytes):
                 raise ValueError("blosc frame sizes do not match its header (truncated?)")
             return
         region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
@@ -153,6 +199,47 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
         await asyncio.gather(*(one(c, bar) for c in grid))
 
 
+def _read(src: zarr.Array, region: tuple, select: np.ndarray | None = None) -> np.ndarray:
+    try:
+        return src.oindex[region] if select is not None else src[region]
+    except Exception as e:  # a truncated or corrupt chunk in the batch
+        where = [(r.start, r.stop) for r in region if isinstance(r, slice)]
+        raise SourceError(f"cannot read {src.path} at {where}: {type(e).__name__}: {e}") from e
+
+
+def _on_axis(region: tuple, axis: int, index) -> tuple:
+    return tuple(index if i == axis else r for i, r in enumerate(region))
+
+
+def _outer_regions(array: zarr.Array, axis: int, share: Share) -> list[tuple]:
+    """Chunk regions over every axis but the sample axis (whose entry is left as a full slice)."""
+    axes = [[slice(None)] if i == axis else list(_chunk_ranges(n, c))
+            for i, (n, c) in enumerate(zip(array.shape, array.chunks, strict=True))]
+    return [r for r in itertools.product(*axes) if _mine(r[0].start // array.chunks[0] if axis else 0, share)]
+
+
+def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: tuple) -> None:
+    """Write src's samples at `offset` along one chunk row of dst, decoding each source chunk
+    once: every destination chunk is cut from at most a few consecutive source chunks."""
+    step = src.chunks[axis]
+    decoded: dict[int, np.ndarray] = {}
+
+    def source_chunk(j: int) -> np.ndarray:
+        if j not in decoded:
+            decoded[j] = _read(src, _on_axis(outer, axis, slice(j * step, min((j + 1) * step, src.shape[axis]))))
+        return decoded[j]
+
+    for s in _chunk_ranges(dst.shape[axis], dst.chunks[axis], offset, offset + src.shape[axis]):
+        a, b = s.start - offset, s.stop - offset
+        first, last = a // step, (b - 1) // step
+        parts = [source_chunk(j)[_on_axis((slice(None),) * len(outer), axis,
+                                          slice(max(a, j * step) - j * step, min(b, (j + 1) * step) - j * step))]
+                 for j in range(first, last + 1)]
+        for j in [j for j in decoded if j < last]:
+            del decoded[j]
+        dst[_on_axis(outer, axis, s)] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+
+
 def copy_samples(src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarray | None = None,
                  share: Share = WHOLE) -> None:
     """Write all samples of src (or those at `select`) into dst starting at sample `offset`.
@@ -161,24 +248,18 @@ def copy_samples(src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarr
     """
     axis = schema.sample_axis(dst)
     n = src.shape[axis] if select is None else len(select)
-    chunk = dst.chunks[axis]
-    if select is None and offset % chunk == 0 and same_encoding(src, dst):
-        sync(_copy_encoded(src, dst, axis, offset // chunk, share))
+    if select is None and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
+        sync(_copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
+        return
+    out = writer(dst)
+    if select is None:
+        run_bounded(lambda outer: _recompose(src, out, axis, offset, outer), _outer_regions(dst, axis, share),
+                    desc=dst.path)
         return
 
     def one(region: tuple[slice, ...]) -> None:
         s = region[axis]
-        if select is None:
-            src_sel = _shift(region, axis, -offset)
-        else:
-            src_sel = tuple(select[s.start - offset : s.stop - offset] if i == axis else r
-                            for i, r in enumerate(region))
-        try:
-            values = src.oindex[src_sel] if select is not None else src[src_sel]
-        except Exception as e:  # a truncated or corrupt chunk in the batch
-            raise SourceError(f"cannot read {src.path} at {[(r.start, r.stop) for r in src_sel if isinstance(r, slice)]}: "
-                              f"{type(e).__name__}: {e}") from e
-        dst[region] = values
+        out[region] = _read(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
 
     regions = [r for r in sample_regions(dst, offset, offset + n) if _mine(r[0].start // dst.chunks[0], share)]
     run_bounded(one, regions, desc=dst.path)
@@ -192,15 +273,17 @@ def copy_array(src: zarr.Array, dst: zarr.Array) -> None:
     regions = itertools.product(
         *(list(_chunk_ranges(n, c)) for n, c in zip(dst.shape, dst.chunks, strict=True))
     )
+    out = writer(dst)
 
     def one(region: tuple[slice, ...]) -> None:
-        dst[region] = src[region]
+        out[region] = src[region]
 
     run_bounded(one, regions, desc=dst.path)
 
 
 def write_columns(array: zarr.Array, indexes: list[int], values: Callable, share: Share = WHOLE) -> None:
-    """Overwrite the given sample columns, one chunk column at a time (read-modify-write).
+    """Overwrite the given sample columns, one chunk column at a time (read-modify-write;
+    a chunk whose columns already hold the new values is not re-encoded).
 
     `values(region, columns)` gives the new data for global sample `columns` within the
     region's other axes: a scalar, or an array shaped like the region with those columns.
@@ -217,13 +300,18 @@ def write_columns(array: zarr.Array, indexes: list[int], values: Callable, share
             if _mine(region[0].start // array.chunks[0], share):
                 tasks.append((region, members))
 
+    out = writer(array)
+
     def one(task: tuple[tuple[slice, ...], list[int]]) -> None:
         region, members = task
-        block = np.array(array[region])
+        block = array[region]
         start = region[axis].start
         index = tuple([i - start for i in members] if k == axis else slice(None) for k in range(block.ndim))
-        block[index] = values(region, members)
-        array[region] = block
+        new = values(region, members)
+        if np.array_equal(block[index], np.broadcast_to(new, block[index].shape)):
+            return  # e.g. padding columns that already read as missing
+        block[index] = new
+        out[region] = block
 
     run_bounded(one, tasks, desc=array.path)
 

@@ -153,14 +153,18 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 @click.option("-v", "--verbose", count=True, help="Show icechunk's logs (-v warnings, -vv info).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (they only show on a terminal anyway).")
+@click.option("--compression-level", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="Blosc level of the chunks vczrepo re-encodes (remove, unaligned append, --align); "
+                   "chunks copied as bytes keep theirs.")
 @click.version_option(package_name="vczrepo")
-def main(verbose: int, no_progress: bool) -> None:
+def main(verbose: int, no_progress: bool, compression_level: int) -> None:
     """Versioned VCF Zarr repositories: append and remove samples as commits, tag, branch, read any ref."""
     from . import chunks
 
     _quiet_icechunk(verbose)
     if no_progress:
         chunks.SHOW_PROGRESS = False
+    chunks.COMPRESSION_LEVEL = compression_level
 
 
 @main.command()
@@ -388,7 +392,8 @@ def info(repo, ref, as_json, storage_options):
     click.echo(f"ref:       {summary['ref']} ({summary['snapshot']})")
     refs = [*summary["branches"], *(f"tag:{t}" for t in summary["tags"])]
     click.echo(f"refs here: {', '.join(refs) or '-'}")
-    click.echo(f"samples:   {summary['n_samples']} ({summary['n_removed']} removed)")
+    padding = f", {summary['n_padding']} padding" if summary["n_padding"] else ""
+    click.echo(f"samples:   {summary['n_samples']} ({summary['n_removed']} removed{padding})")
     click.echo(f"variants:  {summary['n_variants']}")
     click.echo(f"contigs:   {', '.join(summary['contigs'])}")
     click.echo(f"chunking:  {summary['variants_chunk_size']} variants x {summary['samples_chunk_size']} samples")

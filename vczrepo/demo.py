@@ -28,10 +28,10 @@ def _steps(directory: Path, data: Path, echo: Callable[[str], None]) -> list[tup
     path = directory / "cohort.vczrepo"
     checks = []
     repo, r = Repository.init(path, data / PART1)
-    echo(f"init    {r.snapshot_id}  {r.metadata['samples_added']}")
+    echo(f"init    {r.snapshot_id}  {repo.samples_added(r.snapshot_id)}")
     checks.append(("init samples", repo.samples(), ["NA00001", "NA00002"]))
     r = repo.append(data / PART2, message="wave 2")
-    echo(f"append  {r.snapshot_id}  {r.metadata['samples_added']}")
+    echo(f"append  {r.snapshot_id}  {repo.samples_added(r.snapshot_id)}")
     repo.create_tag("release-1")
     r = repo.remove(["NA00002"], message="consent withdrawn")
     echo(f"remove  {r.snapshot_id}  {r.metadata['samples_removed']}")

@@ -81,8 +81,8 @@ def _replay(repo: Repository, commit: Commit, branch: str) -> CommitResult:
     m, note = commit.metadata, f" (replayed from {commit.id})"
     if commit.op == "append":
         root = repo.group(commit.id)
-        ids = schema.sample_ids(root).tolist()
-        keep = np.array([ids.index(s) for s in m["samples_added"]])
+        start, _ = m["sample_range"]
+        keep = start + np.flatnonzero(np.array(repo.samples_added(commit.id)) != schema.NULL_SAMPLE)
         with tempfile.TemporaryDirectory(prefix="vczrepo-replay-") as tmp:
             batch = Path(tmp) / "batch.vcz"
             export_group(root, batch, keep=keep)
@@ -116,7 +116,7 @@ def revert(repo: Repository, snapshot: str, *, branch: str = DEFAULT_BRANCH) -> 
     commit = next(c for c in repo.log(sid, limit=1))
     m = commit.metadata
     if commit.op == "append":
-        names = m["samples_added"]
+        names = [s for s in repo.samples_added(sid) if s != schema.NULL_SAMPLE]
         return repo._commit(branch, "revert", f"revert {sid}: remove {len(names)} appended sample(s)",
                             lambda root: {"reverts": sid, **remove_samples(
                                 root, names, lambda n: repo._was_removed(branch, n))})

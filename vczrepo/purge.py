@@ -26,7 +26,7 @@ from .history import _swap
 from .ops.remove import null_columns
 from .repository import Repository
 
-SCHEMA_KEYS = ("samples_added", "samples_removed", "samples_restored")
+NAME_KEYS = ("samples_removed", "samples_restored")
 
 
 @dataclass
@@ -76,11 +76,15 @@ def plan(repo: Repository, samples: Sequence[str]) -> PurgePlan:
     return result
 
 
-def _scrub(metadata: dict, names: set[str], old: str) -> dict:
+def _scrub(metadata: dict, names: set[str], old: str, ids: list[str]) -> dict:
+    """The journal entry of a rewritten commit (whose sample ids are now `ids`), without the names."""
     out = dict(metadata)
-    for key in SCHEMA_KEYS:
+    for key in NAME_KEYS:
         if key in out:
             out[key] = [schema.NULL_SAMPLE if s in names else s for s in out[key]]
+    if "sample_range" in out:
+        start, stop = out["sample_range"]
+        out["samples_sha256"] = schema.names_digest(ids[start:stop])
     out["purge"] = {"rewritten_from": old, "n_samples_purged": len(names)}
     return out
 
@@ -116,11 +120,13 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
     source = repo.group(commit_id)
     sync(_copy_keys(source.store, session.store, _changed_keys(repo, old.parent, commit_id, source)))
     root = zarr.open_group(session.store, mode="r+")
-    ids = schema.sample_ids(root).tolist()
+    # the commit's own ids: a chunk it changed may hold a purged sample whose id it left alone
+    ids = schema.sample_ids(source).tolist()
     columns = [i for i, s in enumerate(ids) if s in names]
     if columns:
         null_columns(root, columns)
-    return session.commit(old.message, metadata=_scrub(old.metadata, names, commit_id), allow_empty=True)
+    scrubbed = [schema.NULL_SAMPLE if s in names else s for s in ids]
+    return session.commit(old.message, metadata=_scrub(old.metadata, names, commit_id, scrubbed), allow_empty=True)
 
 
 def _new_tag_name(repo: Repository, tag: str) -> str:

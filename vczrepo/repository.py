@@ -250,6 +250,13 @@ class Repository:
     def samples(self, ref: str = DEFAULT_BRANCH) -> list[str]:
         return schema.live_samples(self.group(ref))
 
+    def samples_added(self, ref: str) -> list[str]:
+        """The sample ids an init or append commit added, read from its own snapshot (the
+        journal keeps their columns, not their names); purged ones read as null."""
+        sid = self.resolve(ref)
+        start, stop = self.log(sid, limit=1)[0].metadata.get("sample_range", (0, 0))
+        return schema.sample_ids(self.group(sid))[start:stop].tolist() if stop > start else []
+
     def log(self, ref: str = DEFAULT_BRANCH, limit: int | None = None) -> list[Commit]:
         """History of a ref, newest first, with the branches and tags pointing at each commit."""
         sid = self.resolve(ref)
@@ -272,6 +279,7 @@ class Repository:
         sid = self.resolve(ref)
         root = self.group(sid)
         ids = schema.sample_ids(root)
+        padding = sum(c.metadata.get("n_padding", 0) for c in self.log(sid))  # null columns from --align
         fields = {
             name: {"dims": list(schema.dims(a)), "dtype": str(a.dtype), "shape": list(a.shape),
                    "chunks": list(a.chunks)}
@@ -281,7 +289,8 @@ class Repository:
             "ref": ref,
             "snapshot": sid,
             "n_samples": int((ids != schema.NULL_SAMPLE).sum()),
-            "n_removed": int((ids == schema.NULL_SAMPLE).sum()),
+            "n_removed": int((ids == schema.NULL_SAMPLE).sum()) - padding,
+            "n_padding": padding,
             "n_variants": int(root["variant_position"].shape[0]),
             "contigs": [str(c) for c in root["contig_id"][:]],
             "variants_chunk_size": int(root["variant_position"].chunks[0]),

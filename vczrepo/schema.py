@@ -6,7 +6,8 @@ guess at array names or sentinel values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import zarr
@@ -107,6 +108,20 @@ def _trim_alleles(rows: np.ndarray) -> list[tuple[str, ...]]:
     return [tuple(a for a in row if a != "") for row in as_str(rows).tolist()]
 
 
+def names_digest(names: Sequence[str]) -> str:
+    """A fingerprint of a list of sample ids, in order."""
+    return hashlib.sha256("\0".join(names).encode()).hexdigest()
+
+
+def journal_added(ids: Sequence[str], start: int) -> dict:
+    """The journal entry of samples appended at column `start`: their columns and a fingerprint
+    of their ids, not the ids. icechunk keeps every commit's metadata in one document that
+    each commit, tag and branch rewrites, so names there would slow every operation as the
+    cohort grows; removes (few names each) keep theirs."""
+    return {"sample_range": [start, start + len(ids)], "samples_sha256": names_digest(ids),
+            "n_samples_added": len(ids)}
+
+
 def check_unique_samples(batch: zarr.Group) -> list[str]:
     """The batch's sample ids, after checking they are unique and non-empty."""
     ids = sample_ids(batch).tolist()
@@ -145,6 +160,10 @@ def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
         raise IncompatibleBatchError(f"variant count differs: repository has {n_store}, batch has {n_batch}")
     s_arrays = {name: store[name] for name in ("variant_contig", "variant_position", "variant_allele")}
     b_arrays = {name: batch[name] for name in s_arrays}
+    from .chunks import encoded_equal  # chunks builds on this module
+
+    if all(encoded_equal(s_arrays[name], b_arrays[name]) for name in s_arrays):
+        return  # the same bytes under the same codecs: nothing to decode
     chunk = s_arrays["variant_position"].chunks[0]
     for block in variant_blocks(store, max(chunk, VARIANT_BLOCK // chunk * chunk)):
         for name, what in (("variant_contig", "contig"), ("variant_position", "position")):

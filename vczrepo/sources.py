@@ -52,15 +52,20 @@ def _file_digest(path: Path) -> tuple[int, str]:
 
 def _tree_digest(root: Path) -> tuple[int, str]:
     """Size of a VCZ directory and a fingerprint of its layout and metadata (not every chunk)."""
+    files = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            files.append((os.path.relpath(path, root).replace(os.sep, "/"), path))
     h = hashlib.sha256()
     total = 0
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        size = path.stat().st_size
+    for rel, path in sorted(files):
+        size = os.stat(path).st_size
         total += size
         h.update(f"{rel}\0{size}\n".encode())
-        if path.name in ("zarr.json", ".zarray", ".zattrs", ".zgroup"):
-            h.update(path.read_bytes())
+        if os.path.basename(path) in ("zarr.json", ".zarray", ".zattrs", ".zgroup"):
+            with open(path, "rb") as f:
+                h.update(f.read())
     return total, h.hexdigest()
 
 

@@ -25,7 +25,7 @@ import zarr
 from .errors import ConcurrentUpdateError, RefError
 from .storage import Location, write_lock
 
-METADATA_SCHEMA = 1
+METADATA_SCHEMA = 2
 MAX_ATTEMPTS = 8
 
 Apply = Callable[[zarr.Group], dict]

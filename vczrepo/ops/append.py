@@ -100,8 +100,7 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
     else:
         grow_and_copy(root, batch, offset, total)
     return {
-        "samples_added": ids,
-        "n_samples_added": len(ids),
+        **schema.journal_added(ids, offset),
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
         **({"fields_added": added_fields} if added_fields else {}),

@@ -17,8 +17,7 @@ def import_batch(root: zarr.Group, source: Source) -> dict:
         chunks.copy_array(src, schema.create_like(root, name, src))
     samples = schema.live_samples(batch)
     return {
-        "samples_added": samples,
-        "n_samples_added": len(samples),
+        **schema.journal_added(samples, 0),
         "n_samples": len(samples),
         "n_variants": int(batch["variant_position"].shape[0]),
         "source": source.provenance(),
