@@ -4,9 +4,10 @@ Two paths move a block of samples from one array into another at a sample offset
 - encoded bytes: when both arrays are zarr format 3 with the same chunk shape, codecs and
   fill value, and the offset sits on a chunk boundary, each stored chunk is copied as
   bytes under its shifted key (no decode, no encode);
-- decoded: otherwise each destination chunk is assembled from decoded source values.
-Either way at most ``WORKERS`` chunk rows are in flight, so memory does not grow with the
-size of the repository or of the batch.
+- decoded: otherwise each destination chunk is assembled from decoded source values, one
+  chunk row at a time, each source chunk decoded once.
+Either way at most ``WORKERS`` chunks (or chunk rows) are in flight, so memory does not grow
+with the size of the repository or of the batch.
 
 Chunks vczrepo re-encodes (remove, unaligned append, padding, checkout --drop-removed) are
 compressed at ``COMPRESSION_LEVEL`` rather than the level in the array's metadata: a blosc
@@ -306,9 +307,13 @@ def write_columns(array: zarr.Array, indexes: list[int], values: Callable, share
         region, members = task
         block = array[region]
         start = region[axis].start
-        index = tuple([i - start for i in members] if k == axis else slice(None) for k in range(block.ndim))
+        columns = [i - start for i in members]
+        if columns == list(range(columns[0], columns[-1] + 1)):
+            columns = slice(columns[0], columns[-1] + 1)  # a view, not a copy
+        index = _on_axis((slice(None),) * block.ndim, axis, columns)
         new = values(region, members)
-        if np.array_equal(block[index], np.broadcast_to(new, block[index].shape)):
+        current = block[index]
+        if np.array_equal(current, np.broadcast_to(new, current.shape)):
             return  # e.g. padding columns that already read as missing
         block[index] = new
         out[region] = block
