@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 from vcfgen import make_vcz
@@ -54,3 +55,52 @@ def test_concurrent_removes_and_appends(tmp_path):
     repo = vczrepo.Repository.open(repo_path)
     assert repo.samples() == names[4:] + ["E1", "E2"]
     assert Counter(c.op for c in repo.log()) == Counter({"remove": 4, "append": 1, "init": 1, "root": 1})
+
+
+def _one_init_wins(results: list[tuple[int, str]]) -> int:
+    """The index of the only init that succeeded; the others refused in one line, exit 3."""
+    winners = [k for k, (code, _) in enumerate(results) if code == 0]
+    assert len(winners) == 1, results
+    for k, (code, err) in enumerate(results):
+        if k != winners[0]:
+            assert code == 3 and "refusing to" in err and len(err.strip().splitlines()) == 1, (code, err)
+    return winners[0]
+
+
+def test_concurrent_inits_at_one_path_leave_one_intact_repository(tmp_path):
+    # one init holds the repository's lock from its emptiness check to its first commit: the
+    # others then find its repository and refuse, instead of both writing, or a loser's
+    # clean-up deleting the winner's files
+    batches = [make_vcz(tmp_path, f"i{k}", [f"I{k}a", f"I{k}b"]) for k in range(WRITERS)]
+    target = tmp_path / "shared.vczrepo"
+    procs = [_spawn("init", target, batch) for batch in batches]
+    winner = _one_init_wins([(p.wait(timeout=300), p.stderr.read()) for p in procs])
+    repo = vczrepo.Repository.open(target)
+    assert repo.samples() == [f"I{winner}a", f"I{winner}b"]
+    assert [c.op for c in repo.log()] == ["init", "root"]
+    assert vczrepo.check(repo).ok
+
+
+def test_concurrent_inits_in_threads_leave_one_intact_repository(tmp_path):
+    # threads start together (a barrier), so their emptiness checks really do overlap
+    batches = [make_vcz(tmp_path, f"t{k}", [f"T{k}a"]) for k in range(WRITERS)]
+    target = tmp_path / "threads.vczrepo"
+    start = threading.Barrier(WRITERS)
+    results: list[tuple[int, str]] = [(0, "")] * WRITERS
+
+    def init(k: int) -> None:
+        start.wait()
+        try:
+            vczrepo.Repository.init(target, batches[k])
+        except vczrepo.VczRepoError as e:
+            results[k] = (e.exit_code, str(e))
+
+    threads = [threading.Thread(target=init, args=(k,)) for k in range(WRITERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winner = _one_init_wins(results)
+    repo = vczrepo.Repository.open(target)
+    assert repo.samples() == [f"T{winner}a"]
+    assert vczrepo.check(repo).ok

@@ -73,6 +73,17 @@ def validate_name(name: str, kind: str) -> None:
         raise RefError(f"invalid {kind} name: {name!r}")
 
 
+def _remove_local_init(path: Path, wrote: bool, created_dir: bool) -> None:
+    """Undo a failed local init, under its lock: what it wrote (it found the directory empty),
+    then the directory if it made it and nobody else has filled it since."""
+    if wrote:
+        for child in path.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if created_dir:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 class Repository:
     """A vczrepo repository at a path or URL."""
 
@@ -119,36 +130,42 @@ class Repository:
         created_dir = False
         if loc.is_local:
             path = Path(loc.path)
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if path.exists() and (not path.is_dir() or storage.stored_keys(loc)):
                 raise RepositoryError(f"refusing to overwrite existing path: {loc.url}")
-            created_dir = not path.exists()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir()  # to lock it until the first commit
+                created_dir = True
+            except FileExistsError:  # there already, or another init made it just now
+                pass
         if loc.scheme in ("s3", "gs", "az") and "/" not in loc.path.strip("/"):
             raise RepositoryError(f"a repository needs a prefix inside the bucket: {loc.url.rstrip('/')}/PREFIX")
-        st = storage.make_storage(loc)
-        if icechunk.Repository.exists(st):
-            raise RepositoryError(f"refusing to overwrite existing repository: {loc.url}")
-        storage.ensure_empty(loc)
-        try:
-            with contextlib.ExitStack() as stack:
-                if variants_from:
-                    src = stack.enter_context(union_source(variants_from))
-                else:
-                    src = stack.enter_context(open_source(
-                        source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-                        storage_options=loc.options))
-                repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()))
-                default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
-                           else f"init from {Path(src.path).name}")
-                result = repo._commit(
-                    DEFAULT_BRANCH, "init", message or default, lambda root: import_batch(root, src), new_root=True,
-                )
-        except BaseException:
-            if created_dir:
-                shutil.rmtree(loc.path, ignore_errors=True)
-            elif loc.is_local:
-                for child in Path(loc.path).iterdir():
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            raise
+        with storage.write_lock(loc):  # a concurrent init waits, then finds this one's repository
+            wrote = False
+            try:
+                st = storage.make_storage(loc)
+                if icechunk.Repository.exists(st):
+                    raise RepositoryError(f"refusing to overwrite existing repository: {loc.url}")
+                storage.ensure_empty(loc)
+                with contextlib.ExitStack() as stack:
+                    if variants_from:
+                        src = stack.enter_context(union_source(variants_from))
+                    else:
+                        src = stack.enter_context(open_source(
+                            source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+                            storage_options=loc.options))
+                    wrote = True
+                    repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()))
+                    default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
+                               else f"init from {Path(src.path).name}")
+                    result = repo._commit(
+                        DEFAULT_BRANCH, "init", message or default, lambda root: import_batch(root, src),
+                        new_root=True,
+                    )
+            except BaseException:
+                if loc.is_local:
+                    _remove_local_init(Path(loc.path), wrote, created_dir)
+                raise
         return repo, result
 
     # ----- refs -----

@@ -20,7 +20,6 @@ import icechunk
 
 from .errors import RepositoryError
 
-LOCK_FILE = "vczrepo.lock"
 SAMPLES_PER_MANIFEST_SPLIT = 1  # sample chunks per manifest split: appends touch new splits only
 
 _memory_storages: dict[str, icechunk.Storage] = {}
@@ -129,7 +128,7 @@ def make_storage(loc: Location) -> icechunk.Storage:
     raise ValueError(f"unsupported storage scheme {loc.scheme!r}")
 
 
-def _stored_keys(loc: Location) -> list[str]:
+def stored_keys(loc: Location) -> list[str]:
     """Names already stored at a location: directory entries, or object keys under the prefix."""
     if loc.is_local:
         path = Path(loc.path)
@@ -148,7 +147,7 @@ def ensure_empty(loc: Location) -> None:
     Object stores have no directories: objects already under the prefix would be mixed
     with the repository's own, and nothing would tell them apart afterwards.
     """
-    found = _stored_keys(loc)
+    found = stored_keys(loc)
     if found:
         shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
         raise RepositoryError(
@@ -170,20 +169,42 @@ def repository_config() -> icechunk.RepositoryConfig:
     return config
 
 
+@dataclass
+class _Held:
+    """A repository's lock in this process: threads take turns, the owner may re-enter."""
+
+    turn: threading.RLock = field(default_factory=threading.RLock)
+    depth: int = 0
+    fd: int = -1
+
+
+_held: dict[str, _Held] = {}
+
+
 @contextlib.contextmanager
 def write_lock(loc: Location) -> Iterator[None]:
-    """Serialise writers of one local repository across processes; no-op on object stores."""
+    """Serialise writers of one local repository across processes and threads; no-op on
+    object stores. The lock is on the repository's directory itself (no lock file: icechunk
+    creates repositories only in empty directories), and re-entrant, so that init can hold
+    it from its emptiness check to its first commit."""
     if not loc.is_local:
         yield
         return
-    lock_path = Path(loc.path) / LOCK_FILE
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    path = os.path.realpath(loc.path)
+    with _memory_lock:
+        held = _held.setdefault(path, _Held())
+    with held.turn:
+        if held.depth == 0:
+            held.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(held.fd, fcntl.LOCK_EX)
+        held.depth += 1
+        try:
+            yield
+        finally:
+            held.depth -= 1
+            if held.depth == 0:
+                fcntl.flock(held.fd, fcntl.LOCK_UN)
+                os.close(held.fd)
 
 
 def short_message(error: Exception) -> str:
