@@ -226,3 +226,19 @@ def test_batches_read_from_object_storage(cli, s3, prefix, tmp_path):
     assert source["path"] == extra_url and source["size"] > 0 and len(source["sha256"]) == 64
     missing = cli("append", url, s3.url(f"{prefix}-batches/nope.vcz"), *s3.cli_options, ok=False)
     assert missing.exit_code == 4 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_concurrent_inits_at_one_prefix_leave_one_intact_repository(s3, prefix, tmp_path):
+    """No lock on object stores: icechunk's conditional creation alone must pick one winner."""
+    url = s3.url(prefix)
+    batches = [make_vcz(tmp_path, f"i{k}", [f"I{k}a", f"I{k}b"]) for k in range(WRITERS)]
+    procs = [_spawn("init", url, batch, *s3.cli_options) for batch in batches]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    winners = [k for k, (code, _) in enumerate(results) if code == 0]
+    assert len(winners) == 1, results
+    assert all(code != 0 and len(err.strip().splitlines()) == 1 for k, (code, err) in enumerate(results)
+               if k != winners[0]), results
+    repo = vczrepo.Repository.open(url, s3.options)
+    assert repo.samples() == [f"I{winners[0]}a", f"I{winners[0]}b"]
+    assert [c.op for c in repo.log()] == ["init", "root"]
+    assert vczrepo.check(repo).ok
