@@ -81,8 +81,8 @@ def _replay(repo: Repository, commit: Commit, branch: str) -> CommitResult:
     m, note = commit.metadata, f" (replayed from {commit.id})"
     if commit.op == "append":
         root = repo.group(commit.id)
-        start, _ = m["sample_range"]
-        keep = start + np.flatnonzero(np.array(repo.samples_added(commit.id)) != schema.NULL_SAMPLE)
+        start, stop = m["sample_range"]
+        keep = start + np.flatnonzero(schema.sample_ids(root)[start:stop] != schema.NULL_SAMPLE)
         with tempfile.TemporaryDirectory(prefix="vczrepo-replay-") as tmp:
             batch = Path(tmp) / "batch.vcz"
             export_group(root, batch, keep=keep)

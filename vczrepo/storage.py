@@ -179,6 +179,7 @@ class _Held:
 
 
 _held: dict[str, _Held] = {}
+_held_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -191,7 +192,7 @@ def write_lock(loc: Location) -> Iterator[None]:
         yield
         return
     path = os.path.realpath(loc.path)
-    with _memory_lock:
+    with _held_lock:
         held = _held.setdefault(path, _Held())
     with held.turn:
         if held.depth == 0:
