@@ -15,6 +15,7 @@ from helpers import state
 from vcfgen import write_vcz_direct
 
 import vczrepo
+from vczrepo import storage
 
 N_VARIANTS = 1500
 
@@ -34,8 +35,14 @@ def cluster():
         yield c
 
 
-def test_distributed_append_and_remove_equal_local_ones(cli, tmp_path, cluster):
-    base = _batch(tmp_path / "a.vcz", ["A0", "A1", "A2", "A3"], 1, samples_chunk=4)
+@pytest.mark.parametrize("base_chunk", [4, 3], ids=["aligned", "unaligned"])
+def test_distributed_append_and_remove_equal_local_ones(cli, tmp_path, cluster, base_chunk, monkeypatch):
+    # unaligned: the workers rewrite chunks the coordinator has already read (sample_id);
+    # no inline chunks, so that the coordinator reads them from their files
+    config = storage.repository_config()
+    config.inline_chunk_threshold_bytes = 0
+    monkeypatch.setattr(storage, "repository_config", lambda: config)
+    base = _batch(tmp_path / "a.vcz", ["A0", "A1", "A2", "A3"], 1, samples_chunk=base_chunk)
     batch = _batch(tmp_path / "b.vcz", [f"B{i}" for i in range(7)], 2)
     local, dist = tmp_path / "local", tmp_path / "dist"
     for path in (local, dist):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import zarr
 from helpers import state, vcf_body, vcztools_samples, without_info
+from numcodecs import Blosc
 from vcfgen import make_vcz
+from zarr.codecs import BloscCodec
 
 import vczrepo
 from vczrepo import chunks, schema
@@ -242,6 +244,27 @@ def test_rewritten_chunks_use_the_compression_level_metadata_keeps_its_own(cli, 
     assert (values[:, 0] == -1).all()
     assert _stored_chunk(dp, (0, 0)) == _encoded_at(level or 1, dp, values)  # the column S1 was in: rewritten
     assert _stored_chunk(dp, (0, 1)) == _stored_chunk(zarr.open_array(str(batch / "call_DP"), mode="r"), (0, 1))
+
+
+def test_rewritten_chunks_keep_the_block_size_of_the_arrays_own_level(monkeypatch):
+    # blosc picks 32 KiB blocks at level 1 but 512 KiB at bio2zarr's level 7; the small
+    # blocks encode and decode slower and compress worse, so a rewrite keeps the big ones.
+    monkeypatch.setattr(chunks, "COMPRESSION_LEVEL", 1)
+    codec = BloscCodec(cname="zstd", clevel=7, shuffle="shuffle", typesize=2)
+    array = zarr.create_array({}, shape=(512, 2048), chunks=(512, 1024), dtype="int16", compressors=[codec])
+    values = np.random.default_rng(1).integers(0, 60, size=array.shape, dtype=np.int16)
+    array[:, :1024] = values[:, :1024]  # encoded by zarr at the metadata's level 7
+    chunks.writer(array)[:, 1024:] = values[:, 1024:]  # re-encoded by vczrepo at level 1
+
+    def header(coords):  # (block size, compressed size) from the blosc frame header
+        frame = _stored_chunk(array, coords)
+        return int.from_bytes(frame[8:12], "little"), int.from_bytes(frame[12:16], "little")
+
+    assert header((0, 0))[0] == header((0, 1))[0] == 512 * 1024
+    plain_level_1 = Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE, typesize=2).encode(values[:, 1024:].copy())
+    assert int.from_bytes(plain_level_1[8:12], "little") < 512 * 1024  # what the fix avoids
+    np.testing.assert_array_equal(array[:], values)
+    assert array.metadata.codecs[1].clevel == 7
 
 
 def test_a_batch_at_another_compression_level_is_still_copied_as_bytes(tmp_path, monkeypatch):

@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-import icechunk
-
 from . import chunks
+from .chunkfiles import SessionStore
 
 
 @contextlib.contextmanager
@@ -34,10 +33,12 @@ def client(workers: int, scheduler: str | None) -> Iterator:
         yield c
 
 
-def run_forked(session: icechunk.Session, work: Callable, args: tuple, workers: int, scheduler: str | None) -> None:
-    """Run `work(fork, *args, share)` for each worker's share and merge the forks into `session`."""
+def run_forked(store: SessionStore, work: Callable, args: tuple, workers: int, scheduler: str | None) -> None:
+    """Run `work(fork, *args, share)` for each worker's share and merge the forks into the
+    session of `store`."""
     from distributed import as_completed
 
+    session = store.session
     forks = [session.fork() for _ in range(workers)]
     with client(workers, scheduler) as c:
         futures = [c.submit(work, fork, *args, (k, workers), pure=False, retries=0)
@@ -48,3 +49,4 @@ def run_forked(session: icechunk.Session, work: Callable, args: tuple, workers: 
                 done.append(future.result())  # the first failure raises: nothing merged, nothing committed
                 bar.update()
     session.merge(*done)
+    store.forget()  # the forks rewrote chunks behind the store

@@ -21,6 +21,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from . import chunks, schema, storage
+from .chunkfiles import session_store
 from .errors import RefError, SampleError, VczRepoError
 from .history import _swap
 from .ops.remove import null_columns
@@ -119,7 +120,7 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
     session = repo.icechunk.writable_session(temp)
     source = repo.group(commit_id)
     sync(_copy_keys(source.store, session.store, _changed_keys(repo, old.parent, commit_id, source)))
-    root = zarr.open_group(session.store, mode="r+")
+    root = zarr.open_group(session_store(session, repo.location), mode="r+")
     # the commit's own ids: a chunk it changed may hold a purged sample whose id it left alone
     ids = schema.sample_ids(source).tolist()
     columns = [i for i, s in enumerate(ids) if s in names]

@@ -11,6 +11,7 @@ import numpy as np
 import zarr
 
 from . import chunks, schema
+from .chunkfiles import session_store
 from .errors import OutputExistsError, ReadError
 from .repository import DEFAULT_BRANCH, Repository
 
@@ -104,4 +105,4 @@ def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_opti
         raise ReadError("open_dataset needs xarray: install vczrepo[xarray]") from e
     repo = Repository.open(url, storage_options)
     session = repo.icechunk.readonly_session(snapshot_id=repo.resolve(ref))
-    return xr.open_zarr(session.store, consolidated=False, zarr_format=3)
+    return xr.open_zarr(session_store(session, repo.location), consolidated=False, zarr_format=3)

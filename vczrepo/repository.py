@@ -20,6 +20,7 @@ import icechunk
 import zarr
 
 from . import schema, storage, transaction
+from .chunkfiles import session_store
 from .errors import RefError, RepositoryError, SourceError
 from .ops.append import append_batch, append_normalised
 from .ops.init import import_batch
@@ -260,7 +261,7 @@ class Repository:
         sid = self.resolve(ref)
         session = self.icechunk.readonly_session(snapshot_id=sid)
         try:
-            return zarr.open_group(session.store, mode="r")
+            return zarr.open_group(session_store(session, self.location), mode="r")
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
 

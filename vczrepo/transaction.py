@@ -22,6 +22,7 @@ from importlib.metadata import version
 import icechunk
 import zarr
 
+from .chunkfiles import session_store
 from .errors import ConcurrentUpdateError, RefError
 from .storage import Location, write_lock
 
@@ -87,7 +88,7 @@ def run(
                 raise RefError(f"no such branch: {branch}")
             session = repo.writable_session(branch)
             base = session.snapshot_id
-            root = zarr.open_group(session.store, mode="w" if new_root else "r+", zarr_format=3)
+            root = zarr.open_group(session_store(session, location), mode="w" if new_root else "r+", zarr_format=3)
             summary = apply(root)
             metadata = commit_metadata(op, op_id, branch, base, summary)
             try:

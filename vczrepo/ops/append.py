@@ -95,7 +95,7 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
 
         if source.vcz_path is None:
             raise SourceError("a distributed append needs a batch on disk or object storage, not in memory")
-        run_forked(root.store.session, copy_share, (source.vcz_path, source.options, offset, total), workers,
+        run_forked(root.store, copy_share, (source.vcz_path, source.options, offset, total), workers,
                    scheduler)
     else:
         grow_and_copy(root, batch, offset, total)

@@ -47,7 +47,7 @@ def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable
     if workers > 1 or scheduler:
         from ..distributed import run_forked
 
-        run_forked(root.store.session, null_share, (indexes,), workers, scheduler)
+        run_forked(root.store, null_share, (indexes,), workers, scheduler)
     else:
         null_columns(root, indexes)
     return {

@@ -1,0 +1,128 @@
+"""The zarr store vczrepo reads a session through: chunks of a local repository come
+straight from their files.
+
+icechunk's local filesystem storage streams every object in 8 KiB reads through a pool of
+threads that contend for one lock: measured here, 1.1 GB of chunks took 2.2 s and 3.7 CPU
+seconds through it, and 0.16 s reading the same files directly. icechunk still decides
+which file holds a chunk (its manifest, through ``IcechunkStore.array_chunk_iterator``);
+only the bytes are read here. Metadata, writes, inline and virtual chunks, chunks this
+store has written and object storage all go through icechunk unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncGenerator, Iterable
+from pathlib import Path
+
+import icechunk
+from icechunk.store import IcechunkStore
+from zarr.abc.store import ByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.storage import WrapperStore
+
+from .storage import Location as RepoLocation
+
+_CHUNK_KEY = re.compile(r"^(?:(?P<array>.*)/)?c(?P<coords>(?:/\d+)*)$")  # default "/" chunk key encoding
+_NATIVE = int(icechunk.ChunkType.native)  # array_chunk_iterator gives kinds as these ints
+Location = tuple[str, int, int]  # chunk id, offset, length
+
+
+class SessionStore(WrapperStore[IcechunkStore]):
+    """An icechunk session's store whose native chunk reads bypass icechunk's local storage."""
+
+    def __init__(self, store: IcechunkStore, chunk_dir: Path | None = None) -> None:
+        super().__init__(store)
+        self._chunk_dir = chunk_dir
+        self._indexes: dict[tuple[int, str], asyncio.Future[dict[tuple[int, ...], Location]]] = {}
+        self._written: set[str] = set()
+
+    def _with_store(self, store: IcechunkStore) -> SessionStore:
+        return type(self)(store, self._chunk_dir)
+
+    @property
+    def session(self) -> icechunk.Session:
+        return self._store.session
+
+    def forget(self) -> None:
+        """Drop every known chunk location: the session changed other than through this store
+        (e.g. it merged forks)."""
+        self._indexes.clear()
+        self._written.clear()
+
+    async def _index(self, array: str) -> dict[tuple[int, ...], Location]:
+        found: dict[tuple[int, ...], Location] = {}
+        try:
+            async for coords, kinds, ids, offsets, lengths, _ in self._store.array_chunk_iterator(array):
+                for i in (kinds == _NATIVE).nonzero()[0]:
+                    found[tuple(int(c) for c in coords[i])] = (ids[i], int(offsets[i]), int(lengths[i]))
+        except icechunk.IcechunkError:  # not an array: icechunk answers for it
+            return {}
+        return found
+
+    async def _location(self, key: str) -> Location | None:
+        match = _CHUNK_KEY.match(key)
+        if self._chunk_dir is None or match is None or key in self._written:
+            return None
+        array = match["array"] or ""
+        slot = (id(asyncio.get_running_loop()), array)
+        if slot not in self._indexes:
+            self._indexes[slot] = asyncio.ensure_future(self._index(array))
+        index = await self._indexes[slot]
+        return index.get(tuple(int(c) for c in match["coords"].split("/")[1:]))
+
+    def _read(self, location: Location) -> bytes | None:
+        chunk_id, offset, length = location
+        try:
+            fd = os.open(self._chunk_dir / chunk_id, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        location = await self._location(key) if byte_range is None else None
+        data = await asyncio.to_thread(self._read, location) if location else None
+        if data is None:  # not a native chunk, or its file is not where expected: ask icechunk
+            return await self._store.get(key, prototype, byte_range)
+        return prototype.buffer.from_bytes(data)
+
+    async def _get_many(
+        self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
+        for key, prototype, byte_range in requests:
+            yield key, await self.get(key, prototype, byte_range)
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self._written.add(key)
+        await self._store.set(key, value)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        self._written.add(key)
+        await self._store.set_if_not_exists(key, value)
+
+    async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
+        values = list(values)
+        self._written.update(key for key, _ in values)
+        await self._store._set_many(values)
+
+    async def delete(self, key: str) -> None:
+        self._written.add(key)
+        await self._store.delete(key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        self._chunk_dir = None  # rare (overwriting a node): stop reading files for this session
+        await self._store.delete_dir(prefix)
+
+    async def clear(self) -> None:
+        self._chunk_dir = None
+        await self._store.clear()
+
+
+def session_store(session: icechunk.Session, location: RepoLocation) -> SessionStore:
+    """The store to open a session's zarr group on (direct chunk reads if the repository is local)."""
+    return SessionStore(session.store, Path(location.path) / "chunks" if location.is_local else None)
