@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import zarr
@@ -197,3 +200,12 @@ def test_batch_with_a_missing_chunk_is_refused(cli, repo_path, tmp_path):
     assert result.exit_code == 4
     assert "incomplete VCZ" in result.stderr and "variant_position is missing 1 of 3 chunks" in result.stderr
     assert state(repo_path) == before
+
+
+def test_a_reader_that_stops_early_gets_no_error_message(repo_path):
+    # `vczrepo samples R | head -1`: the pipe closes before vczrepo has written
+    proc = subprocess.Popen([sys.executable, "-m", "vczrepo", "samples", str(repo_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert (proc.wait(), stderr) == (141, b"")

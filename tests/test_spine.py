@@ -282,3 +282,13 @@ def test_a_batch_at_another_compression_level_is_still_copied_as_bytes(tmp_path,
     repo.append(b)
     assert "call_DP" in copied
     assert vcf_body(repo.group()) == vcf_body(make_vcz(tmp_path, "w", ["A1", "A2", "B1", "B2"]))
+
+
+@pytest.mark.parametrize("config", [("zstd", 7, "bitshuffle", 1), ("zstd", 9, "shuffle", 8), ("lz4", 5, "shuffle", 4),
+                                    ("blosclz", 1, "noshuffle", 2), ("zstd", 7, "shuffle", 2)])
+@pytest.mark.parametrize("chunk_nbytes", [6 << 20, 300_000])
+def test_the_probed_block_size_is_the_one_blosc_picks_for_the_whole_chunk(config, chunk_nbytes):
+    cname, clevel, shuffle, typesize = config
+    whole = Blosc(cname=cname, clevel=clevel, shuffle=["noshuffle", "shuffle", "bitshuffle"].index(shuffle),
+                  typesize=typesize).encode(np.zeros(chunk_nbytes, np.uint8))
+    assert chunks._auto_blocksize(cname, clevel, shuffle, typesize, chunk_nbytes) == int.from_bytes(whole[8:12], "little")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import wraps
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 from . import errors
 
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # as a shell reports a process stopped by SIGPIPE
 
 
 def _quiet_icechunk(verbose: int) -> None:
@@ -37,6 +39,9 @@ def api_errors(func):
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
+        except BrokenPipeError:  # the reader stopped early (`vczrepo samples R | head`): no message
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            sys.exit(EXIT_BROKEN_PIPE)
         except Exception as e:
             import icechunk
 
