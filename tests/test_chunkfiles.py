@@ -97,3 +97,13 @@ def test_a_damaged_chunk_file_reads_as_icechunk_reads_it(repo, damage):
     outcome = _outcome(repo.group().store, key)
     assert outcome == _outcome(repo.group().store._store, key)
     assert outcome != expected
+
+
+def test_a_read_only_view_of_the_session_sees_its_writes(repo):
+    session = repo.icechunk.writable_session("main")
+    store = session_store(session, repo.location)
+    dp = zarr.open_group(store, mode="r+")["call_DP"]
+    seen = zarr.open_group(store, mode="r")["call_DP"]
+    assert (seen[0:10, 0:4] != 77).all()  # the read-only view has located the chunk in its file
+    dp[0:10, 0:4] = 77
+    assert (seen[0:10, 0:4] == 77).all()

@@ -40,7 +40,10 @@ class SessionStore(WrapperStore[IcechunkStore]):
         self._written: set[str] = set()
 
     def _with_store(self, store: IcechunkStore) -> SessionStore:
-        return type(self)(store, self._chunk_dir)
+        """The same session seen another way (e.g. read-only): what is known of it is shared."""
+        other = type(self)(store, self._chunk_dir)
+        other._indexes, other._written = self._indexes, self._written
+        return other
 
     @property
     def session(self) -> icechunk.Session:
