@@ -203,6 +203,9 @@ def bench_writes(b: Bench, data: make_data.Dataset, repo: Path) -> None:
     # space with read and write, as any program writing through a storage library does
     b.best_of("tar_batch", f"tar | tar of a {n}-sample batch (read/write copy)", tar_pipe, cli=None,
               repeats=max(b.repeats, CP_REPEATS))
+    # what an unaligned append of this batch must compute at the least, timed alone
+    b.best_of("recompose_floor", f"decode+encode alone of an unaligned append of {n}",
+              lambda i: [full], cli="recompose_floor:main", preload=("numpy", "zarr", "vczrepo"))
     b.best_of("init", f"init from a {n}-sample batch",
               lambda i: ["init", fresh(repo), data.batches[0]])
     vczrepo.Repository.open(repo).create_tag("base")
@@ -283,6 +286,9 @@ def targets(runs: dict[str, Run], commits: int) -> list[Target]:
         Target("append into unaligned store <= 3 x aligned append",
                ratio("append_unaligned", "append_aligned"), 3, "x", True,
                "same batch; op times"),
+        Target("decode+encode alone of the unaligned append <= 3 x aligned append",
+               ratio("recompose_floor", "append_aligned"), 3, "x", False,
+               "no zarr, icechunk or writes (scripts/recompose_floor.py): the least any unaligned append costs"),
         Target("append into unaligned store, --align <= 3 x aligned append",
                ratio("append_unaligned_align", "append_aligned"), 3, "x", True,
                "null samples pad the store to a chunk boundary first; op times"),
