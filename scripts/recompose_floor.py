@@ -27,14 +27,9 @@ from zarr.core.sync import sync
 
 from vczrepo import chunks, schema
 
-SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-
 
 def _encoder(array: zarr.Array) -> Blosc:
-    codec = next(c for c in chunks.rewrite_codecs(array) if isinstance(c, BloscCodec))
-    shuffle = str(getattr(codec.shuffle, "value", codec.shuffle))
-    return Blosc(cname=str(getattr(codec.cname, "value", codec.cname)), clevel=codec.clevel,
-                 shuffle=SHUFFLES[shuffle], typesize=codec.typesize, blocksize=codec.blocksize)
+    return chunks.blosc_encoder(next(c for c in chunks.rewrite_codecs(array) if isinstance(c, BloscCodec)))
 
 
 def recompose_all(batch: zarr.Group, workers: int) -> int:

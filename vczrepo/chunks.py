@@ -106,6 +106,22 @@ def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
 
 
 PROBE_NBYTES = 4 << 20  # more than any block size blosc chooses by itself (at most 1 MiB)
+_SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+
+
+def _numcodecs_blosc(cname: str, clevel: int, shuffle: str, typesize: int, blocksize: int = 0) -> Blosc:
+    return Blosc(cname=cname, clevel=clevel, shuffle=_SHUFFLES[shuffle], typesize=typesize, blocksize=blocksize)
+
+
+def _settings(codec: BloscCodec) -> tuple[str, int, str, int]:
+    """cname, clevel, shuffle, typesize (zarr gives cname and shuffle as enums or strings)."""
+    return (str(getattr(codec.cname, "value", codec.cname)), codec.clevel,
+            str(getattr(codec.shuffle, "value", codec.shuffle)), codec.typesize)
+
+
+def blosc_encoder(codec: BloscCodec) -> Blosc:
+    """numcodecs' Blosc encoding as `codec` does."""
+    return _numcodecs_blosc(*_settings(codec), codec.blocksize)
 
 
 @functools.lru_cache
@@ -113,17 +129,13 @@ def _auto_blocksize(cname: str, clevel: int, shuffle: str, typesize: int, chunk_
     """The block size blosc chooses at a level: it depends on the codec settings, and on the
     chunk size only when the chunk is smaller than a block. Read from the header of a frame
     of zeros no larger than needed (encoding a whole 20 MB chunk at level 7 takes a second)."""
-    shuffles = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-    probe = Blosc(cname=cname, clevel=clevel, shuffle=shuffles[shuffle], typesize=typesize)
     size = min(chunk_nbytes, PROBE_NBYTES)
-    return int.from_bytes(probe.encode(np.zeros(size - size % typesize, np.uint8))[8:12], "little")
+    probe = _numcodecs_blosc(cname, clevel, shuffle, typesize).encode(np.zeros(size - size % typesize, np.uint8))
+    return int.from_bytes(probe[8:12], "little")
 
 
 def _blocksize(codec: BloscCodec, chunk_nbytes: int) -> int:
-    if codec.blocksize:
-        return codec.blocksize
-    return _auto_blocksize(str(getattr(codec.cname, "value", codec.cname)), codec.clevel,
-                           str(getattr(codec.shuffle, "value", codec.shuffle)), codec.typesize, chunk_nbytes)
+    return codec.blocksize or _auto_blocksize(*_settings(codec), chunk_nbytes)
 
 
 def rewrite_codecs(array: zarr.Array) -> tuple:
