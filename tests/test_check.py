@@ -40,7 +40,7 @@ def test_healthy_repository_passes(cli, repo_path):
         (lambda g: g["call_genotype"].__setitem__((0, 1, 0), 1), "call_genotype: null sample(s) at index [1] hold data"),
         (lambda g: g["call_DP"].__setitem__((slice(None), 1), 5), "call_DP: null sample(s) at index [1] hold data"),
         (lambda g: g["sample_id"].__setitem__(4, "S0"), "duplicate sample ids: S0"),
-        (lambda g: g["call_DP"].resize((12, 4)), "call_DP: 4 samples, expected 5"),
+        (lambda g: g["call_DP"].resize((12, 4)), "call_DP: 4 samples, expected 6"),  # 5 + 1 padding
         (lambda g: g["variant_allele"].resize((11, 3)), "variant_allele: 11 variants, expected 12"),
     ],
 )

@@ -151,7 +151,7 @@ def test_split_multiallelic_records_are_their_own_variants(cli, tmp_path, panels
     alleles = [tuple(x for x in row if x) for row in root["variant_allele"][:].tolist()]
     at_140 = [i for i, p in enumerate(root["variant_position"][:]) if p == 140]
     assert [alleles[i] for i in at_140] == [("A", "G"), ("A", "G", "T"), ("A", "T")]
-    gt = root["call_genotype"][:]
+    gt = root["call_genotype"][:][:, root["sample_id"][:] != ""]  # without padding columns
     merged, only_g, only_t = at_140[1], at_140[0], at_140[2]
     assert (gt[[only_g, only_t], :3] == -1).all()  # panel A samples: no split records
     assert (gt[merged, 3:] == -1).all()  # panel C samples: no merged record

@@ -41,7 +41,10 @@ def test_init_from_vcz_of_either_zarr_format_stores_format_3(tmp_path, zarr_form
     [(2, [2, 2, 2], 2), (2, [3, 1, 4], 2), (3, [1, 1, 5, 2], 3), (4, [5, 3], 4), (3, [4, 5, 7], 2),
      (2, [3, 5, 4], 3)],
 )
-def test_appends_at_any_alignment_equal_one_conversion(tmp_path, chunk, sizes, batch_chunk):
+@pytest.mark.parametrize("align", [False, None], ids=["contiguous", "default"])
+def test_appends_at_any_alignment_equal_one_conversion(tmp_path, chunk, sizes, batch_chunk, align):
+    # contiguous: the arrays are those of one conversion; by default, where padding made the
+    # batch copy as bytes, the same with null columns between batches
     names = [f"S{i:02d}" for i in range(sum(sizes))]
     batches, start = [], 0
     for k, n in enumerate(sizes):
@@ -50,14 +53,17 @@ def test_appends_at_any_alignment_equal_one_conversion(tmp_path, chunk, sizes, b
         start += n
     repo, _ = vczrepo.Repository.init(tmp_path / "r", batches[0])
     for b in batches[1:]:
-        repo.append(b)
+        repo.append(b, align=align)
     whole = make_vcz(tmp_path, "whole", names, samples_chunk_size=chunk, variants_chunk_size=5)
     assert repo.samples() == names
     assert vcf_body(repo.group()) == vcf_body(whole)
     root, ref = repo.group(), zarr.open_group(str(whole), mode="r")
+    live = root["sample_id"][:] != ""
+    assert live.all() or align is None
     for name in ("call_genotype", "call_DP", "call_genotype_phased", "call_genotype_mask"):
-        np.testing.assert_array_equal(root[name][:], ref[name][:])
+        np.testing.assert_array_equal(root[name][:][:, live], ref[name][:])
         assert root[name].chunks == ref[name].chunks
+    assert vczrepo.check(repo).ok
 
 
 def test_append_with_different_chunking_is_reencoded(tmp_path):
@@ -213,6 +219,45 @@ def test_align_pads_with_null_samples_and_copies_bytes(cli, tmp_path, monkeypatc
     assert repo.log()[0].metadata["n_padding"] == 1
     assert (repo.info()["n_removed"], repo.info()["n_padding"]) == (0, 1)
     assert vczrepo.check(repo).ok
+
+
+@pytest.mark.parametrize(
+    ("n_base", "n_batch", "batch_chunk", "padding"),
+    [
+        (3, 2, 2, 1),  # one null column, then the batch copies as bytes
+        (5, 5, 2, 1),
+        (3, 1, 2, 0),  # the padding would be as large as the batch
+        (3, 2, 3, 0),  # chunked otherwise: recomposed anyway, so no padding
+        (4, 3, 2, 0),  # already on a chunk boundary
+    ],
+)
+def test_default_append_pads_only_when_that_makes_a_byte_copy(tmp_path, monkeypatch, n_base, n_batch, batch_chunk,
+                                                               padding):
+    base, new = [f"A{i}" for i in range(n_base)], [f"B{i}" for i in range(n_batch)]
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", make_vcz(tmp_path, "a", base, samples_chunk_size=2))
+    rewritten = []
+    original = chunks.fill_samples
+    monkeypatch.setattr(chunks, "fill_samples", lambda array, *a: rewritten.append(array.path) or original(array, *a))
+    result = repo.append(make_vcz(tmp_path, "b", new, samples_chunk_size=batch_chunk))
+    root = repo.group()
+    assert list(root["sample_id"][:]) == base + [""] * padding + new
+    assert result.metadata.get("n_padding", 0) == padding
+    assert repo.samples() == base + new
+    assert vcf_body(root) == vcf_body(make_vcz(tmp_path, "w", base + new))
+    if padding:
+        # arrays whose fill value (beyond the old last sample) is not missing are rewritten
+        # (here call_genotype and call_DP: fill 0); the others are only resized
+        assert sorted(rewritten) == ["call_DP", "call_genotype"]
+        for name in ("call_genotype", "call_DP", "call_genotype_mask", "call_genotype_phased"):
+            assert schema.is_missing_or_fill(root[name][:, n_base]).all(), name
+    assert vczrepo.check(repo).ok
+
+
+def test_no_align_keeps_samples_contiguous(cli, tmp_path):
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", make_vcz(tmp_path, "a", ["A0", "A1", "A2"], samples_chunk_size=2))
+    cli("append", tmp_path / "r", make_vcz(tmp_path, "b", ["B0", "B1"], samples_chunk_size=2), "--no-align")
+    assert list(repo.group()["sample_id"][:]) == ["A0", "A1", "A2", "B0", "B1"]
+    assert "n_padding" not in repo.log()[0].metadata
 
 
 def _stored_chunk(array: zarr.Array, coords: tuple[int, ...]) -> bytes:

@@ -360,7 +360,7 @@ def write_columns(array: zarr.Array, indexes: list[int], values: Callable, share
         if columns == list(range(columns[0], columns[-1] + 1)):
             columns = slice(columns[0], columns[-1] + 1)  # a view, not a copy
         index = _on_axis((slice(None),) * block.ndim, axis, columns)
-        new = values(region, members)
+        new = np.asarray(values(region, members), dtype=block.dtype)  # a scalar compares without a cast
         current = block[index]
         if np.array_equal(current, np.broadcast_to(new, current.shape)):
             return  # e.g. padding columns that already read as missing

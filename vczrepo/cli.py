@@ -206,8 +206,10 @@ def init(repo, sources, variants_from, message, variants_chunk_size, samples_chu
 @click.option("--fill-missing-fields", is_flag=True,
               help="Accept call fields on one side only (missing values fill the gaps) and ignore "
                    "per-variant fields the repository lacks.")
-@click.option("--align", is_flag=True,
-              help="Pad with null samples to a sample-chunk boundary first, so the batch's chunks copy as bytes.")
+@click.option("--align/--no-align", default=None,
+              help="Pad with null samples to a sample-chunk boundary first, so the batch's chunks copy as "
+                   "bytes. Default: only when that turns a recompose into a byte copy and the padding is "
+                   "smaller than the batch; --no-align keeps samples contiguous.")
 @click.option("--normalise", is_flag=True,
               help="Map a batch with another variant set onto the repository's variants first.")
 @click.option("--allow-new-alleles", is_flag=True,

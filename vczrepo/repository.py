@@ -334,7 +334,7 @@ class Repository:
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
         fill_missing_fields: bool = False,
-        align: bool = False,
+        align: bool | None = None,
         normalise: bool = False,
         allow_new_alleles: bool = False,
         workers: int = 1,
@@ -347,7 +347,9 @@ class Repository:
         with a different variant set onto the repository's variants first (see ops.normalise).
         `align` pads the repository with null columns to a sample-chunk boundary first, so a
         batch with the repository's chunking is copied as encoded bytes (fast) rather than
-        recomposed; vcztools never shows null columns.
+        recomposed; vcztools never shows null columns. The default (None) pads only when that
+        makes the copy byte-for-byte and adds fewer null columns than the batch has samples;
+        False keeps the samples contiguous, as one bio2zarr conversion would.
 
         With `workers` > 1 (or a dask `scheduler` address) the chunk copy is spread over
         dask.distributed workers; it still lands as one commit.

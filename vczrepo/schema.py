@@ -46,9 +46,11 @@ def sample_arrays(group: zarr.Group) -> dict[str, zarr.Array]:
 
 
 def resize_samples(array: zarr.Array, n: int) -> None:
-    """Resize an array along its samples axis to `n` samples."""
+    """Resize an array along its samples axis to `n` samples (its metadata is not rewritten
+    when it already has them)."""
     axis = sample_axis(array)
-    array.resize(tuple(n if i == axis else size for i, size in enumerate(array.shape)))
+    if array.shape[axis] != n:
+        array.resize(tuple(n if i == axis else size for i, size in enumerate(array.shape)))
 
 
 def samples_chunk_size(group: zarr.Group) -> int:
@@ -65,6 +67,21 @@ def missing_value(dtype: np.dtype):
     if dtype.kind == "f":
         return FLOAT32_MISSING if dtype == np.float32 else np.array(np.nan, dtype=dtype)
     return STR_MISSING
+
+
+def null_value(name: str, array: zarr.Array):
+    """What a null (withdrawn or padding) sample column is written with."""
+    return NULL_SAMPLE if name == "sample_id" else missing_value(array.dtype)
+
+
+def fill_reads_as_null(name: str, array: zarr.Array) -> bool:
+    """Does the array's fill value already pass as a null column's value (as `check` judges it)?
+
+    Then columns that only ever held the fill value need not be written to become null."""
+    fill = np.asarray(array.fill_value).reshape(1)
+    if name == "sample_id":
+        return bool(as_str(fill)[0] == NULL_SAMPLE)
+    return bool(is_missing_or_fill(fill)[0])
 
 
 def is_missing_or_fill(values: np.ndarray) -> np.ndarray:

@@ -68,6 +68,14 @@ class BranchModel:
         self.columns.extend(names)
         self.ops.append(Op(kind, tuple(names), tuple(range(start, start + len(names))), snapshot))
 
+    def append_batch(self, names: list[str], samples_chunk: int, align: bool | None, snapshot: str) -> None:
+        """An append, padded with null columns to a chunk boundary first if `align`, or by default
+        when the batch then copies as bytes (same chunking) and the padding is the smaller part."""
+        pad = -len(self.columns) % SAMPLES_CHUNK
+        if align or (align is None and samples_chunk == SAMPLES_CHUNK and pad < len(names)):
+            self.columns.extend([None] * pad)
+        self.append(names, snapshot)
+
     def remove(self, names: list[str], snapshot: str, kind: str = "remove") -> None:
         cols = tuple(self.columns.index(n) for n in names)
         for c in cols:
@@ -144,15 +152,13 @@ class RepositoryMachine(RuleBasedStateMachine):
     def _state(self, branch: str):
         return self.repo.branches(), self.repo.tags(), [c.id for c in self.repo.log(branch)]
 
-    @rule(data=st.data(), n=st.integers(1, 5), chunk=st.sampled_from([1, 2, 3]), align=st.booleans())
+    @rule(data=st.data(), n=st.integers(1, 5), chunk=st.sampled_from([1, 2, 3]),
+          align=st.sampled_from([None, True, False]))
     def append(self, data, n, chunk, align):
         branch = self._branch(data)
         names = [f"S{next(self.counter)}" for _ in range(n)]
         result = self.repo.append(_batch(names, chunk), branch=branch, align=align)
-        model = self.branches[branch]
-        if align:
-            model.columns.extend([None] * (-len(model.columns) % SAMPLES_CHUNK))
-        model.append(names, result.snapshot_id)
+        self.branches[branch].append_batch(names, chunk, align, result.snapshot_id)
 
     @rule(data=st.data())
     def remove(self, data):
@@ -182,7 +188,10 @@ class RepositoryMachine(RuleBasedStateMachine):
                 assert self._state(branch) == before
                 return
         assert at is not None  # fewer chunk tasks than the injection point: it completed
-        getattr(model, op)(names, result.snapshot_id)
+        if op == "append":
+            model.append_batch(names, chunk, None, result.snapshot_id)
+        else:
+            model.remove(names, result.snapshot_id)
 
     @rule(target=refs, data=st.data())
     def tag(self, data):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import icechunk
@@ -17,7 +18,6 @@ from .. import chunks, schema
 from ..errors import SourceError
 from ..sources import Source, open_vcz
 from .normalise import add_alleles, normalise
-from .remove import null_columns
 
 
 def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
@@ -60,47 +60,69 @@ def copy_share(fork: icechunk.ForkSession, batch_path: str, options: dict, offse
     return fork
 
 
-def pad_to_chunk_boundary(root: zarr.Group, offset: int) -> int:
-    """Add null sample columns up to the next sample-chunk boundary; returns how many.
+def null_padding(fields: dict[str, zarr.Array], columns: list[int]) -> None:
+    """Make padding columns null in arrays already grown over them.
 
-    Only the last chunk column is rewritten, and the batch after it lands aligned, so its
-    chunks can be copied as encoded bytes instead of being recomposed one by one.
+    Beyond an array's last sample its chunks hold the fill value (zarr writers pad edge
+    chunks with it, and vczrepo never shrinks the samples axis), so only arrays whose fill
+    value does not pass as null (call_genotype's 0) have the chunk column rewritten; the
+    others are not even read.
     """
+    for name, array in fields.items():
+        if not schema.fill_reads_as_null(name, array):
+            chunks.fill_samples(array, columns, schema.null_value(name, array))
+
+
+def pads_for_bytes(root: zarr.Group, batch: zarr.Group, offset: int, n_new: int) -> bool:
+    """Is padding to a chunk boundary worth it? Only when it lets every call array (variants
+    x samples) of the batch be copied as encoded bytes instead of recomposed, and the null
+    columns it adds are fewer than the samples the batch brings (so at most half of any
+    append is padding)."""
     pad = -offset % schema.samples_chunk_size(root)
-    if pad:
-        for array in schema.sample_arrays(root).values():
-            schema.resize_samples(array, offset + pad)
-        null_columns(root, list(range(offset, offset + pad)))
-    return pad
+    if not 0 < pad < n_new:
+        return False
+    fields = schema.sample_arrays(root)
+    return all(name in fields and chunks.same_encoding(src, fields[name])
+               for name, src in schema.sample_arrays(batch).items() if schema.VARIANTS in schema.dims(src))
 
 
-def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool = False, align: bool = False,
-                 workers: int = 1, scheduler: str | None = None) -> dict:
+def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool = False,
+                 align: bool | None = None, workers: int = 1, scheduler: str | None = None) -> dict:
     """Append a batch; with `fill_missing_fields`, call fields on one side only get missing values
     where the other side has no data, and per-variant fields the repository lacks are ignored.
-    With `align`, null columns pad the repository to a sample-chunk boundary first."""
+    With `align`, null columns pad the repository to a sample-chunk boundary first; by default
+    (None) only when `pads_for_bytes` says it pays, and never in a distributed append."""
     batch = source.group
     fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
     ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
-    padding = pad_to_chunk_boundary(root, offset) if align else 0
-    offset += padding
-    total = offset + len(ids)
     distributed = workers > 1 or scheduler
+    if align is None:
+        align = not distributed and pads_for_bytes(root, batch, offset, len(ids))
+    padding = -offset % schema.samples_chunk_size(root) if align else 0
+    start = offset + padding
+    total = start + len(ids)
     if distributed and (padding or (fill_missing_fields and set(batch_fields) - set(fields))):
         raise SourceError("a distributed append cannot pad or add fields; append once without --workers")
-    added_fields = add_batch_only_fields(root, batch, offset) if fill_missing_fields else []
+    added_fields = add_batch_only_fields(root, batch, start) if fill_missing_fields else []
     if distributed:
         from ..distributed import run_forked
 
         if source.vcz_path is None:
             raise SourceError("a distributed append needs a batch on disk or object storage, not in memory")
-        run_forked(root.store, copy_share, (source.vcz_path, source.options, offset, total), workers,
-                   scheduler)
+        run_forked(root.store, copy_share, (source.vcz_path, source.options, start, total), workers, scheduler)
+    elif padding:
+        # the padding's chunk column is rewritten (CPU) while the batch is copied in (mostly I/O)
+        for array in fields.values():
+            schema.resize_samples(array, total)
+        with ThreadPoolExecutor(max_workers=1) as background:
+            nulled = background.submit(null_padding, fields, list(range(offset, start)))
+            grow_and_copy(root, batch, start, total)
+            nulled.result()
     else:
-        grow_and_copy(root, batch, offset, total)
+        grow_and_copy(root, batch, start, total)
     return {
-        **schema.journal_added(ids, offset),
+        **schema.journal_added(ids, start),
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
         **({"fields_added": added_fields} if added_fields else {}),

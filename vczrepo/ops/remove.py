@@ -19,8 +19,7 @@ from ..errors import SampleError
 def null_columns(root: zarr.Group, indexes: list[int], share: chunks.Share = chunks.WHOLE) -> None:
     """Overwrite (a share of) the given sample columns of every sample array with missing values."""
     for name, array in schema.sample_arrays(root).items():
-        value = schema.NULL_SAMPLE if name == "sample_id" else schema.missing_value(array.dtype)
-        chunks.fill_samples(array, indexes, value, share)
+        chunks.fill_samples(array, indexes, schema.null_value(name, array), share)
 
 
 def null_share(fork: icechunk.ForkSession, indexes: list[int], share: chunks.Share) -> icechunk.ForkSession:
