@@ -203,6 +203,10 @@ def bench_writes(b: Bench, data: make_data.Dataset, repo: Path) -> None:
     # space with read and write, as any program writing through a storage library does
     b.best_of("tar_batch", f"tar | tar of a {n}-sample batch (read/write copy)", tar_pipe, cli=None,
               repeats=max(b.repeats, CP_REPEATS))
+    # the least any append through icechunk's API costs: the batch's objects stored as they are
+    b.best_of("icechunk_floor", f"icechunk alone: store a {n}-sample batch's objects, commit",
+              lambda i: [full, fresh(b.work / "floor.icechunk")], cli="icechunk_floor:main",
+              preload=("icechunk", "zarr"))
     # what an unaligned append of this batch must compute at the least, timed alone
     b.best_of("recompose_floor", f"decode+encode alone of an unaligned append of {n}",
               lambda i: [full], cli="recompose_floor:main", preload=("numpy", "zarr", "vczrepo"))
@@ -283,6 +287,12 @@ def targets(runs: dict[str, Run], commits: int) -> list[Target]:
         Target("aligned append <= 1.3 x a read/write copy (tar | tar) of the batch",
                ratio("append_aligned", "tar_batch"), 1.3, "x", False,
                "not the issue's target: cp -r uses copy_file_range, which no storage library can"),
+        Target("icechunk alone storing the batch <= 1.3 x cp -r", ratio("icechunk_floor", "cp_batch"),
+               1.3, "x", False,
+               "no zarr or vczrepo (scripts/icechunk_floor.py): the least an append through icechunk costs"),
+        Target("aligned append <= 1.3 x icechunk alone storing the batch",
+               ratio("append_aligned", "icechunk_floor"), 1.3, "x", False,
+               "what vczrepo adds (reading through zarr, checks, journal, lock) to icechunk's own cost"),
         Target("append into unaligned store <= 3 x aligned append",
                ratio("append_unaligned", "append_aligned"), 3, "x", True,
                "same batch; op times; by default null samples pad the store to a chunk boundary first"),
