@@ -159,7 +159,7 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="Show icechunk's logs (-v warnings, -vv info).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (they only show on a terminal anyway).")
 @click.option("--compression-level", type=click.IntRange(0, 9), default=1, show_default=True,
-              help="Blosc level of the chunks vczrepo re-encodes (remove, unaligned append, --align); "
+              help="Blosc level of the chunks vczrepo re-encodes (remove, unaligned append, padding); "
                    "chunks copied as bytes keep theirs.")
 @click.version_option(package_name="vczrepo")
 def main(verbose: int, no_progress: bool, compression_level: int) -> None:

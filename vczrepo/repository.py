@@ -297,7 +297,7 @@ class Repository:
         sid = self.resolve(ref)
         root = self.group(sid)
         ids = schema.sample_ids(root)
-        padding = sum(c.metadata.get("n_padding", 0) for c in self.log(sid))  # null columns from --align
+        padding = sum(c.metadata.get("n_padding", 0) for c in self.log(sid))  # null columns from padding
         fields = {
             name: {"dims": list(schema.dims(a)), "dtype": str(a.dtype), "shape": list(a.shape),
                    "chunks": list(a.chunks)}
