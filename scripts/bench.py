@@ -293,16 +293,16 @@ def targets(runs: dict[str, Run], commits: int) -> list[Target]:
         Target("aligned append <= 1.3 x icechunk alone storing the batch",
                ratio("append_aligned", "icechunk_floor"), 1.3, "x", False,
                "what vczrepo adds (reading through zarr, checks, journal, lock) to icechunk's own cost"),
-        Target("append into unaligned store <= 3 x aligned append",
-               ratio("append_unaligned", "append_aligned"), 3, "x", True,
-               "same batch; op times; by default null samples pad the store to a chunk boundary first"),
-        Target("the same, --no-align (recomposed) <= 3 x aligned append",
-               ratio("append_unaligned_recomposed", "append_aligned"), 3, "x", False,
-               "samples kept contiguous: every chunk decoded and re-encoded"),
-        Target("decode+encode alone of the recomposed append <= 3 x aligned append",
-               ratio("recompose_floor", "append_aligned"), 3, "x", False,
-               "no zarr, icechunk or writes (scripts/recompose_floor.py): the least any recompose costs"),
     ]
+    for what, key, ci, note in (
+        ("append into unaligned store", "append_unaligned", True,
+         "same batch; op times; by default null samples pad the store to a chunk boundary first"),
+        ("the same, --no-align (recomposed)", "append_unaligned_recomposed", False,
+         "samples kept contiguous: every chunk decoded and re-encoded"),
+        ("decode+encode alone of the recomposed append", "recompose_floor", False,
+         "no zarr, icechunk or writes (scripts/recompose_floor.py): the least any recompose costs"),
+    ):
+        out.append(Target(f"{what} <= 3 x aligned append", ratio(key, "append_aligned"), 3, "x", ci, note))
     for key in ("1", str(REMOVE_MANY)):
         out.append(Target(f"remove {key}: time at larger store / smaller store",
                           ratio(f"remove_{key}_at_L", f"remove_{key}_at_N"), 1.25, "x", True,

@@ -209,3 +209,15 @@ def test_a_reader_that_stops_early_gets_no_error_message(repo_path):
     proc.stdout.close()
     stderr = proc.stderr.read()
     assert (proc.wait(), stderr) == (141, b"")
+
+
+def test_distributed_append_that_must_pad_is_refused(cli, tmp_path):
+    # --align on an unaligned repository with --workers: forks cannot pad, so refuse up front
+    path = tmp_path / "r"
+    vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["A0", "A1", "A2"], samples_chunk_size=2))
+    before = state(path)
+    result = cli("append", path, make_vcz(tmp_path, "b", ["B0", "B1"], samples_chunk_size=2),
+                 "--align", "--workers", "2", ok=False)
+    assert result.exit_code == 4 and "cannot pad" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert state(path) == before

@@ -73,17 +73,14 @@ def null_padding(fields: dict[str, zarr.Array], columns: list[int]) -> None:
             chunks.fill_samples(array, columns, schema.null_value(name, array))
 
 
-def pads_for_bytes(root: zarr.Group, batch: zarr.Group, offset: int, n_new: int) -> bool:
-    """Is padding to a chunk boundary worth it? Only when it lets every call array (variants
-    x samples) of the batch be copied as encoded bytes instead of recomposed, and the null
-    columns it adds are fewer than the samples the batch brings (so at most half of any
+def pads_for_bytes(fields: dict[str, zarr.Array], batch_fields: dict[str, zarr.Array], pad: int, n_new: int) -> bool:
+    """Is padding with `pad` null columns worth it? Only when it lets every call array
+    (variants x samples) of the batch be copied as encoded bytes instead of recomposed, and
+    the null columns are fewer than the samples the batch brings (so at most half of any
     append is padding)."""
-    pad = -offset % schema.samples_chunk_size(root)
-    if not 0 < pad < n_new:
-        return False
-    fields = schema.sample_arrays(root)
-    return all(name in fields and chunks.same_encoding(src, fields[name])
-               for name, src in schema.sample_arrays(batch).items() if schema.VARIANTS in schema.dims(src))
+    return 0 < pad < n_new and all(
+        name in fields and chunks.same_encoding(src, fields[name])
+        for name, src in batch_fields.items() if schema.VARIANTS in schema.dims(src))
 
 
 def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool = False,
@@ -97,9 +94,10 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
     ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
     distributed = workers > 1 or scheduler
+    pad = -offset % schema.samples_chunk_size(root)  # null columns up to the next sample-chunk boundary
     if align is None:
-        align = not distributed and pads_for_bytes(root, batch, offset, len(ids))
-    padding = -offset % schema.samples_chunk_size(root) if align else 0
+        align = not distributed and pads_for_bytes(fields, batch_fields, pad, len(ids))
+    padding = pad if align else 0
     start = offset + padding
     total = start + len(ids)
     if distributed and (padding or (fill_missing_fields and set(batch_fields) - set(fields))):
