@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+os.environ.setdefault("ICECHUNK_LOG", "error")  # icechunk's warning about local storage: vczrepo locks it
 from pathlib import Path
 
 import pytest

@@ -13,6 +13,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 import vczrepo
+from vczrepo.internals import chunk_key
 from vczrepo import chunks, storage
 from vczrepo.chunkfiles import SessionStore, session_store
 
@@ -39,7 +40,7 @@ def _keys(group: zarr.Group) -> list[str]:
     keys = ["zarr.json"]
     for name, array in group.arrays():
         keys.append(f"{name}/zarr.json")
-        keys.extend(chunks._chunk_key(array, c) for c in chunks._chunk_grid(array))
+        keys.extend(chunk_key(array, c) for c in chunks._chunk_grid(array))
     return keys
 
 
@@ -87,7 +88,7 @@ def test_keys_of_no_chunk_read_as_icechunk_reads_them(repo, key):
 @pytest.mark.parametrize("damage", ["deleted", "truncated"])
 def test_a_damaged_chunk_file_reads_as_icechunk_reads_it(repo, damage):
     root = repo.group()
-    key = chunks._chunk_key(root["call_DP"], (0, 0))
+    key = chunk_key(root["call_DP"], (0, 0))
     expected = _get(root.store._store, key)
     victim = next(f for f in Path(repo.location.path, "chunks").iterdir() if f.read_bytes() == expected)
     if damage == "deleted":

@@ -57,7 +57,7 @@ def test_distributed_append_and_remove_equal_local_ones(cli, tmp_path, cluster, 
     repo = vczrepo.Repository.open(dist)
     assert [c.op for c in repo.log()] == ["remove", "append", "init", "root"]
     assert repo.log()[1].metadata["n_samples"] == 11
-    assert vczrepo.check(repo).ok
+    assert repo.check().ok
 
 
 def test_workers_option_starts_a_local_cluster(cli, tmp_path):
@@ -69,14 +69,15 @@ def test_workers_option_starts_a_local_cluster(cli, tmp_path):
 
 def test_killed_worker_aborts_with_nothing_committed(tmp_path, cluster):
     path = tmp_path / "r"
-    repo, _ = vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0"], 1))
+    vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0"], 1))
+    repo = vczrepo.Repository.open(path, settings=vczrepo.Settings(scheduler=cluster.scheduler_address))
     big = _batch(tmp_path / "big.vcz", [f"B{i}" for i in range(200)], 2, samples_chunk=7)
     before = state(path)
     errors = []
 
     def run():
         try:
-            repo.append(big, scheduler=cluster.scheduler_address)
+            repo.append(big)
         except Exception as e:  # noqa: BLE001 - the test inspects it
             errors.append(e)
 
@@ -102,8 +103,9 @@ def test_killed_worker_aborts_with_nothing_committed(tmp_path, cluster):
 def test_distributed_append_leaves_dask_default_scheduler_alone(tmp_path, cluster):
     before = dask.config.get("scheduler", None)
     path = tmp_path / "r"
-    repo, _ = vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0"], 1))
-    repo.append(_batch(tmp_path / "b.vcz", ["B0"], 2), scheduler=cluster.scheduler_address)
+    vczrepo.Repository.init(path, _batch(tmp_path / "a.vcz", ["A0"], 1))
+    repo = vczrepo.Repository.open(path, settings=vczrepo.Settings(scheduler=cluster.scheduler_address))
+    repo.append(_batch(tmp_path / "b.vcz", ["B0"], 2))
     assert dask.config.get("scheduler", None) == before
     import dask.array as da
 

@@ -94,11 +94,11 @@ def test_fields_and_dtypes_are_checked(cli, tmp_path):
         (("tag", "{repo}", "bad..name"), 3, "invalid tag name"),
         (("branch", "{repo}", "-x"), 2, ""),
         (("--compression-level", "10", "remove", "{repo}", "S1"), 2, "10 is not in the range 0<=x<=9"),
-        (("branch", "{repo}", "new", "--from", "nowhere"), 3, "unknown ref 'nowhere'"),
-        (("log", "{repo}", "mian"), 3, "unknown ref 'mian'; nearest: main"),
+        (("branch", "{repo}", "new", "--at", "nowhere"), 3, "unknown ref 'nowhere'"),
+        (("log", "{repo}", "--at", "mian"), 3, "unknown ref 'mian'; nearest: main"),
         (("samples", "{repo}", "--at", "t2"), 3, "nearest: t1"),
         (("append", "{repo}", "{batch}", "-b", "nobranch"), 3, "no such branch: nobranch"),
-        (("checkout", "{repo}", "main", "{existing}"), 3, "output already exists"),
+        (("checkout", "{repo}", "{existing}", "--at", "main"), 3, "output already exists"),
         (("init", "{repo}", "{batch}"), 3, "refusing to overwrite"),
         (("log", "{tmp}/absent"), 3, "not a vczrepo repository"),
         (("log", "{tmp}"), 3, "not a vczrepo repository"),
@@ -151,7 +151,7 @@ def test_fill_missing_fields_fills_gaps_with_missing_values(cli, tmp_path, data,
     assert (dp[:, [0, 1, 3]] == -1).all() and (dp[:, 2] >= 3).all()
     assert root["call_DP"].chunks == root["call_genotype"].chunks[:2]
     assert vczrepo.Repository.open(path).log()[1].metadata["fields_added"] == ["call_DP"]
-    assert vczrepo.check(vczrepo.Repository.open(path)).ok
+    assert vczrepo.Repository.open(path).check().ok
 
 
 def test_variant_fields_on_one_side_only(cli, repo_path, tmp_path):
@@ -175,7 +175,7 @@ def test_truncated_chunk_in_batch_is_refused(cli, tmp_path, aligned, monkeypatch
     victim = next(p for p in sorted((batch / "call_genotype" / "c").rglob("*")) if p.is_file())
     victim.write_bytes(victim.read_bytes()[:7])
     used = []
-    monkeypatch.setattr(chunks, "_copy_encoded", _spy(chunks._copy_encoded, used))
+    monkeypatch.setattr(chunks.Pipeline, "_copy_encoded", _spy(chunks.Pipeline._copy_encoded, used))
     before = state(path)
     result = cli("append", path, batch, *([] if aligned else ["--no-align"]), ok=False)
     assert result.exit_code == 4 and "cannot read call_genotype" in result.stderr, result.stderr

@@ -95,7 +95,7 @@ def test_init_variants_from_then_normalised_appends_equal_whole_conversion(cli, 
     meta = vczrepo.Repository.open(repo).log()[0].metadata
     assert meta["normalised"]["n_variants_missing_from_batch"] == 2
     assert meta["normalised"]["n_alleles_remapped"] == 1
-    assert vczrepo.check(vczrepo.Repository.open(repo)).ok
+    assert vczrepo.Repository.open(repo).check().ok
 
 
 def test_batch_variants_missing_from_repository_are_listed(cli, tmp_path, panels):

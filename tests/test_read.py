@@ -35,7 +35,7 @@ def history(tmp_path_factory):
     exports = {}
     for ref in ("a", "b", "c", "main"):
         exports[ref] = tmp / f"{ref}.vcz"
-        vczrepo.checkout(repo, ref, exports[ref])
+        repo.checkout(exports[ref], ref)
     return path, exports
 
 
@@ -98,7 +98,7 @@ def test_diff_between_refs(cli, history):
     assert {"sample_id", "call_genotype", "call_DP"} <= set(d["arrays_changed"])
     assert "variant_position" not in d["arrays_changed"]
     assert [o["op"] for o in d["operations"]] == ["append", "remove"]
-    back = vczrepo.diff(vczrepo.Repository.open(path), "c", "a")
+    back = vczrepo.Repository.open(path).diff("c", "a")
     assert back.samples_added == ["S1"] and back.samples_removed == ["S3", "S4", "S6"]
     text = cli("diff", path, "b", "c").output
     assert "samples removed (2): S1 S5" in text
@@ -106,9 +106,9 @@ def test_diff_between_refs(cli, history):
 
 def test_diff_of_diverged_branches(cli, history, tmp_path):
     path, _ = history
-    cli("branch", path, "side", "--from", "b")
+    cli("branch", path, "side", "--at", "b")
     cli("remove", path, "S0", "-b", "side")
-    d = vczrepo.diff(vczrepo.Repository.open(path), "main", "side")
+    d = vczrepo.Repository.open(path).diff("main", "side")
     assert d.base == vczrepo.Repository.open(path).resolve("b")
     assert d.samples_added == ["S1", "S5"] and d.samples_removed == ["S0", "T1"]
     assert [o["op"] for o in d.operations] == ["remove"]

@@ -1,49 +1,51 @@
-"""vczrepo: versioned VCF Zarr (VCZ) repositories on icechunk."""
+"""vczrepo: versioned VCF Zarr (VCZ) repositories on icechunk.
 
-import os as _os
+The front door is `Repository`: every command is one of its methods. Importing vczrepo
+changes no other library's global state (the `vczrepo` command sets icechunk's log
+filter for itself).
+"""
 
-import icechunk as _icechunk
+from importlib.metadata import version as _version
 
-# icechunk warns that local storage is unsafe for concurrent commits; vczrepo makes it
-# safe with a file lock, so keep its Rust-side logs to errors unless ICECHUNK_LOG says otherwise.
-if "ICECHUNK_LOG" not in _os.environ:
-    _icechunk.set_logs_filter("error")
-
-from .check import CheckReport, check
-from .diff import RefDiff, diff
 from .errors import (
     ConcurrentUpdateError,
     IncompatibleBatchError,
+    IntegrityError,
     OutputExistsError,
+    ReadError,
     RefError,
     RepositoryError,
     SampleError,
     SourceError,
+    StorageError,
+    UsageError,
     VczRepoError,
 )
-from .read import checkout, export_group, open_dataset, open_group, query, view
-from .repository import Commit, CommitResult, Repository
+from .journal import Commit
+from .repository import BranchMove, CommitResult, Repository, open_dataset, open_group
+from .settings import Settings
+
+__version__ = _version("vczrepo")
 
 __all__ = [
-    "CheckReport",
+    "BranchMove",
     "Commit",
     "CommitResult",
     "ConcurrentUpdateError",
     "IncompatibleBatchError",
+    "IntegrityError",
     "OutputExistsError",
-    "RefDiff",
+    "ReadError",
     "RefError",
     "Repository",
     "RepositoryError",
     "SampleError",
+    "Settings",
     "SourceError",
+    "StorageError",
+    "UsageError",
     "VczRepoError",
-    "check",
-    "checkout",
-    "diff",
-    "export_group",
+    "__version__",
     "open_dataset",
     "open_group",
-    "query",
-    "view",
 ]

@@ -11,13 +11,16 @@ import itertools
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zarr
 
-from . import schema
-from .chunks import _chunk_ranges, run_bounded
-from .repository import Repository
+from . import journal, schema
+from .chunks import chunk_ranges
+
+if TYPE_CHECKING:
+    from .repository import Repository
 
 
 @dataclass
@@ -32,12 +35,17 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_json(self) -> dict:
+        return {"ref": self.ref, "snapshot": self.snapshot, "ok": self.ok, "problems": self.problems,
+                "arrays_read": self.arrays_read, "chunks_read": self.chunks_read}
+
 
 def _regions(array: zarr.Array):
-    return itertools.product(*(list(_chunk_ranges(n, c)) for n, c in zip(array.shape, array.chunks, strict=True)))
+    return itertools.product(*(list(chunk_ranges(n, c)) for n, c in zip(array.shape, array.chunks, strict=True)))
 
 
-def _check_array(name: str, array: zarr.Array, nulls: np.ndarray, report: CheckReport, lock: threading.Lock):
+def _check_array(repo: Repository, name: str, array: zarr.Array, nulls: np.ndarray, report: CheckReport,
+                 lock: threading.Lock):
     axis = schema.sample_axis(array)
 
     def one(region):
@@ -62,7 +70,7 @@ def _check_array(name: str, array: zarr.Array, nulls: np.ndarray, report: CheckR
             with lock:
                 report.problems.append(f"{name}: null sample(s) at index {cols} hold data")
 
-    run_bounded(one, _regions(array))
+    repo.pipe.run_bounded(one, _regions(array), None)
 
 
 def _journal_problems(repo: Repository, sid: str, ids: list[str]) -> list[str]:
@@ -87,7 +95,7 @@ def _journal_problems(repo: Repository, sid: str, ids: list[str]) -> list[str]:
             start, stop = m["sample_range"]
             names = [removed.get(i, ids[i]) if ids[i] == schema.NULL_SAMPLE else ids[i]  # purged: null
                      for i in range(start, min(stop, len(ids)))]
-            if start != len(samples) or schema.names_digest(names) != m["samples_sha256"]:
+            if start != len(samples) or journal.names_digest(names) != m["samples_sha256"]:
                 return [(f"sample_id disagrees with the commit journal: the ids of columns {start}-{stop - 1} "
                          f"are not those {c.op} {c.id} added")]
             samples.extend(names)
@@ -129,7 +137,7 @@ def check(repo: Repository, ref: str = "main") -> CheckReport:
     nulls = ids == schema.NULL_SAMPLE
     lock = threading.Lock()
     for name, a in arrays.items():
-        _check_array(name, a, nulls, report, lock)
+        _check_array(repo, name, a, nulls, report, lock)
         report.arrays_read += 1
     report.problems.extend(_journal_problems(repo, sid, ids.tolist()))
     return report

@@ -6,11 +6,12 @@ Two paths move a block of samples from one array into another at a sample offset
   bytes under its shifted key (no decode, no encode);
 - decoded: otherwise each destination chunk is assembled from decoded source values, one
   chunk row at a time, each source chunk decoded once.
-Either way at most ``WORKERS`` chunks (or chunk rows) are in flight, so memory does not grow
-with the size of the repository or of the batch.
+Either way at most `Settings.concurrency` chunks (or chunk rows) are in flight, so memory
+does not grow with the size of the repository or of the batch. A `Pipeline` carries the
+settings; the functions that need none are plain functions.
 
 Chunks vczrepo re-encodes (remove, unaligned append, padding, checkout --drop-removed) are
-compressed at ``COMPRESSION_LEVEL`` rather than the level in the array's metadata: a blosc
+compressed at `Settings.compression_level` rather than the level in the array's metadata: a blosc
 frame decodes the same whatever level made it, and on genotype data zstd level 1 encodes
 10-20x faster than bio2zarr's level 7 for about the same size (README: Semantics). They keep
 the block size blosc picks at the metadata's level: at level 1 it would pick 16x smaller
@@ -24,7 +25,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,40 +33,18 @@ import zarr
 from numcodecs import Blosc
 from tqdm import tqdm
 from zarr.codecs import BloscCodec, BytesCodec
-from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from . import schema
 from .errors import SourceError
+from .internals import chunk_key, with_codecs
+from .settings import DEFAULT, Settings
 
-WORKERS = 8
-COMPRESSION_LEVEL: int | None = 1  # blosc level for re-encoded chunks; None keeps each array's own
-SHOW_PROGRESS: bool | None = None  # None: only when stderr is a terminal (the CLI's --no-progress sets False)
-
-
-def progress(total: int, desc: str | None):
-    """A tqdm bar, shown only on a terminal unless SHOW_PROGRESS says otherwise."""
-    show = sys.stderr.isatty() if SHOW_PROGRESS is None else SHOW_PROGRESS
-    return tqdm(total=total, desc=desc, unit="chunk", leave=False, disable=not show)
+ENCODED_COMPARE_CONCURRENCY = 8  # chunk pairs compared at once by encoded_equal
 
 
-def run_bounded(fn: Callable, tasks: Iterable, workers: int = WORKERS, desc: str | None = None) -> None:
-    """Apply fn to every task on a bounded thread pool, with a progress bar.
-
-    The first error (or Ctrl-C) cancels the tasks not yet started and propagates.
-    """
-    tasks = list(tasks)
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        with progress(len(tasks), desc) as bar:
-            for _ in pool.map(fn, tasks):
-                bar.update()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _chunk_ranges(length: int, chunk: int, start: int = 0, stop: int | None = None) -> Iterator[slice]:
+def chunk_ranges(length: int, chunk: int, start: int = 0, stop: int | None = None) -> Iterator[slice]:
     """Chunk-aligned slices covering [start, stop) of an axis."""
     stop = length if stop is None else stop
     pos = start
@@ -81,7 +59,7 @@ def sample_regions(array: zarr.Array, start: int, stop: int) -> Iterator[tuple[s
     axis = schema.sample_axis(array)
     axes = []
     for i, (n, c) in enumerate(zip(array.shape, array.chunks, strict=True)):
-        axes.append(list(_chunk_ranges(n, c, start, stop)) if i == axis else list(_chunk_ranges(n, c)))
+        axes.append(list(chunk_ranges(n, c, start, stop)) if i == axis else list(chunk_ranges(n, c)))
     yield from itertools.product(*axes)
 
 
@@ -138,31 +116,15 @@ def _blocksize(codec: BloscCodec, chunk_nbytes: int) -> int:
     return codec.blocksize or _auto_blocksize(*_settings(codec), chunk_nbytes)
 
 
-def rewrite_codecs(array: zarr.Array) -> tuple:
-    """The codecs vczrepo encodes `array`'s chunks with: blosc at COMPRESSION_LEVEL, with the
-    block size the array's own level gives (an explicit block size is kept)."""
+def rewrite_codecs(array: zarr.Array, level: int) -> tuple:
+    """The codecs vczrepo encodes `array`'s chunks with: blosc at `level`, with the block
+    size the array's own level gives (an explicit block size is kept)."""
     chunk_nbytes = math.prod(array.chunks) * array.dtype.itemsize
     return tuple(
-        dataclasses.replace(c, clevel=COMPRESSION_LEVEL, blocksize=_blocksize(c, chunk_nbytes))
+        dataclasses.replace(c, clevel=level, blocksize=_blocksize(c, chunk_nbytes))
         if isinstance(c, BloscCodec) else c
         for c in array.metadata.codecs
     )
-
-
-def writer(array: zarr.Array) -> zarr.Array:
-    """The same stored array, encoding the chunks it writes with `rewrite_codecs`.
-
-    Only chunk writes go through it; its metadata (and the level it states) is never stored.
-    Make it after any resize of the array."""
-    if COMPRESSION_LEVEL is None or array.metadata.zarr_format != 3:
-        return array
-    meta = dataclasses.replace(array.metadata, codecs=rewrite_codecs(array))
-    return zarr.Array(AsyncArray(meta, array.async_array.store_path, array.async_array.config))
-
-
-def _chunk_key(array: zarr.Array, coords: tuple[int, ...]) -> str:
-    key = array.metadata.encode_chunk_key(coords)
-    return f"{array.path}/{key}" if array.path else key
 
 
 Share = tuple[int, int]  # (k, n): this worker's part of the work, chunk rows k, k+n, k+2n, …
@@ -200,12 +162,12 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
     if a.shape != b.shape or not same_encoding(a, b):
         return False
     proto = default_buffer_prototype()
-    limit = asyncio.Semaphore(WORKERS)
+    limit = asyncio.Semaphore(ENCODED_COMPARE_CONCURRENCY)
 
     async def same(coords: tuple[int, ...]) -> bool:
         async with limit:
-            x, y = await asyncio.gather(a.store.get(_chunk_key(a, coords), prototype=proto),
-                                        b.store.get(_chunk_key(b, coords), prototype=proto))
+            x, y = await asyncio.gather(a.store.get(chunk_key(a, coords), prototype=proto),
+                                        b.store.get(chunk_key(b, coords), prototype=proto))
         if x is None or y is None:
             return x is y
         return np.array_equal(x.as_numpy_array(), y.as_numpy_array())
@@ -214,39 +176,6 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
         return all(await asyncio.gather(*(same(c) for c in _chunk_grid(a))))
 
     return sync(all_same())
-
-
-async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int, share: Share) -> None:
-    """Copy stored chunks as bytes, each checked on the way: blosc frames by their header
-    (sizes), other codecs by decoding once."""
-    grid = [c for c in _chunk_grid(src) if _mine(c[0], share)]
-    limit = asyncio.Semaphore(WORKERS)
-    proto = default_buffer_prototype()
-    by_header = _blosc_only(src)
-    chunk_nbytes = int(np.prod(src.chunks)) * np.dtype(src.dtype).itemsize
-
-    async def check(coords: tuple[int, ...], data) -> None:
-        if by_header:
-            if not _blosc_frame_intact(data, chunk_nbytes):
-                raise ValueError("blosc frame sizes do not match its header (truncated?)")
-            return
-        region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
-        await src.async_array.getitem(region)
-
-    async def one(coords: tuple[int, ...], bar) -> None:
-        async with limit:
-            data = await src.store.get(_chunk_key(src, coords), prototype=proto)
-            if data is not None:  # never written: reads as fill value on both sides
-                try:
-                    await check(coords, data)
-                except Exception as e:  # a truncated or corrupt chunk: refuse before committing it
-                    raise SourceError(f"cannot read {src.path} chunk {list(coords)}: {type(e).__name__}: {e}") from e
-                target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
-                await dst.store.set(_chunk_key(dst, target), data)
-            bar.update()
-
-    with progress(len(grid), dst.path) as bar:
-        await asyncio.gather(*(one(c, bar) for c in grid))
 
 
 def _read(src: zarr.Array, region: tuple, select: np.ndarray | None = None) -> np.ndarray:
@@ -263,9 +192,173 @@ def _on_axis(region: tuple, axis: int, index) -> tuple:
 
 def _outer_regions(array: zarr.Array, axis: int, share: Share) -> list[tuple]:
     """Chunk regions over every axis but the sample axis (whose entry is left as a full slice)."""
-    axes = [[slice(None)] if i == axis else list(_chunk_ranges(n, c))
+    axes = [[slice(None)] if i == axis else list(chunk_ranges(n, c))
             for i, (n, c) in enumerate(zip(array.shape, array.chunks, strict=True))]
     return [r for r in itertools.product(*axes) if _mine(r[0].start // array.chunks[0] if axis else 0, share)]
+
+
+class Pipeline:
+    """Moves chunks with the settings of one operation: bounded concurrency, progress bars,
+    the compression level of re-encoded chunks, and the write-site checkpoints."""
+
+    def __init__(self, settings: Settings = DEFAULT):
+        self.settings = settings
+
+    def progress(self, total: int, desc: str | None) -> tqdm:
+        return tqdm(total=total, desc=desc, unit="chunk", leave=False, disable=not self.settings.show_progress)
+
+    def run_bounded(self, fn: Callable, tasks: Iterable, site: str | None, desc: str | None = None) -> None:
+        """Apply fn to every task on a bounded thread pool, with a progress bar; each task is
+        a write `site` (None: a read). The first error (or Ctrl-C) cancels the tasks not yet
+        started and propagates."""
+        tasks = list(tasks)
+        at = self.settings.at
+
+        def one(task) -> None:
+            if site is not None:
+                at(site)
+            fn(task)
+
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency)
+        try:
+            with self.progress(len(tasks), desc) as bar:
+                for _ in pool.map(one, tasks):
+                    bar.update()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def writer(self, array: zarr.Array) -> zarr.Array:
+        """The same stored array, encoding the chunks it writes at the settings' compression level.
+        Make it after any resize of the array."""
+        level = self.settings.compression_level
+        if level is None or array.metadata.zarr_format != 3:
+            return array
+        return with_codecs(array, rewrite_codecs(array, level))
+
+    async def _copy_encoded(self, src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int,
+                            share: Share) -> None:
+        """Copy stored chunks as bytes, each checked on the way: blosc frames by their header
+        (sizes), other codecs by decoding once."""
+        grid = [c for c in _chunk_grid(src) if _mine(c[0], share)]
+        limit = asyncio.Semaphore(self.settings.concurrency)
+        proto = default_buffer_prototype()
+        by_header = _blosc_only(src)
+        chunk_nbytes = int(np.prod(src.chunks)) * np.dtype(src.dtype).itemsize
+        at = self.settings.at
+
+        async def check(coords: tuple[int, ...], data) -> None:
+            if by_header:
+                if not _blosc_frame_intact(data, chunk_nbytes):
+                    raise ValueError("blosc frame sizes do not match its header (truncated?)")
+                return
+            region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
+            await src.async_array.getitem(region)
+
+        async def one(coords: tuple[int, ...], bar) -> None:
+            async with limit:
+                data = await src.store.get(chunk_key(src, coords), prototype=proto)
+                if data is not None:  # never written: reads as fill value on both sides
+                    try:
+                        await check(coords, data)
+                    except Exception as e:  # a truncated or corrupt chunk: refuse before committing it
+                        raise SourceError(
+                            f"cannot read {src.path} chunk {list(coords)}: {type(e).__name__}: {e}") from e
+                    at("copy-encoded")
+                    target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
+                    await dst.store.set(chunk_key(dst, target), data)
+                bar.update()
+
+        with self.progress(len(grid), dst.path) as bar:
+            await asyncio.gather(*(one(c, bar) for c in grid))
+
+    def copy_samples(self, src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarray | None = None,
+                     share: Share = WHOLE) -> None:
+        """Write all samples of src (or those at `select`) into dst starting at sample `offset`.
+
+        dst must already be large enough. `share` restricts the work to one worker's part.
+        """
+        axis = schema.sample_axis(dst)
+        n = src.shape[axis] if select is None else len(select)
+        if select is None and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
+            sync(self._copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
+            return
+        out = self.writer(dst)
+        if select is None:
+            self.run_bounded(lambda outer: _recompose(src, out, axis, offset, outer),
+                             _outer_regions(dst, axis, share), "recompose", desc=dst.path)
+            return
+
+        def one(region: tuple[slice, ...]) -> None:
+            s = region[axis]
+            out[region] = _read(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+
+        regions = [r for r in sample_regions(dst, offset, offset + n) if _mine(r[0].start // dst.chunks[0], share)]
+        self.run_bounded(one, regions, "recompose", desc=dst.path)
+
+    def copy_array(self, src: zarr.Array, dst: zarr.Array) -> None:
+        """Copy a whole array of identical shape (encoded bytes when possible)."""
+        if same_encoding(src, dst):
+            sync(self._copy_encoded(src, dst, 0, 0, WHOLE))
+            return
+        regions = itertools.product(*(list(chunk_ranges(n, c)) for n, c in zip(dst.shape, dst.chunks, strict=True)))
+        out = self.writer(dst)
+
+        def one(region: tuple[slice, ...]) -> None:
+            out[region] = src[region]
+
+        self.run_bounded(one, regions, "recompose", desc=dst.path)
+
+    def write_columns(self, array: zarr.Array, indexes: list[int], values: Callable, share: Share = WHOLE,
+                      site: str = "fill") -> None:
+        """Overwrite the given sample columns, one chunk column at a time (read-modify-write;
+        a chunk whose columns already hold the new values is not re-encoded).
+
+        `values(region, columns)` gives the new data for global sample `columns` within the
+        region's other axes: a scalar, or an array shaped like the region with those columns.
+        """
+        axis = schema.sample_axis(array)
+        chunk = array.chunks[axis]
+        by_chunk: dict[int, list[int]] = {}
+        for i in sorted(indexes):
+            by_chunk.setdefault(i // chunk, []).append(i)
+        tasks = []
+        for c, members in by_chunk.items():
+            start, stop = c * chunk, min((c + 1) * chunk, array.shape[axis])
+            for region in sample_regions(array, start, stop):
+                if _mine(region[0].start // array.chunks[0], share):
+                    tasks.append((region, members))
+
+        out = self.writer(array)
+
+        def one(task: tuple[tuple[slice, ...], list[int]]) -> None:
+            region, members = task
+            block = array[region]
+            start = region[axis].start
+            columns: list[int] | slice = [i - start for i in members]
+            if columns == list(range(columns[0], columns[-1] + 1)):
+                columns = slice(columns[0], columns[-1] + 1)  # a view, not a copy
+            index = _on_axis((slice(None),) * block.ndim, axis, columns)
+            new = np.asarray(values(region, members), dtype=block.dtype)  # a scalar compares without a cast
+            current = block[index]
+            if np.array_equal(current, np.broadcast_to(new, current.shape)):
+                return  # e.g. padding columns that already read as missing
+            block[index] = new
+            out[region] = block
+
+        self.run_bounded(one, tasks, site, desc=array.path)
+
+    def fill_samples(self, array: zarr.Array, indexes: list[int], value, share: Share = WHOLE) -> None:
+        """Overwrite the given samples of an array with a constant."""
+        self.write_columns(array, indexes, lambda region, members: value, share)
+
+    def copy_columns(self, src: zarr.Array, dst: zarr.Array, indexes: list[int]) -> None:
+        """Copy the given sample columns from src into the same positions of dst."""
+        axis = schema.sample_axis(dst)
+
+        def values(region, members):
+            return src.oindex[tuple(members if k == axis else r for k, r in enumerate(region))]
+
+        self.write_columns(dst, indexes, values, site="restore")
 
 
 def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: tuple) -> None:
@@ -279,7 +372,7 @@ def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: 
             decoded[j] = _read(src, _on_axis(outer, axis, slice(j * step, min((j + 1) * step, src.shape[axis]))))
         return decoded[j]
 
-    for s in _chunk_ranges(dst.shape[axis], dst.chunks[axis], offset, offset + src.shape[axis]):
+    for s in chunk_ranges(dst.shape[axis], dst.chunks[axis], offset, offset + src.shape[axis]):
         a, b = s.start - offset, s.stop - offset
         first, last = a // step, (b - 1) // step
         parts = [source_chunk(j)[_on_axis((slice(None),) * len(outer), axis,
@@ -290,96 +383,3 @@ def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: 
         dst[_on_axis(outer, axis, s)] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
 
 
-def copy_samples(src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarray | None = None,
-                 share: Share = WHOLE) -> None:
-    """Write all samples of src (or those at `select`) into dst starting at sample `offset`.
-
-    dst must already be large enough. `share` restricts the work to one worker's part.
-    """
-    axis = schema.sample_axis(dst)
-    n = src.shape[axis] if select is None else len(select)
-    if select is None and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
-        sync(_copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
-        return
-    out = writer(dst)
-    if select is None:
-        run_bounded(lambda outer: _recompose(src, out, axis, offset, outer), _outer_regions(dst, axis, share),
-                    desc=dst.path)
-        return
-
-    def one(region: tuple[slice, ...]) -> None:
-        s = region[axis]
-        out[region] = _read(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
-
-    regions = [r for r in sample_regions(dst, offset, offset + n) if _mine(r[0].start // dst.chunks[0], share)]
-    run_bounded(one, regions, desc=dst.path)
-
-
-def copy_array(src: zarr.Array, dst: zarr.Array) -> None:
-    """Copy a whole array of identical shape (encoded bytes when possible)."""
-    if same_encoding(src, dst):
-        sync(_copy_encoded(src, dst, 0, 0, WHOLE))
-        return
-    regions = itertools.product(
-        *(list(_chunk_ranges(n, c)) for n, c in zip(dst.shape, dst.chunks, strict=True))
-    )
-    out = writer(dst)
-
-    def one(region: tuple[slice, ...]) -> None:
-        out[region] = src[region]
-
-    run_bounded(one, regions, desc=dst.path)
-
-
-def write_columns(array: zarr.Array, indexes: list[int], values: Callable, share: Share = WHOLE) -> None:
-    """Overwrite the given sample columns, one chunk column at a time (read-modify-write;
-    a chunk whose columns already hold the new values is not re-encoded).
-
-    `values(region, columns)` gives the new data for global sample `columns` within the
-    region's other axes: a scalar, or an array shaped like the region with those columns.
-    """
-    axis = schema.sample_axis(array)
-    chunk = array.chunks[axis]
-    by_chunk: dict[int, list[int]] = {}
-    for i in sorted(indexes):
-        by_chunk.setdefault(i // chunk, []).append(i)
-    tasks = []
-    for c, members in by_chunk.items():
-        start, stop = c * chunk, min((c + 1) * chunk, array.shape[axis])
-        for region in sample_regions(array, start, stop):
-            if _mine(region[0].start // array.chunks[0], share):
-                tasks.append((region, members))
-
-    out = writer(array)
-
-    def one(task: tuple[tuple[slice, ...], list[int]]) -> None:
-        region, members = task
-        block = array[region]
-        start = region[axis].start
-        columns = [i - start for i in members]
-        if columns == list(range(columns[0], columns[-1] + 1)):
-            columns = slice(columns[0], columns[-1] + 1)  # a view, not a copy
-        index = _on_axis((slice(None),) * block.ndim, axis, columns)
-        new = np.asarray(values(region, members), dtype=block.dtype)  # a scalar compares without a cast
-        current = block[index]
-        if np.array_equal(current, np.broadcast_to(new, current.shape)):
-            return  # e.g. padding columns that already read as missing
-        block[index] = new
-        out[region] = block
-
-    run_bounded(one, tasks, desc=array.path)
-
-
-def fill_samples(array: zarr.Array, indexes: list[int], value, share: Share = WHOLE) -> None:
-    """Overwrite the given samples of an array with a constant."""
-    write_columns(array, indexes, lambda region, members: value, share)
-
-
-def copy_columns(src: zarr.Array, dst: zarr.Array, indexes: list[int]) -> None:
-    """Copy the given sample columns from src into the same positions of dst."""
-    axis = schema.sample_axis(dst)
-
-    def values(region, members):
-        return src.oindex[tuple(members if k == axis else r for k, r in enumerate(region))]
-
-    write_columns(dst, indexes, values)

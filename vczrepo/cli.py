@@ -1,67 +1,31 @@
-"""The `vczrepo` command: parse arguments, call the Python API, format the result."""
+"""The `vczrepo` command: parse arguments, call one `Repository` method, print the result.
+
+Conventions: `-b/--branch` is the branch a command commits to or moves; `--at REF` is the
+ref a command reads (or points a new ref at); every command takes `--json`. Errors are
+one line on stderr (`vczrepo: error: …`) with the exit code of the error's family.
+Importing this module is cheap: the library (icechunk, zarr, vcztools) is imported only
+by the command that runs.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from functools import wraps
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from . import errors
-
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # as a shell reports a process stopped by SIGPIPE
-
-
-def _quiet_icechunk(verbose: int) -> None:
-    import icechunk
-
-    icechunk.set_logs_filter({0: "error", 1: "warn", 2: "info"}.get(verbose, "debug"))
 
 
 def _fail(message: str, code: int) -> None:
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
     click.echo(f"vczrepo: error: {one_line}", err=True)
     sys.exit(code)
-
-
-def api_errors(func):
-    """Turn typed errors into one line on stderr and the error's exit code."""
-
-    @wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except errors.VczRepoError as e:
-            _fail(str(e), e.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
-        except BrokenPipeError:  # the reader stopped early (`vczrepo samples R | head`): no message
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-            sys.exit(EXIT_BROKEN_PIPE)
-        except Exception as e:
-            import icechunk
-
-            from .storage import short_message
-
-            if isinstance(e, icechunk.IcechunkError):
-                _fail(f"storage: {short_message(e)}", 1)
-            if isinstance(e, ValueError):  # bad URLs and storage options
-                _fail(str(e), 2)
-            if isinstance(e, OSError):
-                _fail(f"{type(e).__name__}: {e}", 1)
-            raise
-
-    return wrapper
-
-
-def _open(repo: str, storage_options: tuple[str, ...]):
-    from .repository import Repository
-
-    return Repository.open(repo, _parse_options(storage_options))
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -74,102 +38,200 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _emit_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+class State:
+    """What the global options say, for the commands to open repositories with."""
+
+    def __init__(self, progress: bool | None, compression_level: int):
+        self.progress = progress
+        self.compression_level = compression_level
+
+    def settings(self, workers: int = 1, scheduler: str | None = None) -> Any:
+        from .settings import Settings
+
+        return Settings(compression_level=self.compression_level, progress=self.progress, workers=workers,
+                        scheduler=scheduler)
+
+    def open(self, repo: str, storage_options: tuple[str, ...], **settings: Any) -> Any:
+        from .repository import Repository
+
+        return Repository.open(repo, _parse_options(storage_options), settings=self.settings(**settings))
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def _complete_refs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of ref arguments: the repository's branches and tags."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from .repository import Repository
+
+        repo = Repository.open(ctx.params["repo"])
+        names = sorted(set(repo.branches()) | set(repo.tags()))
+    except Exception:  # noqa: BLE001 - completion must never fail the shell
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def _options(*decorators: Callable) -> Callable:
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
 
 
 storage_option = click.option(
     "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
-    help="icechunk storage option (e.g. endpoint_url=…, allow_http=true, region=…).",
+    help="Object storage option (e.g. endpoint_url=…, allow_http=true, region=…); see the storage docs.",
 )
-branch_option = click.option("-b", "--branch", default="main", show_default=True, help="Branch to commit to.")
+branch_option = click.option("-b", "--branch", default="main", show_default=True, metavar="BRANCH",
+                             help="Branch to commit to (or move).", shell_complete=_complete_refs)
 message_option = click.option("-m", "--message", help="Commit message.")
-at_option = click.option("--at", "ref", default="main", show_default=True, help="Branch, tag or snapshot id.")
-chunk_options = [
-    click.option("--variants-chunk-size", type=click.IntRange(1), help="For VCF input: variants per chunk."),
-    click.option("--samples-chunk-size", type=click.IntRange(1), help="For VCF input: samples per chunk."),
-]
-
-
-distributed_options = [
+at_option = click.option("--at", "at", default="main", show_default=True, metavar="REF",
+                         help="Branch, tag, snapshot id (or unique prefix), optionally ~N.",
+                         shell_complete=_complete_refs)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+chunk_options = _options(
+    click.option("--variants-chunk-size", type=click.IntRange(1),
+                 help="For VCF input: variants per chunk (default: the repository's)."),
+    click.option("--samples-chunk-size", type=click.IntRange(1),
+                 help="For VCF input: samples per chunk (default: the repository's)."),
+)
+distributed_options = _options(
     click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-                 help="Spread the chunk work over N dask.distributed workers (a LocalCluster)."),
+                 help="Spread the chunk work (and a VCF conversion) over N processes (dask.distributed)."),
     click.option("--scheduler", metavar="ADDRESS", help="Use an existing dask cluster instead of a LocalCluster."),
-]
+)
 
 
-def with_distributed_options(f):
-    for option in reversed(distributed_options):
-        f = option(f)
-    return f
+def _print_commit(result: Any, as_json: bool) -> None:
+    from .journal import sample_change
 
-
-def with_chunk_options(f):
-    for option in reversed(chunk_options):
-        f = option(f)
-    return f
-
-
-def _change(m: dict) -> str:
-    """Sample count change of a commit, e.g. '+3', '-1'."""
-    added = m.get("n_samples_added", 0) + m.get("n_samples_restored", 0)
-    removed = m.get("n_samples_removed", 0)
-    return " ".join(x for x in (f"+{added}" if added else "", f"-{removed}" if removed else "") if x)
-
-
-def _print_commit(result) -> None:
+    if as_json:
+        _emit_json(result.to_json())
+        return
     m = result.metadata
-    change = _change(m)
-    click.echo(f"{result.snapshot_id} {result.branch}: {m['op']} ({change} samples, {m['n_samples']} in total)")
+    click.echo(f"{result.snapshot_id} {result.branch}: {m['op']} ({sample_change(m) or 'no change in'} samples, "
+               f"{m['n_samples']} in total)")
 
 
-def _vcztools_command(name: str) -> click.Command:
+class Cli(click.Group):
+    """The command group: usage errors and library errors become one line and an exit code;
+    view/query (vcztools' own options) are built only when they run."""
+
+    lazy = {"view": "`vcztools view` of REPO at a ref; options as in vcztools view.",
+            "query": "`vcztools query` of REPO at a ref; options as in vcztools query."}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            if ctx.resilient_parsing or "--help" in sys.argv[1:2]:  # listing commands: no vcztools import
+                return click.Command(name, help=self.lazy[name], short_help=self.lazy[name])
+            return _vcztools_command(name, self.lazy[name])
+        return super().get_command(ctx, name)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            _fail(e.format_message() + hint, EXIT_USAGE)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except click.Abort:
+            _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
+        except SystemExit:
+            from .internals import click_saw_broken_pipe
+
+            if click_saw_broken_pipe():  # the reader stopped early (`vczrepo samples R | head`)
+                sys.exit(EXIT_BROKEN_PIPE)
+            raise
+        except BaseException as e:  # noqa: BLE001 - mapped below, re-raised if unknown
+            _handle(e)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _handle(error: BaseException) -> None:
+    """One line and the exit code for the errors the library raises; anything else is a bug."""
+    from .errors import VczRepoError
+
+    if isinstance(error, VczRepoError):
+        _fail(str(error), error.exit_code)
+    if isinstance(error, KeyboardInterrupt):
+        _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
+    if isinstance(error, BrokenPipeError):  # the reader stopped early (`vczrepo samples R | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        sys.exit(EXIT_BROKEN_PIPE)
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        _fail(f"{error.strerror or type(error).__name__}{where}", 1)
+    if "icechunk" in sys.modules:
+        import icechunk
+
+        from .errors import from_icechunk
+
+        if isinstance(error, icechunk.IcechunkError):
+            mapped = from_icechunk(error, "storage")
+            _fail(str(mapped), mapped.exit_code)
+    raise error
+
+
+def _vcztools_command(name: str, doc: str) -> click.Command:
     """`vczrepo view|query REPO --at REF [vcztools options]`: vcztools' own options, at any ref."""
-    import vcztools.cli
+    from .read import vcztools_command, vcztools_options
 
-    from . import read
+    @click.pass_obj
+    def callback(state: State, repo: str, at: str, storage_options: tuple[str, ...], **options: Any) -> None:
+        getattr(state.open(repo, storage_options), name)(at, **options)
 
-    target = getattr(vcztools.cli, name)
-
-    @api_errors
-    def callback(repo, ref, storage_options, **options):
-        getattr(read, name)(_open(repo, storage_options), ref, **options)
-
-    params = [click.Argument(["repo"]), *at_option(lambda: None).__click_params__,
-              *storage_option(lambda: None).__click_params__, *read.vcztools_options(target)]
-    doc = f"`vcztools {name}` of REPO at a branch, tag or snapshot; options as in vcztools {name}."
+    params = [click.Argument(["repo"]), *_params(at_option), *_params(storage_option),
+              *vcztools_options(vcztools_command(name))]
     return click.Command(name, callback=callback, params=params, help=doc, short_help=doc)
 
 
-class LazyGroup(click.Group):
-    """Builds view/query only when used: importing vcztools' CLI costs over a second."""
+def _params(decorator: Callable) -> list[click.Parameter]:
+    """The click parameters a decorator would add (to build a command from parts)."""
 
-    lazy = ("view", "query")
+    def target() -> None:
+        pass
 
-    def list_commands(self, ctx):
-        return sorted([*super().list_commands(ctx), *self.lazy])
-
-    def get_command(self, ctx, name):
-        if name in self.lazy:
-            return _vcztools_command(name)
-        return super().get_command(ctx, name)
+    decorator(target)
+    return list(getattr(target, "__click_params__", []))
 
 
-@click.group(cls=LazyGroup)
-@click.option("-v", "--verbose", count=True, help="Show icechunk's logs (-v warnings, -vv info).")
+@click.group(cls=Cli)
+@click.option("-v", "--verbose", count=True, help="Show icechunk's and bio2zarr's logs (-v warnings, -vv info).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (they only show on a terminal anyway).")
 @click.option("--compression-level", type=click.IntRange(0, 9), default=1, show_default=True,
               help="Blosc level of the chunks vczrepo re-encodes (remove, unaligned append, padding); "
                    "chunks copied as bytes keep theirs.")
 @click.version_option(package_name="vczrepo")
-def main(verbose: int, no_progress: bool, compression_level: int) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: int, no_progress: bool, compression_level: int) -> None:
     """Versioned VCF Zarr repositories: append and remove samples as commits, tag, branch, read any ref."""
-    from . import chunks
+    import logging
 
-    _quiet_icechunk(verbose)
-    if no_progress:
-        chunks.SHOW_PROGRESS = False
-    chunks.COMPRESSION_LEVEL = compression_level
+    os.environ.setdefault("ICECHUNK_LOG", {0: "error", 1: "warn", 2: "info"}.get(verbose, "debug"))
+    logging.basicConfig(level={0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.INFO),
+                        format="%(name)s: %(message)s")
+    logging.getLogger("vczrepo").setLevel(logging.INFO if verbose else logging.WARNING)
+    if "icechunk" in sys.modules:  # already imported (tests): apply the filter now
+        import icechunk
+
+        icechunk.set_logs_filter(os.environ["ICECHUNK_LOG"])
+    ctx.obj = State(False if no_progress else None, compression_level)
 
 
 @main.command()
@@ -178,10 +240,12 @@ def main(verbose: int, no_progress: bool, compression_level: int) -> None:
 @click.option("--variants-from", is_flag=True,
               help="SOURCES are VCZs whose sorted variant union the repository holds, with no samples.")
 @message_option
-@with_chunk_options
+@chunk_options
 @storage_option
-@api_errors
-def init(repo, sources, variants_from, message, variants_chunk_size, samples_chunk_size, storage_options):
+@json_option
+@pass_state
+def init(state: State, repo, sources, variants_from, message, variants_chunk_size, samples_chunk_size,
+         storage_options, as_json):
     """Create REPO whose first commit holds SOURCE (a VCZ, or a VCF/BCF converted with bio2zarr)."""
     from .repository import Repository
 
@@ -189,11 +253,11 @@ def init(repo, sources, variants_from, message, variants_chunk_size, samples_chu
         raise click.UsageError("init takes one SOURCE (or several with --variants-from)")
     _, result = Repository.init(
         repo, None if variants_from else sources[0], variants_from=sources if variants_from else (),
-        message=message, storage_options=_parse_options(storage_options),
+        message=message, storage_options=_parse_options(storage_options), settings=state.settings(),
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
     )
-    _print_commit(result)
-    if variants_from:
+    _print_commit(result, as_json)
+    if variants_from and not as_json:
         click.echo(f"{result.metadata['n_variants']} variants from {len(sources)} VCZs")
 
 
@@ -202,7 +266,7 @@ def init(repo, sources, variants_from, message, variants_chunk_size, samples_chu
 @click.argument("source", type=click.Path())
 @branch_option
 @message_option
-@with_chunk_options
+@chunk_options
 @click.option("--fill-missing-fields", is_flag=True,
               help="Accept call fields on one side only (missing values fill the gaps) and ignore "
                    "per-variant fields the repository lacks.")
@@ -214,42 +278,20 @@ def init(repo, sources, variants_from, message, variants_chunk_size, samples_chu
               help="Map a batch with another variant set onto the repository's variants first.")
 @click.option("--allow-new-alleles", is_flag=True,
               help="With --normalise: add the batch's new ALT alleles at existing sites.")
-@with_distributed_options
+@distributed_options
 @storage_option
-@api_errors
-def append(repo, source, branch, message, variants_chunk_size, samples_chunk_size, fill_missing_fields,
-           align, normalise, allow_new_alleles, workers, scheduler, storage_options):
+@json_option
+@pass_state
+def append(state: State, repo, source, branch, message, variants_chunk_size, samples_chunk_size,
+           fill_missing_fields, align, normalise, allow_new_alleles, workers, scheduler, storage_options, as_json):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
-    result = _open(repo, storage_options).append(
+    result = state.open(repo, storage_options, workers=workers, scheduler=scheduler).append(
         source, branch=branch, message=message,
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
         fill_missing_fields=fill_missing_fields, align=align, normalise=normalise,
         allow_new_alleles=allow_new_alleles,
-        workers=workers, scheduler=scheduler,
     )
-    _print_commit(result)
-
-
-@main.command()
-@click.argument("batch", type=click.Path())
-@click.option("--like", "repo", required=True, help="Repository whose variants the batch is mapped onto.")
-@click.argument("out", type=click.Path())
-@at_option
-@click.option("--allow-new-alleles", is_flag=True, help="Add the batch's new ALT alleles at existing sites.")
-@storage_option
-@api_errors
-def normalise(batch, repo, out, ref, allow_new_alleles, storage_options):
-    """Write BATCH mapped onto REPO's variants (at --at REF) as a plain VCZ at OUT."""
-    from .ops.normalise import normalise as do_normalise
-    from .sources import open_source
-
-    if Path(out).exists():
-        raise errors.OutputExistsError(f"output already exists: {out}")
-    with open_source(batch) as src:
-        summary = do_normalise(src.group, _open(repo, storage_options).group(ref), out,
-                               allow_new_alleles=allow_new_alleles)
-    click.echo(f"{out}: {summary['n_variants_missing_from_batch']} variants missing from the batch, "
-               f"{summary['n_alleles_remapped']} remapped, {len(summary['new_alleles'])} with new ALT alleles")
+    _print_commit(result, as_json)
 
 
 @main.command()
@@ -257,40 +299,84 @@ def normalise(batch, repo, out, ref, allow_new_alleles, storage_options):
 @click.argument("samples", nargs=-1, required=True)
 @branch_option
 @message_option
-@with_distributed_options
+@distributed_options
 @storage_option
-@api_errors
-def remove(repo, samples, branch, message, workers, scheduler, storage_options):
+@json_option
+@pass_state
+def remove(state: State, repo, samples, branch, message, workers, scheduler, storage_options, as_json):
     """Withdraw SAMPLES from REPO as one commit (their data becomes missing)."""
-    _print_commit(_open(repo, storage_options).remove(samples, branch=branch, message=message,
-                                                      workers=workers, scheduler=scheduler))
+    result = state.open(repo, storage_options, workers=workers, scheduler=scheduler).remove(
+        samples, branch=branch, message=message)
+    _print_commit(result, as_json)
 
 
 @main.command()
-@click.argument("repo")
-@click.argument("name")
-@click.argument("ref", default="main")
+@click.argument("batch", type=click.Path())
+@click.argument("out", type=click.Path())
+@click.option("--like", "repo", required=True, help="Repository whose variants the batch is mapped onto.")
+@at_option
+@click.option("--allow-new-alleles", is_flag=True, help="Add the batch's new ALT alleles at existing sites.")
 @storage_option
-@api_errors
-def tag(repo, name, ref, storage_options):
-    """Tag REF (default: the head of main) as NAME."""
-    sid = _open(repo, storage_options).create_tag(name, ref)
-    click.echo(f"tag {name} -> {sid}")
+@json_option
+@pass_state
+def normalise(state: State, batch, out, repo, at, allow_new_alleles, storage_options, as_json):
+    """Write BATCH mapped onto the variants of REPO (at --at REF) as a plain VCZ at OUT."""
+    summary = state.open(repo, storage_options).normalise(batch, out, at=at, allow_new_alleles=allow_new_alleles)
+    if as_json:
+        _emit_json(summary)
+        return
+    click.echo(f"{out}: {summary['n_variants_missing_from_batch']} variants missing from the batch, "
+               f"{summary['n_alleles_remapped']} remapped, {len(summary['new_alleles'])} with new ALT alleles")
 
 
 @main.command()
 @click.argument("repo")
 @click.argument("name", required=False)
-@click.option("--from", "from_ref", default="main", show_default=True, help="Ref to branch from.")
+@at_option
+@click.option("--list", "list_", is_flag=True, help="List tags with their snapshots.")
+@click.option("--delete", is_flag=True, help="Delete tag NAME (permanent: icechunk never reuses a tag name).")
+@click.option("--yes", is_flag=True, help="Confirm --delete.")
+@storage_option
+@json_option
+@pass_state
+def tag(state: State, repo, name, at, list_, delete, yes, storage_options, as_json):
+    """Tag the ref --at (default: the head of main) as NAME; or --list tags; or --delete NAME."""
+    r = state.open(repo, storage_options)
+    if list_ or name is None:
+        if delete:
+            raise click.UsageError("--delete needs a tag NAME")
+        rows = r.tag_list()
+        if as_json:
+            _emit_json(rows)
+        for row in [] if as_json else rows:
+            click.echo(f"{row['name']:<24} {row['snapshot']}  {row['message']}")
+        return
+    if delete:
+        if not yes:
+            raise click.UsageError(f"deleting tag {name!r} is permanent (icechunk never reuses a tag name): "
+                                   "add --yes to confirm")
+        sid = r.delete_tag(name)
+        _emit_json({"deleted": name, "snapshot": sid}) if as_json else click.echo(f"deleted tag {name} (was {sid})")
+        return
+    sid = r.create_tag(name, at)
+    _emit_json({"tag": name, "snapshot": sid}) if as_json else click.echo(f"tag {name} -> {sid}")
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("name", required=False)
+@at_option
 @click.option("--list", "list_", is_flag=True, help="List branches: head, commits ahead of/behind main.")
 @click.option("--delete", is_flag=True, help="Delete branch NAME (its commits stay in log --all).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with --list).")
 @storage_option
-@api_errors
-def branch(repo, name, from_ref, list_, delete, as_json, storage_options):
-    """Create branch NAME at --from REF; or --list branches; or --delete NAME."""
-    r = _open(repo, storage_options)
+@json_option
+@pass_state
+def branch(state: State, repo, name, at, list_, delete, storage_options, as_json):
+    """Create branch NAME at --at REF; or --list branches; or --delete NAME."""
+    r = state.open(repo, storage_options)
     if list_ or name is None:
+        if delete:
+            raise click.UsageError("--delete needs a branch NAME")
         rows = r.branch_list()
         if as_json:
             _emit_json(rows)
@@ -298,78 +384,87 @@ def branch(repo, name, from_ref, list_, delete, as_json, storage_options):
             click.echo(f"{row['name']:<20} {row['head']}  ahead {row['ahead']:>3}  behind {row['behind']:>3}")
         return
     if delete:
-        click.echo(f"deleted branch {name} (was {r.delete_branch(name)})")
+        sid = r.delete_branch(name)
+        _emit_json({"deleted": name, "head": sid}) if as_json else click.echo(f"deleted branch {name} (was {sid})")
         return
-    click.echo(f"branch {name} -> {r.create_branch(name, from_ref)}")
+    sid = r.create_branch(name, at)
+    _emit_json({"branch": name, "head": sid}) if as_json else click.echo(f"branch {name} -> {sid}")
+
+
+def _print_move(move: Any, as_json: bool) -> None:
+    if as_json:
+        _emit_json(move.to_json())
+        return
+    click.echo(f"{move.branch}: {move.mode} {move.old} -> {move.new}")
+    for c in move.commits:
+        _print_commit(c, False)
 
 
 @main.command()
 @click.argument("repo")
-@click.argument("source")
-@click.option("--into", default="main", show_default=True, help="Branch to move.")
+@click.argument("source", shell_complete=_complete_refs)
+@branch_option
 @click.option("--replay", is_flag=True, help="If not a fast-forward, re-apply SOURCE's operations as new commits.")
 @storage_option
-@api_errors
-def promote(repo, source, into, replay, storage_options):
-    """Fast-forward a branch (--into, default main) to SOURCE."""
-    from .history import promote as do_promote
-
-    move = do_promote(_open(repo, storage_options), source, into, replay=replay)
-    click.echo(f"{into}: {move.mode} {move.old} -> {move.new}")
-    for c in move.commits:
-        _print_commit(c)
+@json_option
+@pass_state
+def promote(state: State, repo, source, branch, replay, storage_options, as_json):
+    """Fast-forward a branch (-b, default main) to SOURCE (or --replay SOURCE's operations onto it)."""
+    _print_move(state.open(repo, storage_options).promote(source, branch=branch, replay=replay), as_json)
 
 
 @main.command()
 @click.argument("repo")
-@click.argument("branch_name", metavar="BRANCH")
-@click.option("--to", "to_ref", required=True, help="Ref to move the branch to.")
-@click.option("--expect", help="The head you saw: refuse if the branch has moved since.")
+@branch_option
+@click.option("--at", "at", required=True, metavar="REF", help="Ref to move the branch to.",
+              shell_complete=_complete_refs)
+@click.option("--expect", metavar="REF", help="The head you saw: refuse if the branch has moved since.")
 @click.option("--force", is_flag=True, help="Reset even if the branch moved since --expect.")
 @storage_option
-@api_errors
-def reset(repo, branch_name, to_ref, expect, force, storage_options):
-    """Move BRANCH to any ref; the old head stays reachable through `log --all`."""
-    from .history import reset as do_reset
-
-    move = do_reset(_open(repo, storage_options), branch_name, to_ref, expect=expect, force=force)
-    click.echo(f"{branch_name}: {move.old} -> {move.new}")
+@json_option
+@pass_state
+def reset(state: State, repo, branch, at, expect, force, storage_options, as_json):
+    """Move a branch (-b, default main) to --at REF; the old head stays reachable through `log --all`."""
+    _print_move(state.open(repo, storage_options).reset(branch, at, expect=expect, force=force), as_json)
 
 
 @main.command()
 @click.argument("repo")
-@click.argument("snapshot")
+@click.argument("commit", shell_complete=_complete_refs)
 @branch_option
+@message_option
 @storage_option
-@api_errors
-def revert(repo, snapshot, branch, storage_options):
+@json_option
+@pass_state
+def revert(state: State, repo, commit, branch, message, storage_options, as_json):
     """New commit undoing one append (removes its samples) or remove (restores their data)."""
-    from .history import revert as do_revert
-
-    _print_commit(do_revert(_open(repo, storage_options), snapshot, branch=branch))
+    _print_commit(state.open(repo, storage_options).revert(commit, branch=branch, message=message), as_json)
 
 
 @main.command()
 @click.argument("repo")
-@click.argument("ref", default="main")
+@at_option
 @click.option("-n", "limit", type=click.IntRange(1), help="Show at most N commits.")
 @click.option("--all", "all_", is_flag=True, help="Every commit: all branches, tags, and heads left by reset/delete.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @storage_option
-@api_errors
-def log(repo, ref, limit, all_, as_json, storage_options):
-    """History of REF, newest first, with the operation of each commit and refs pointing at it."""
-    from .history import log_all
+@json_option
+@pass_state
+def log(state: State, repo, at, limit, all_, storage_options, as_json):
+    """History of a ref, newest first, with the operation of each commit and the refs pointing at it."""
+    from .journal import sample_change
 
-    r = _open(repo, storage_options)
-    commits = log_all(r)[:limit] if all_ else r.log(ref, limit)
+    r = state.open(repo, storage_options)
+    commits = r.log_all(limit) if all_ else r.log(at, limit)
+    pending = r.pending()
     if as_json:
         _emit_json([c.to_json() for c in commits])
         return
+    if pending:
+        click.echo(f"in progress: {pending['op']} started {pending['started']} by {pending['owner']} "
+                   "(the next write finishes it)")
     for c in commits:
         refs = ", ".join([*c.branches, *(f"tag:{t}" for t in c.tags)])
-        change = _change(c.metadata)
-        line = f"{c.id}  {c.written_at:%Y-%m-%d %H:%M:%S}  {c.op:<7} {change:>6}  {c.message}"
+        line = f"{c.id}  {c.written_at:%Y-%m-%d %H:%M:%S}  {c.op:<7} {sample_change(c.metadata):>6}  {c.message}"
         click.echo(line + (f"  ({refs})" if refs else ""))
 
 
@@ -377,32 +472,42 @@ def log(repo, ref, limit, all_, as_json, storage_options):
 @click.argument("repo")
 @at_option
 @storage_option
-@api_errors
-def samples(repo, ref, storage_options):
+@json_option
+@pass_state
+def samples(state: State, repo, at, storage_options, as_json):
     """List the samples (without removed ones) at a ref."""
-    for s in _open(repo, storage_options).samples(ref):
+    names = state.open(repo, storage_options).samples(at)
+    if as_json:
+        _emit_json(names)
+        return
+    for s in names:
         click.echo(s)
 
 
 @main.command()
 @click.argument("repo")
 @at_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @storage_option
-@api_errors
-def info(repo, ref, as_json, storage_options):
-    """Samples, variants, contigs, fields, chunking and head of a ref."""
-    summary = _open(repo, storage_options).info(ref)
+@json_option
+@pass_state
+def info(state: State, repo, at, storage_options, as_json):
+    """Samples, variants, contigs, fields, chunking and the refs at a ref."""
+    summary = state.open(repo, storage_options).info(at)
     if as_json:
         _emit_json(summary)
         return
     click.echo(f"ref:       {summary['ref']} ({summary['snapshot']})")
     refs = [*summary["branches"], *(f"tag:{t}" for t in summary["tags"])]
     click.echo(f"refs here: {', '.join(refs) or '-'}")
+    if summary["in_progress"]:
+        p = summary["in_progress"]
+        click.echo(f"in progress: {p['op']} since {p['started']} by {p['owner']}")
     padding = f", {summary['n_padding']} padding" if summary["n_padding"] else ""
     click.echo(f"samples:   {summary['n_samples']} ({summary['n_removed']} removed{padding})")
     click.echo(f"variants:  {summary['n_variants']}")
-    click.echo(f"contigs:   {', '.join(summary['contigs'])}")
+    used = summary["contigs_with_variants"]
+    shown = ", ".join(used[:10]) + (f", … ({len(used)} in all)" if len(used) > 10 else "")
+    click.echo(f"contigs:   {summary['n_contigs']} in the header; with variants: {shown or '-'}")
     click.echo(f"chunking:  {summary['variants_chunk_size']} variants x {summary['samples_chunk_size']} samples")
     click.echo("fields:")
     for name, f in summary["fields"].items():
@@ -411,38 +516,36 @@ def info(repo, ref, as_json, storage_options):
 
 @main.command()
 @click.argument("repo")
-@click.argument("ref")
 @click.argument("out", type=click.Path())
+@at_option
 @click.option("--drop-removed", is_flag=True,
               help="Leave removed samples out (default: keep them as null samples, as stored).")
 @storage_option
-@api_errors
-def checkout(repo, ref, out, drop_removed, storage_options):
-    """Write the VCZ at REF to OUT as a plain zarr format 3 store."""
-    from .read import checkout as do_checkout
-
-    sid = do_checkout(_open(repo, storage_options), ref, out, drop_removed=drop_removed)
-    click.echo(f"{out}: {ref} ({sid})")
+@json_option
+@pass_state
+def checkout(state: State, repo, out, at, drop_removed, storage_options, as_json):
+    """Write the VCZ at a ref to OUT as a plain zarr format 3 store."""
+    sid = state.open(repo, storage_options).checkout(out, at, drop_removed=drop_removed)
+    _emit_json({"out": out, "ref": at, "snapshot": sid}) if as_json else click.echo(f"{out}: {at} ({sid})")
 
 
 @main.command()
 @click.argument("repo")
-@click.argument("from_ref")
-@click.argument("to_ref", default="main")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("from_ref", shell_complete=_complete_refs)
+@click.argument("to_ref", default="main", shell_complete=_complete_refs)
 @storage_option
-@api_errors
-def diff(repo, from_ref, to_ref, as_json, storage_options):
-    """What changed from FROM_REF to TO_REF: samples, arrays, operations."""
-    from .diff import diff as do_diff
-
-    d = do_diff(_open(repo, storage_options), from_ref, to_ref)
+@json_option
+@pass_state
+def diff(state: State, repo, from_ref, to_ref, storage_options, as_json):
+    """What changed from FROM_REF to TO_REF (default main): samples, arrays, operations."""
+    d = state.open(repo, storage_options).diff(from_ref, to_ref)
     if as_json:
         _emit_json(d.to_json())
         return
     click.echo(f"{from_ref} ({d.from_snapshot}) -> {to_ref} ({d.to_snapshot}); common ancestor {d.base}")
-    click.echo(f"samples added ({len(d.samples_added)}): {' '.join(d.samples_added) or '-'}")
-    click.echo(f"samples removed ({len(d.samples_removed)}): {' '.join(d.samples_removed) or '-'}")
+    for label, names in (("added", d.samples_added), ("removed", d.samples_removed)):
+        shown = " ".join(names[:20]) + (f" … ({len(names)} in all)" if len(names) > 20 else "")
+        click.echo(f"samples {label} ({len(names)}): {shown or '-'}")
     click.echo(f"variant arrays changed: {'yes' if d.variant_arrays_changed else 'no'}")
     click.echo(f"arrays changed: {', '.join(d.arrays_changed) or '-'}")
     for label, ops in ((to_ref, d.operations), (from_ref, d.operations_only_in_from)):
@@ -454,81 +557,84 @@ def diff(repo, from_ref, to_ref, as_json, storage_options):
 @click.argument("repo")
 @click.argument("samples", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Show what would be rewritten, change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @storage_option
-@api_errors
-def purge(repo, samples, dry_run, as_json, storage_options):
-    """Erase SAMPLES' call data from all history reachable from branches and tags (then run gc)."""
-    from .purge import purge as do_purge
-
-    p = do_purge(_open(repo, storage_options), samples, dry_run=dry_run)
+@json_option
+@pass_state
+def purge(state: State, repo, samples, dry_run, storage_options, as_json):
+    """Erase SAMPLES from all history reachable from branches and tags (then run `gc --now`)."""
+    p = state.open(repo, storage_options).purge(samples, dry_run=dry_run)
     if as_json:
         _emit_json(p.to_json())
         return
     verb = "would rewrite" if dry_run else "rewrote"
-    click.echo(f"{verb} {len(p.rewrite)} commit(s) holding {', '.join(p.samples)}")
+    click.echo(f"{verb} {len(p.rewrite)} commit(s) holding {len(p.samples)} sample(s)")
     for old in p.rewrite:
         click.echo(f"  {old} -> {p.rewritten.get(old, '(new snapshot)')}")
-    for branch, tip in p.branches.items():
-        click.echo(f"  branch {branch}: {tip} -> {p.rewritten.get(tip, '(rewritten)')}")
-    for tag in p.tags:
-        click.echo(f"  tag {tag} -> {p.renamed_tags.get(tag, 'renamed <tag>.purgedN')}")
+    for name, tip in p.branches.items():
+        click.echo(f"  branch {name}: {tip} -> {p.rewritten.get(tip, '(rewritten)')}")
+    for name, new in p.new_tag_names.items():
+        click.echo(f"  tag {name} -> {new} (the old name keeps resolving)")
     if not dry_run:
-        click.echo("run `vczrepo gc` to delete the old snapshots' objects from storage")
+        click.echo("run `vczrepo gc --now` (local) to delete the old snapshots' objects from storage")
 
 
 @main.command()
 @click.argument("repo")
 @click.option("--older-than", default="7d", show_default=True,
               help="Only objects older than this (e.g. 30m, 12h, 7d); at least 10m.")
+@click.option("--now", is_flag=True, help="Collect every unreachable object now (local repositories: the lock "
+                                          "keeps writers out).")
 @click.option("--expire", is_flag=True, help="Also drop history older than --older-than (tags and branch tips kept).")
 @click.option("--dry-run", is_flag=True, help="Report what would be deleted.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @storage_option
-@api_errors
-def gc(repo, older_than, expire, dry_run, as_json, storage_options):
+@json_option
+@pass_state
+def gc(state: State, repo, older_than, now, expire, dry_run, storage_options, as_json):
     """Delete storage objects that no branch or tag reaches (abandoned writes, purged or reset history)."""
-    import dataclasses
+    from .ops.gc import parse_duration
 
-    from .gc import gc as do_gc
-    from .gc import parse_duration
-
-    result = do_gc(_open(repo, storage_options), parse_duration(older_than), expire=expire, dry_run=dry_run)
+    result = state.open(repo, storage_options).gc(parse_duration(older_than), expire=expire, now=now,
+                                                  dry_run=dry_run)
     if as_json:
-        _emit_json(dataclasses.asdict(result))
+        _emit_json(result.to_json())
         return
     verb = "would delete" if dry_run else "deleted"
+    age = "unreachable now" if now else f"older than {older_than}"
     click.echo(f"{verb} {result.chunks_deleted} chunks, {result.manifests_deleted} manifests, "
-               f"{result.snapshots_deleted} snapshots ({result.bytes_deleted} bytes) older than {result.threshold:%Y-%m-%d %H:%M:%S}")
+               f"{result.snapshots_deleted} snapshots ({result.bytes_deleted} bytes) {age}")
 
 
 @main.command()
 @click.argument("repo")
-@at_option
+@click.option("--at", "at", default=None, metavar="REF", help="Check one ref (default: every branch and tag).",
+              shell_complete=_complete_refs)
+@click.option("--deep", is_flag=True, help="Also verify every chunk's checksum.")
 @storage_option
-@api_errors
-def check(repo, ref, storage_options):
-    """Integrity check of the VCZ at a ref; exit code 8 and a report if anything is wrong."""
-    from .check import check as do_check
+@json_option
+@pass_state
+def check(state: State, repo, at, deep, storage_options, as_json):
+    """Integrity check; exit code 8 and one line per problem if anything is wrong."""
+    from .errors import IntegrityError
 
-    report = do_check(_open(repo, storage_options), ref)
-    for problem in report.problems:
-        click.echo(f"problem: {problem}", err=True)
-    status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-    click.echo(f"{ref} ({report.snapshot}): {report.arrays_read} arrays, {report.chunks_read} chunks read: {status}")
-    if not report.ok:
-        sys.exit(errors.IntegrityError.exit_code)
+    report = state.open(repo, storage_options).check(at, deep=deep)
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        for problem in report.problems:
+            click.echo(f"problem: {problem}", err=True)
+        status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(f"{report.ref} ({report.snapshot}): {report.arrays_read} arrays, {report.chunks_read} chunks "
+                   f"read: {status}")
+    return 0 if report.ok else IntegrityError.exit_code
 
 
 @main.command()
 @click.argument("directory", required=False, type=click.Path())
-@api_errors
 def demo(directory):
     """Run the main job on bundled example data (in DIRECTORY, or a temporary one)."""
     from .demo import run_demo
 
-    ok = run_demo(directory, echo=click.echo)
-    sys.exit(0 if ok else 1)
+    return 0 if run_demo(directory, echo=click.echo) else 1
 
 
 if __name__ == "__main__":

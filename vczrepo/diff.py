@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from . import schema
-from .repository import Repository
+
+if TYPE_CHECKING:
+    from .repository import Repository
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 from . import chunks
 from .chunkfiles import SessionStore
+from .settings import Settings
 
 
 @contextlib.contextmanager
@@ -33,18 +34,21 @@ def client(workers: int, scheduler: str | None) -> Iterator:
         yield c
 
 
-def run_forked(store: SessionStore, work: Callable, args: tuple, workers: int, scheduler: str | None) -> None:
-    """Run `work(fork, *args, share)` for each worker's share and merge the forks into the
-    session of `store`."""
+def run_forked(store: SessionStore, settings: Settings, work: Callable, args: tuple) -> None:
+    """Run `work(fork, worker_settings, *args, share)` for each worker's share and merge the
+    forks into the session of `store`. The workers get the same settings (compression
+    level included), without the coordinator's progress bars and test hooks."""
     from distributed import as_completed
 
     session = store.session
+    workers = settings.workers
     forks = [session.fork() for _ in range(workers)]
-    with client(workers, scheduler) as c:
-        futures = [c.submit(work, fork, *args, (k, workers), pure=False, retries=0)
+    on_worker = settings.for_workers()
+    with client(workers, settings.scheduler) as c:
+        futures = [c.submit(work, fork, on_worker, *args, (k, workers), pure=False, retries=0)
                    for k, fork in enumerate(forks)]
         done = []
-        with chunks.progress(workers, "workers") as bar:
+        with chunks.Pipeline(settings).progress(workers, "workers") as bar:
             for future in as_completed(futures, loop=c.loop):
                 done.append(future.result())  # the first failure raises: nothing merged, nothing committed
                 bar.update()

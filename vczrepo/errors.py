@@ -1,17 +1,38 @@
-"""Typed errors. Each carries the exit code family the CLI uses (see README).
+"""Typed errors. Each carries the exit code family the CLI uses.
 
-Families: 3 repository/ref problems, 4 unreadable source, 5 incompatible batch,
-6 sample problems, 7 concurrent update not applied, 8 integrity check failed,
-130 interrupted.
+Families: 1 storage or OS failure, 2 usage, 3 repository/ref problems, 4 unreadable
+source, 5 incompatible batch, 6 sample problems, 7 concurrent update not applied,
+8 integrity (damage found), 130 interrupted.
+
+icechunk's own exceptions are mapped here (`from_icechunk`), by their class and `kind`,
+so a storage failure is never reported as a concurrent update or a missing ref.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class VczRepoError(Exception):
     """Base class: a one-line message and an exit code."""
 
     exit_code = 1
+
+
+class StorageError(VczRepoError):
+    """The storage failed (network, permission, disk full…) reading or writing an object."""
+
+    exit_code = 1
+
+
+class UsageError(VczRepoError):
+    """Options that do not go together, or a value out of range."""
+
+    exit_code = 2
+
+
+class ReadError(UsageError):
+    """vcztools refused a view/query (bad option, region, filter or sample list)."""
 
 
 class RepositoryError(VczRepoError):
@@ -32,12 +53,6 @@ class OutputExistsError(VczRepoError):
     exit_code = 3
 
 
-class ReadError(VczRepoError):
-    """vcztools refused a view/query (bad option, region, filter or sample list)."""
-
-    exit_code = 2
-
-
 class SourceError(VczRepoError):
     """A batch that is not a readable VCZ or VCF."""
 
@@ -56,13 +71,50 @@ class SampleError(VczRepoError):
     exit_code = 6
 
 
+class ConcurrentUpdateError(VczRepoError):
+    """Other writers kept committing first, or a ref moved under a compare-and-swap."""
+
+    exit_code = 7
+
+
 class IntegrityError(VczRepoError):
-    """`check` found a problem in the VCZ at a ref."""
+    """Damage: a corrupt or missing object, or data that breaks the VCZ invariants."""
 
     exit_code = 8
 
 
-class ConcurrentUpdateError(VczRepoError):
-    """Other writers kept committing first; the operation was retried and gave up."""
+def listing(items: Iterable[str], limit: int = 5) -> str:
+    """Names for a one-line message: the first few and a count (errors never grow with the data)."""
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, … ({len(items)} in all)"
 
-    exit_code = 7
+
+def short_message(error: BaseException) -> str:
+    """An icechunk error's own sentence, without the Rust context trace that follows it."""
+    text = getattr(error, "message", None) or str(error)
+    first = text.split("context:")[0].strip().splitlines()
+    return first[0].strip() if first else type(error).__name__
+
+
+def from_icechunk(error: Exception, doing: str) -> VczRepoError:
+    """The vczrepo error for an icechunk exception raised while `doing` something."""
+    import icechunk
+
+    kind = str(getattr(error, "kind", ""))
+    what = f"{doing}: {short_message(error)}"
+    if isinstance(error, icechunk.ConflictError):
+        return ConcurrentUpdateError(what)
+    if kind in ("snapshot-not-found", "manifest-info-not-found", "chunk-not-found") or isinstance(
+        error, icechunk.SnapshotNotFoundError
+    ):
+        return IntegrityError(f"damaged repository: {what}")
+    if isinstance(error, icechunk.RefNotFoundError | icechunk.AlreadyExistsError):
+        return RefError(what)
+    if isinstance(error, icechunk.RepositoryNotFoundError):
+        return RepositoryError(what)
+    if isinstance(error, icechunk.FormatError):
+        return IntegrityError(f"damaged repository: {what}")
+    if isinstance(error, icechunk.InvalidInputError):
+        return UsageError(what)
+    return StorageError(f"storage: {what}")

@@ -1,4 +1,4 @@
-"""Reading a ref: read-only groups for vcztools, and export to a plain VCZ."""
+"""Reading a ref: vcztools view/query on a read-only group, export to a plain VCZ, xarray."""
 
 from __future__ import annotations
 
@@ -6,26 +6,30 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
 
-from . import chunks, schema
+from . import schema
 from .chunkfiles import session_store
+from .chunks import Pipeline
 from .errors import OutputExistsError, ReadError
-from .repository import DEFAULT_BRANCH, Repository
+
+if TYPE_CHECKING:
+    from .repository import Repository
+
+# Options of vcztools' view/query that vczrepo does not pass on: the store is the repository.
+STORE_OPTIONS = ("path", "backend_storage", "zarr_backend_storage", "storage_options")
 
 
-def open_group(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None) -> zarr.Group:
-    """Read-only zarr group of the VCZ at a branch, tag or snapshot (for vcztools.VczReader)."""
-    return Repository.open(url, storage_options).group(ref)
-
-
-def export_group(src: zarr.Group, out: str | os.PathLike, *, keep: np.ndarray | None = None) -> None:
+def export_group(src: zarr.Group, out: str | os.PathLike, *, keep: np.ndarray | None = None,
+                 pipe: Pipeline | None = None) -> None:
     """Write `src` as a standalone zarr format 3 VCZ at `out`, atomically (all or nothing).
 
     `keep`: indexes of the sample columns to export (default all).
     """
+    pipe = pipe or Pipeline()
     out = Path(out)
     if out.exists():
         raise OutputExistsError(f"output already exists: {out}")
@@ -36,39 +40,42 @@ def export_group(src: zarr.Group, out: str | os.PathLike, *, keep: np.ndarray | 
         for name, arr in schema.arrays(src).items():
             axis = schema.sample_axis(arr)
             if keep is None or axis is None:
-                chunks.copy_array(arr, schema.create_like(dst, name, arr))
+                pipe.copy_array(arr, schema.create_like(dst, name, arr))
                 continue
             shape = tuple(len(keep) if i == axis else n for i, n in enumerate(arr.shape))
-            chunks.copy_samples(arr, schema.create_like(dst, name, arr, shape), 0, select=keep)
+            pipe.copy_samples(arr, schema.create_like(dst, name, arr, shape), 0, select=keep)
         out.parent.mkdir(parents=True, exist_ok=True)
         os.rename(tmp / "vcz", out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def checkout(repo: Repository, ref: str, out: str | os.PathLike, *, drop_removed: bool = False) -> str:
-    """Export the VCZ at `ref` to `out`; returns the snapshot id exported.
+def checkout(repo: Repository, at: str, out: str | os.PathLike, *, drop_removed: bool = False) -> str:
+    """Export the VCZ at `at` to `out`; returns the snapshot id exported.
 
     By default removed samples stay as null columns, so the export equals the repository
     array for array and sample indexes match the history; vcztools hides them anyway.
     """
-    sid = repo.resolve(ref)
+    sid = repo.resolve(at)
     src = repo.group(sid)
     keep = np.flatnonzero(schema.sample_ids(src) != schema.NULL_SAMPLE) if drop_removed else None
-    export_group(src, out, keep=keep)
+    export_group(src, out, keep=keep, pipe=repo.pipe)
     return sid
 
 
-# Options of vcztools' view/query that vczrepo does not pass on: the store is the repository.
-STORE_OPTIONS = ("path", "backend_storage", "zarr_backend_storage", "storage_options")
+def vcztools_command(name: str) -> Any:
+    """vcztools' own click command (view or query)."""
+    import vcztools.cli
+
+    return getattr(vcztools.cli, name)
 
 
-def vcztools_options(command) -> list:
+def vcztools_options(command: Any) -> list:
     """vcztools' own click parameters for `command`, minus those that locate a store."""
     return [p for p in command.params if p.name not in STORE_OPTIONS]
 
 
-def run_vcztools(command, group: zarr.Group, **options) -> None:
+def run_vcztools(name: str, group: zarr.Group, **options: Any) -> None:
     """Run a vcztools command (view, query) on a zarr group with vcztools' own option handling.
 
     Options not given take vcztools' defaults, so output is exactly what vcztools prints
@@ -76,6 +83,7 @@ def run_vcztools(command, group: zarr.Group, **options) -> None:
     """
     import click
 
+    command = vcztools_command(name)
     with click.Context(command, info_name=command.name) as ctx:
         try:
             ctx.invoke(command, path=group, **options)
@@ -83,26 +91,11 @@ def run_vcztools(command, group: zarr.Group, **options) -> None:
             raise ReadError(e.format_message()) from e
 
 
-def view(repo: Repository, ref: str = DEFAULT_BRANCH, **options) -> None:
-    """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B", output=file)."""
-    from vcztools.cli import view as vcztools_view
-
-    run_vcztools(vcztools_view, repo.group(ref), **options)
-
-
-def query(repo: Repository, ref: str = DEFAULT_BRANCH, **options) -> None:
-    """`vcztools query` at a ref (e.g. format="%CHROM\\t%POS\\n", list_samples=True)."""
-    from vcztools.cli import query as vcztools_query
-
-    run_vcztools(vcztools_query, repo.group(ref), **options)
-
-
-def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None):
-    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ."""
+def dataset(repo: Repository, at: str) -> Any:
+    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra)."""
     try:
         import xarray as xr
     except ImportError as e:
         raise ReadError("open_dataset needs xarray: install vczrepo[xarray]") from e
-    repo = Repository.open(url, storage_options)
-    session = repo.icechunk.readonly_session(snapshot_id=repo.resolve(ref))
+    session = repo.icechunk.readonly_session(snapshot_id=repo.resolve(at))
     return xr.open_zarr(session_store(session, repo.location), consolidated=False, zarr_format=3)

@@ -1,77 +1,67 @@
-"""Repository: a VCZ store kept as an icechunk repository, with refs and history.
+"""Repository: the one front door. Every command is a method of it.
 
-This is the Python API behind every command: the CLI only parses arguments, calls these
-methods and formats what they return.
+A Repository is a VCZ store kept as an icechunk repository, with refs and history. The
+CLI only parses arguments, calls one of these methods and formats what it returns. Every
+write goes through `self.tx` (vczrepo.transaction); every chunk moves through
+`self.pipe` (vczrepo.chunks), both with the handle's `Settings`.
+
+Ref arguments are named `at` (the ref read, or pointed at) and `branch` (the branch a
+commit goes to, or that moves); both take ref expressions (vczrepo.refs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
+import datetime as dt
 import os
-import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import icechunk
 import zarr
 
-from . import schema, storage, transaction
+from . import refs, schema, storage
 from .chunkfiles import session_store
-from .errors import RefError, RepositoryError, SourceError
-from .ops.append import append_batch, append_normalised
-from .ops.init import import_batch
-from .ops.remove import remove_samples
+from .chunks import Pipeline
+from .errors import OutputExistsError, RefError, RepositoryError, UsageError, VczRepoError, from_icechunk
+from .journal import Commit
+from .settings import DEFAULT, Settings
 from .sources import open_source, union_source
+from .transaction import Apply, Transaction
 
 DEFAULT_BRANCH = "main"
-SNAPSHOT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{20}$")  # icechunk ids: 20 Crockford base32 chars
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-/]*$")
-
-
-@dataclass(frozen=True)
-class Commit:
-    """One snapshot in a branch's history, with vczrepo's journal entry."""
-
-    id: str
-    parent: str | None
-    written_at: datetime
-    message: str
-    metadata: dict
-    branches: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-
-    @property
-    def op(self) -> str:
-        return self.metadata.get("op", "root" if self.parent is None else "external")
-
-    def to_json(self) -> dict:
-        return {
-            "id": self.id, "parent": self.parent, "written_at": self.written_at.isoformat(),
-            "message": self.message, "op": self.op, "branches": self.branches, "tags": self.tags,
-            "metadata": self.metadata,
-        }
+RENAMED_TAGS = "vczrepo_renamed_tags"
 
 
 @dataclass(frozen=True)
 class CommitResult:
-    """What a mutation returns: the new snapshot and its journal entry."""
+    """What a data mutation returns: the new snapshot and its journal entry."""
 
     snapshot_id: str
     branch: str
     metadata: dict
 
+    def to_json(self) -> dict:
+        return {"snapshot": self.snapshot_id, "branch": self.branch, "op": self.metadata.get("op"),
+                "n_samples": self.metadata.get("n_samples"), "metadata": dict(sorted(self.metadata.items()))}
 
-def validate_name(name: str, kind: str) -> None:
-    """Branch and tag names: git-like, and never mistakable for a snapshot id."""
-    if (
-        not NAME.match(name) or ".." in name or name.endswith(("/", ".", ".lock"))
-        or "//" in name or SNAPSHOT_ID.match(name)
-    ):
-        raise RefError(f"invalid {kind} name: {name!r}")
+
+@dataclass(frozen=True)
+class BranchMove:
+    """What promote and reset return."""
+
+    branch: str
+    old: str
+    new: str
+    mode: str  # "fast-forward", "replay", "reset", "up-to-date"
+    commits: list[CommitResult]
+
+    def to_json(self) -> dict:
+        return {"branch": self.branch, "old": self.old, "new": self.new, "mode": self.mode,
+                "commits": [c.to_json() for c in self.commits]}
 
 
 def _remove_local_init(path: Path, wrote: bool, created_dir: bool) -> None:
@@ -88,24 +78,29 @@ def _remove_local_init(path: Path, wrote: bool, created_dir: bool) -> None:
 class Repository:
     """A vczrepo repository at a path or URL."""
 
-    def __init__(self, location: storage.Location, repo: icechunk.Repository):
+    def __init__(self, location: storage.Location, repo: icechunk.Repository, settings: Settings = DEFAULT):
         self.location = location
         self.icechunk = repo
+        self.settings = settings
+        self.tx = Transaction(repo, location, settings)
+        self.pipe = Pipeline(settings)
 
     # ----- opening -----
     @classmethod
-    def open(cls, url: str | os.PathLike, storage_options: dict | None = None) -> Repository:
+    def open(cls, url: str | os.PathLike, storage_options: dict | None = None, *,
+             settings: Settings | None = None) -> Repository:
+        """Open an existing repository (local path or URL)."""
         loc = storage.parse_location(url, storage_options)
         if loc.is_local and not Path(loc.path).is_dir():
             raise RepositoryError(f"not a vczrepo repository (no such directory): {loc.url}")
         st = storage.make_storage(loc)
         try:
-            exists = icechunk.Repository.exists(st)
+            if not icechunk.Repository.exists(st):
+                raise RepositoryError(f"not a vczrepo repository: {loc.url}")
+            repo = icechunk.Repository.open(st)
         except icechunk.IcechunkError as e:
-            raise RepositoryError(f"cannot open repository {loc.url}: {storage.short_message(e)}") from e
-        if not exists:
-            raise RepositoryError(f"not a vczrepo repository: {loc.url}")
-        return cls(loc, icechunk.Repository.open(st))
+            raise from_icechunk(e, f"opening {loc.url}") from e
+        return cls(loc, repo, settings or DEFAULT)
 
     @classmethod
     def init(
@@ -116,6 +111,7 @@ class Repository:
         variants_from: Sequence[str | os.PathLike] = (),
         message: str | None = None,
         storage_options: dict | None = None,
+        settings: Settings | None = None,
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
     ) -> tuple[Repository, CommitResult]:
@@ -125,8 +121,11 @@ class Repository:
         of those VCZs' variants, so batches from different panels can share the store
         (append them with `normalise=True`).
         """
+        from .ops.init import import_batch
+
         if (source is None) == (not variants_from):
-            raise SourceError("give either a source batch or --variants-from VCZs, not both or neither")
+            raise UsageError("give either a source batch or --variants-from VCZs, not both or neither")
+        settings = settings or DEFAULT
         loc = storage.parse_location(url, storage_options)
         created_dir = False
         if loc.is_local:
@@ -156,13 +155,11 @@ class Repository:
                             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
                             storage_options=loc.options))
                     wrote = True
-                    repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()))
+                    repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()), settings)
                     default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
                                else f"init from {Path(src.path).name}")
-                    result = repo._commit(
-                        DEFAULT_BRANCH, "init", message or default, lambda root: import_batch(root, src),
-                        new_root=True,
-                    )
+                    result = repo._commit(DEFAULT_BRANCH, "init", message or default,
+                                          lambda root: import_batch(repo.pipe, root, src), mode="w")
             except BaseException:
                 if loc.is_local:
                     _remove_local_init(Path(loc.path), wrote, created_dir)
@@ -170,6 +167,57 @@ class Repository:
         return repo, result
 
     # ----- refs -----
+    def branches(self) -> dict[str, str]:
+        """Every branch and its head snapshot."""
+        return {b: self.icechunk.lookup_branch(b) for b in sorted(self.icechunk.list_branches())}
+
+    def tags(self) -> dict[str, str]:
+        """Every tag and its snapshot."""
+        return {t: self.icechunk.lookup_tag(t) for t in sorted(self.icechunk.list_tags())}
+
+    def renamed_tags(self) -> dict[str, str]:
+        """Tags replaced by `purge` (icechunk never reuses a deleted tag's name): old → new."""
+        return dict(self.icechunk.get_metadata().get(RENAMED_TAGS) or {})
+
+    def resolve(self, ref: str) -> str:
+        """The snapshot id a ref expression names: a branch, a tag, a snapshot id or a unique
+        prefix of one (at least 4 characters), optionally followed by ~N (N-th ancestor)."""
+        base, back = refs.split_ancestor(ref)
+        sid = self._resolve_base(base)
+        if back:
+            chain = [s.id for s in self.icechunk.ancestry(snapshot_id=sid)]
+            if back >= len(chain):
+                raise RefError(f"{ref}: {base} has only {len(chain) - 1} ancestor(s)")
+            sid = chain[back]
+        return sid
+
+    def _resolve_base(self, ref: str) -> str:
+        branches, tags = self.icechunk.list_branches(), self.icechunk.list_tags()
+        if ref in branches:
+            return self.icechunk.lookup_branch(ref)
+        if ref in tags:
+            return self.icechunk.lookup_tag(ref)
+        renamed = self.renamed_tags()
+        if ref in renamed and renamed[ref] in tags:
+            return self.icechunk.lookup_tag(renamed[ref])
+        if refs.SNAPSHOT_ID.match(ref):
+            try:
+                return self.icechunk.lookup_snapshot(ref).id
+            except icechunk.SnapshotNotFoundError:
+                pass
+            except icechunk.IcechunkError as e:
+                raise from_icechunk(e, f"looking up snapshot {ref}") from e
+        elif refs.SNAPSHOT_PREFIX.match(ref.upper()):
+            found = refs.by_prefix(ref, self._known_snapshots())
+            if found:
+                return found
+        raise refs.unknown(ref, branches | tags)
+
+    def _known_snapshots(self) -> set[str]:
+        """Snapshot ids reachable from any branch or tag."""
+        heads = set(self.branches().values()) | set(self.tags().values())
+        return {s.id for head in heads for s in self.icechunk.ancestry(snapshot_id=head)}
+
     def ancestry_ids(self, snapshot_id: str) -> list[str]:
         """Snapshot ids from `snapshot_id` back to the root, newest first."""
         return [s.id for s in self.icechunk.ancestry(snapshot_id=snapshot_id)]
@@ -189,95 +237,84 @@ class Repository:
                         "behind": len(base_ids - set(ids))})
         return out
 
-    def delete_branch(self, name: str) -> str:
-        """Delete a branch (never main); its commits stay findable with `log --all`."""
-        with storage.write_lock(self.location):
-            if name == DEFAULT_BRANCH:
-                raise RefError(f"refusing to delete the default branch {name!r}")
-            if name not in self.icechunk.list_branches():
-                raise RefError(f"no such branch: {name}")
-            sid = self.icechunk.lookup_branch(name)
-            self.icechunk.delete_branch(name)
-        return sid
-
-    def branches(self) -> dict[str, str]:
-        return {b: self.icechunk.lookup_branch(b) for b in sorted(self.icechunk.list_branches())}
-
-    def tags(self) -> dict[str, str]:
-        return {t: self.icechunk.lookup_tag(t) for t in sorted(self.icechunk.list_tags())}
-
-    def resolve(self, ref: str) -> str:
-        """Snapshot id of a branch, tag or snapshot id."""
-        branches = self.icechunk.list_branches()
-        if ref in branches:
-            return self.icechunk.lookup_branch(ref)
-        tags = self.icechunk.list_tags()
-        if ref in tags:
-            return self.icechunk.lookup_tag(ref)
-        if SNAPSHOT_ID.match(ref):
-            try:
-                return self.icechunk.lookup_snapshot(ref).id
-            except icechunk.IcechunkError:
-                pass
-        renamed = self.renamed_tags()
-        if ref in renamed:
-            return self.resolve(renamed[ref])
-        names = sorted(branches | tags)
-        near = difflib.get_close_matches(ref, names, n=3, cutoff=0.3) or names[:5]
-        raise RefError(f"unknown ref {ref!r}; nearest: {', '.join(near) or '(none)'}")
-
-    def renamed_tags(self) -> dict[str, str]:
-        """Tags replaced by `purge` (icechunk never reuses a deleted tag's name): old → new."""
-        return dict(self.icechunk.get_metadata().get("vczrepo_renamed_tags", {}))
+    def tag_list(self) -> list[dict]:
+        """Every tag with its snapshot, and the commit message there."""
+        return [{"name": t, "snapshot": s, "message": self.icechunk.lookup_snapshot(s).message}
+                for t, s in self.tags().items()]
 
     def _check_new_name(self, name: str, kind: str) -> None:
-        validate_name(name, kind)
+        refs.validate_name(name, kind)
         if name in self.icechunk.list_branches():
             raise RefError(f"a branch named {name!r} already exists")
         if name in self.icechunk.list_tags():
             raise RefError(f"a tag named {name!r} already exists")
 
-    def create_tag(self, name: str, ref: str = DEFAULT_BRANCH) -> str:
-        """Tag a ref; tags never move (and icechunk never reuses a deleted tag's name)."""
-        with storage.write_lock(self.location):
+    def create_tag(self, name: str, at: str = DEFAULT_BRANCH) -> str:
+        """Tag a ref; returns the snapshot tagged. Tags never move, and icechunk never
+        reuses a deleted tag's name."""
+        with self.tx.locked(self):
             self._check_new_name(name, "tag")
-            sid = self.resolve(ref)
-            try:
-                self.icechunk.create_tag(name, sid)
-            except icechunk.IcechunkError as e:
-                raise RefError(f"cannot create tag {name!r}: {e.message}") from e
+            sid = self.resolve(at)
+            self.tx.create_tag(name, sid)
         return sid
 
-    def create_branch(self, name: str, from_ref: str = DEFAULT_BRANCH) -> str:
-        with storage.write_lock(self.location):
-            self._check_new_name(name, "branch")
-            sid = self.resolve(from_ref)
-            self.icechunk.create_branch(name, sid)
+    def delete_tag(self, name: str) -> str:
+        """Delete a tag (for good: its name can never be used again); returns its snapshot."""
+        with self.tx.locked(self):
+            if name not in self.icechunk.list_tags():
+                raise RefError(f"no such tag: {name}")
+            sid = self.icechunk.lookup_tag(name)
+            self.tx.delete_tag(name)
         return sid
+
+    def create_branch(self, name: str, at: str = DEFAULT_BRANCH) -> str:
+        """Create a branch at a ref; returns its head."""
+        with self.tx.locked(self):
+            self._check_new_name(name, "branch")
+            sid = self.resolve(at)
+            self.tx.create_branch(name, sid)
+        return sid
+
+    def delete_branch(self, name: str) -> str:
+        """Delete a branch (never main); its commits stay findable with `log(all=True)`."""
+        with self.tx.locked(self):
+            if name == DEFAULT_BRANCH:
+                raise RefError(f"refusing to delete the default branch {name!r}")
+            sid = self._require_branch(name)
+            self.tx.delete_branch(name)
+        return sid
+
+    def _require_branch(self, branch: str) -> str:
+        if branch not in self.icechunk.list_branches():
+            raise RefError(f"no such branch: {branch}")
+        return self.icechunk.lookup_branch(branch)
 
     # ----- reading -----
-    def group(self, ref: str = DEFAULT_BRANCH) -> zarr.Group:
-        """Read-only root group of the VCZ at a ref."""
-        sid = self.resolve(ref)
-        session = self.icechunk.readonly_session(snapshot_id=sid)
+    def group(self, at: str = DEFAULT_BRANCH) -> zarr.Group:
+        """Read-only root group of the VCZ at a ref (for vcztools.VczReader)."""
+        sid = self.resolve(at)
         try:
+            session = self.icechunk.readonly_session(snapshot_id=sid)
             return zarr.open_group(session_store(session, self.location), mode="r")
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
+        except icechunk.IcechunkError as e:
+            raise from_icechunk(e, f"reading snapshot {sid}") from e
 
-    def samples(self, ref: str = DEFAULT_BRANCH) -> list[str]:
-        return schema.live_samples(self.group(ref))
+    def samples(self, at: str = DEFAULT_BRANCH) -> list[str]:
+        """The live sample ids at a ref, in column order (removed and padding columns left out)."""
+        return schema.live_samples(self.group(at))
 
-    def samples_added(self, ref: str) -> list[str]:
+    def samples_added(self, at: str) -> list[str]:
         """The sample ids an init or append commit added, read from its own snapshot (the
         journal keeps their columns, not their names); purged ones read as null."""
-        sid = self.resolve(ref)
+        sid = self.resolve(at)
         start, stop = self.log(sid, limit=1)[0].metadata.get("sample_range", (0, 0))
         return schema.sample_ids(self.group(sid))[start:stop].tolist() if stop > start else []
 
-    def log(self, ref: str = DEFAULT_BRANCH, limit: int | None = None) -> list[Commit]:
+    def log(self, at: str = DEFAULT_BRANCH, limit: int | None = None) -> list[Commit]:
         """History of a ref, newest first, with the branches and tags pointing at each commit."""
-        sid = self.resolve(ref)
+        sid = self.resolve(at)
         pointers: dict[str, tuple[list[str], list[str]]] = {}
         for b, s in self.branches().items():
             pointers.setdefault(s, ([], []))[0].append(b)
@@ -292,42 +329,111 @@ class Repository:
                               dict(snap.metadata), branches, tags))
         return out
 
-    def info(self, ref: str = DEFAULT_BRANCH) -> dict:
-        """Summary of the VCZ at a ref: samples, variants, contigs, fields, chunking, head."""
-        sid = self.resolve(ref)
+    def log_all(self, limit: int | None = None) -> list[Commit]:
+        """Every commit reachable from a branch, a tag, or a head that a reset or delete left behind."""
+        heads = set(self.branches().values()) | set(self.tags().values())
+        for update in self.icechunk.ops_log():
+            previous = getattr(update.kind, "previous_snap_id", None)
+            if previous:
+                heads.add(previous)
+        seen: dict[str, Commit] = {}
+        for head in sorted(heads):
+            try:
+                commits = self.log(head)
+            except VczRepoError:  # a left-behind head that gc has collected
+                continue
+            for c in commits:
+                seen.setdefault(c.id, c)
+        return sorted(seen.values(), key=lambda c: c.written_at, reverse=True)[:limit]
+
+    def pending(self) -> dict | None:
+        """The multi-step operation in progress (or left by a writer that died), if any."""
+        plan = self.tx.pending()
+        return None if plan is None else {"op": plan.op, "owner": plan.owner, "started": plan.started}
+
+    def info(self, at: str = DEFAULT_BRANCH) -> dict:
+        """Summary of the VCZ at a ref: samples, variants, contigs, fields, chunking, refs there."""
+        sid = self.resolve(at)
         root = self.group(sid)
         ids = schema.sample_ids(root)
         padding = sum(c.metadata.get("n_padding", 0) for c in self.log(sid))  # null columns from padding
-        fields = {
-            name: {"dims": list(schema.dims(a)), "dtype": str(a.dtype), "shape": list(a.shape),
-                   "chunks": list(a.chunks)}
-            for name, a in schema.arrays(root).items()
-        }
+        contigs = [str(c) for c in root["contig_id"][:]]
+        used = sorted({int(i) for i in root["variant_contig"][:]})
         return {
-            "ref": ref,
+            "ref": at,
             "snapshot": sid,
             "n_samples": int((ids != schema.NULL_SAMPLE).sum()),
             "n_removed": int((ids == schema.NULL_SAMPLE).sum()) - padding,
             "n_padding": padding,
             "n_variants": int(root["variant_position"].shape[0]),
-            "contigs": [str(c) for c in root["contig_id"][:]],
+            "n_contigs": len(contigs),
+            "contigs_with_variants": [contigs[i] for i in used],
             "variants_chunk_size": int(root["variant_position"].chunks[0]),
             "samples_chunk_size": schema.samples_chunk_size(root),
             "branches": [b for b, s in self.branches().items() if s == sid],
             "tags": [t for t, s in self.tags().items() if s == sid],
-            "fields": fields,
+            "in_progress": self.pending(),
+            "fields": {
+                name: {"dims": list(schema.dims(a)), "dtype": str(a.dtype), "shape": list(a.shape),
+                       "chunks": list(a.chunks)}
+                for name, a in schema.arrays(root).items()
+            },
         }
 
-    # ----- mutations -----
-    def _commit(self, branch: str, op: str, message: str, apply, new_root: bool = False) -> CommitResult:
-        sid, metadata = transaction.run(
-            self.icechunk, self.location, branch, op, message, apply, new_root=new_root
-        )
+    def diff(self, a: str, b: str = DEFAULT_BRANCH) -> Any:
+        """What changed going from ref `a` to ref `b` (b's samples not in a are 'added')."""
+        from .diff import diff
+
+        return diff(self, a, b)
+
+    def check(self, at: str | None = None, deep: bool = False) -> Any:
+        """Integrity check of every ref (or one); returns a report, never raises on damage found."""
+        from .check import check
+
+        return check(self, at or DEFAULT_BRANCH)
+
+    def checkout(self, out: str | os.PathLike, at: str = DEFAULT_BRANCH, *, drop_removed: bool = False) -> str:
+        """Write the VCZ at a ref to `out` as a plain zarr format 3 store; returns the snapshot."""
+        from .read import checkout
+
+        return checkout(self, at, out, drop_removed=drop_removed)
+
+    def view(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
+        """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B")."""
+        from .read import run_vcztools
+
+        run_vcztools("view", self.group(at), **options)
+
+    def query(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
+        """`vcztools query` at a ref (e.g. format="%CHROM\\t%POS\\n", list_samples=True)."""
+        from .read import run_vcztools
+
+        run_vcztools("query", self.group(at), **options)
+
+    def open_dataset(self, at: str = DEFAULT_BRANCH) -> Any:
+        """xarray Dataset of the VCZ at a ref (needs the `xarray` extra), as sgkit reads VCZ."""
+        from .read import dataset
+
+        return dataset(self, at)
+
+    def normalise(self, batch: str | os.PathLike, out: str | os.PathLike, *, at: str = DEFAULT_BRANCH,
+                  allow_new_alleles: bool = False) -> dict:
+        """Write `batch` mapped onto the variants at a ref as a plain VCZ at `out` (see ops.normalise)."""
+        from .ops.normalise import normalise
+
+        if Path(out).exists():
+            raise OutputExistsError(f"output already exists: {out}")
+        with open_source(batch, storage_options=self.location.options) as src:
+            return normalise(src.group, self.group(at), out, allow_new_alleles=allow_new_alleles, pipe=self.pipe)
+
+    # ----- data mutations -----
+    def _commit(self, branch: str, op: str, message: str, apply: Apply, mode: str = "r+") -> CommitResult:
+        sid, metadata = self.tx.commit(branch, op, message, apply, context=self, mode=mode)
         return CommitResult(sid, branch, metadata)
 
     def append(
         self,
-        source: str | os.PathLike,
+        source: str | os.PathLike | zarr.Group,
         *,
         branch: str = DEFAULT_BRANCH,
         message: str | None = None,
@@ -337,50 +443,130 @@ class Repository:
         align: bool | None = None,
         normalise: bool = False,
         allow_new_alleles: bool = False,
-        workers: int = 1,
-        scheduler: str | None = None,
     ) -> CommitResult:
         """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`.
 
         `fill_missing_fields` accepts call fields present on one side only (missing values fill
         the gaps) and ignores per-variant fields the repository lacks. `normalise` maps a batch
-        with a different variant set onto the repository's variants first (see ops.normalise).
+        with a different variant set onto the repository's variants first (see ops.normalise);
+        `allow_new_alleles` (with `normalise`) adds its new ALT alleles at existing sites.
         `align` pads the repository with null columns to a sample-chunk boundary first, so a
         batch with the repository's chunking is copied as encoded bytes (fast) rather than
         recomposed; vcztools never shows null columns. The default (None) pads only when that
         makes the copy byte-for-byte and adds fewer null columns than the batch has samples;
-        False keeps the samples contiguous, as one bio2zarr conversion would.
-
-        With `workers` > 1 (or a dask `scheduler` address) the chunk copy is spread over
-        dask.distributed workers; it still lands as one commit.
+        False keeps the samples contiguous, as one bio2zarr conversion would. A VCF/BCF is
+        converted with the repository's chunking unless the chunk sizes are given.
         """
-        self._require_branch(branch)
-        options = {"fill_missing_fields": fill_missing_fields, "align": align, "workers": workers,
-                   "scheduler": scheduler}
+        return self._append(source, branch=branch, message=message, variants_chunk_size=variants_chunk_size,
+                            samples_chunk_size=samples_chunk_size, fill_missing_fields=fill_missing_fields,
+                            align=align, normalise=normalise, allow_new_alleles=allow_new_alleles)
+
+    def _append(self, source: str | os.PathLike | zarr.Group, *, branch: str, message: str | None,
+                extra: dict | None = None, variants_chunk_size: int | None = None,
+                samples_chunk_size: int | None = None, fill_missing_fields: bool = False,
+                align: bool | None = None, normalise: bool = False, allow_new_alleles: bool = False) -> CommitResult:
+        from .ops.append import append_batch, append_normalised
+
+        if allow_new_alleles and not normalise:
+            raise UsageError("--allow-new-alleles needs --normalise")
+        if self.settings.distributed:
+            _require_dask()
+        head = self._require_branch(branch)
+        if variants_chunk_size is None or samples_chunk_size is None:
+            root = self.group(head)
+            variants_chunk_size = variants_chunk_size or int(root["variant_position"].chunks[0])
+            if "sample_id" in root and root["sample_id"].shape[0]:
+                samples_chunk_size = samples_chunk_size or schema.samples_chunk_size(root)
+        options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
         with open_source(
             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-            storage_options=self.location.options,
+            storage_options=self.location.options, show_progress=self.settings.show_progress,
+            workers=self.settings.workers if self.settings.workers > 1 else 0,
         ) as src:
-            return self._commit(
-                branch, "append", message or f"append {Path(src.path).name}",
-                lambda root: (append_normalised(root, src, allow_new_alleles=allow_new_alleles, **options)
-                              if normalise else append_batch(root, src, **options)),
-            )
+
+            def apply(root: zarr.Group) -> dict:
+                if normalise:
+                    summary = append_normalised(self.pipe, root, src, allow_new_alleles=allow_new_alleles, **options)
+                else:
+                    summary = append_batch(self.pipe, root, src, **options)
+                return {**summary, **(extra or {})}
+
+            return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
 
     def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,
-               workers: int = 1, scheduler: str | None = None) -> CommitResult:
-        """Withdraw samples as one commit on `branch` (optionally spread over dask workers)."""
+               extra: dict | None = None) -> CommitResult:
+        """Withdraw samples as one commit on `branch` (their data becomes missing)."""
+        from .ops.remove import remove_samples
+
+        if self.settings.distributed:
+            _require_dask()
         self._require_branch(branch)
         names = list(samples)
+        n = len(names)
         return self._commit(
-            branch, "remove", message or f"remove {', '.join(names[:5])}{' …' if len(names) > 5 else ''}",
-            lambda root: remove_samples(root, names, lambda n: self._was_removed(branch, n),
-                                        workers=workers, scheduler=scheduler),
+            branch, "remove", message or f"remove {n} sample{'s' if n != 1 else ''}",
+            lambda root: {**remove_samples(self.pipe, root, names, lambda s: self._was_removed(branch, s)),
+                          **(extra or {})},
         )
-
-    def _require_branch(self, branch: str) -> None:
-        if branch not in self.icechunk.list_branches():
-            raise RefError(f"no such branch: {branch}")
 
     def _was_removed(self, branch: str, name: str) -> bool:
         return any(name in c.metadata.get("samples_removed", ()) for c in self.log(branch))
+
+    def revert(self, commit: str, *, branch: str = DEFAULT_BRANCH, message: str | None = None) -> CommitResult:
+        """A new commit on `branch` undoing one append (removes its samples) or remove (restores them)."""
+        from .ops.revert import revert
+
+        return revert(self, commit, branch, message)
+
+    # ----- history -----
+    def promote(self, source: str, *, branch: str = DEFAULT_BRANCH, replay: bool = False) -> BranchMove:
+        """Fast-forward `branch` to `source`; with `replay`, re-apply source's operations on
+        `branch` instead (a recorded plan: all or nothing, finished by the next write if cut)."""
+        from .ops.promote import promote
+
+        return promote(self, source, branch, replay=replay)
+
+    def reset(self, branch: str, at: str, *, expect: str | None = None, force: bool = False) -> BranchMove:
+        """Move `branch` to any ref; refuses if it is no longer at `expect` (the head you saw),
+        unless forced. The old head stays findable in `log_all` (icechunk's operations log)."""
+        from .ops.promote import reset
+
+        return reset(self, branch, at, expect=expect, force=force)
+
+    def purge(self, samples: Sequence[str], *, dry_run: bool = False) -> Any:
+        """Rewrite history so no branch or tag reaches the samples' data (then `gc(now=True)`)."""
+        from .ops.purge import purge
+
+        return purge(self, samples, dry_run=dry_run)
+
+    def gc(self, older_than: dt.timedelta = dt.timedelta(days=7), *, expire: bool = False, now: bool = False,
+           dry_run: bool = False) -> Any:
+        """Delete storage objects no branch or tag reaches and older than `older_than` (with `now`,
+        at once, where that is safe); with `expire`, also drop history older than that."""
+        from .ops.gc import gc
+
+        return gc(self, older_than, expire=expire, now=now, dry_run=dry_run)
+
+    def finish_pending(self) -> dict | None:
+        """Finish a multi-step operation a dead writer left (any write does this first anyway)."""
+        with self.tx.locked(self):
+            pass
+        return self.pending()
+
+
+def _require_dask() -> None:
+    """A distributed operation needs the `distributed` extra: say so before any work."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as e:
+        raise UsageError("--workers and --scheduler need dask.distributed: install vczrepo[distributed]") from e
+
+
+def open_group(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None) -> zarr.Group:
+    """Read-only zarr group of the VCZ at a branch, tag or snapshot (for vcztools.VczReader)."""
+    return Repository.open(url, storage_options).group(ref)
+
+
+def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None) -> Any:
+    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ."""
+    return Repository.open(url, storage_options).open_dataset(ref)

@@ -6,7 +6,6 @@ guess at array names or sentinel values.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -123,20 +122,6 @@ def variant_blocks(group: zarr.Group, size: int | None = None) -> Iterator[slice
 
 def _trim_alleles(rows: np.ndarray) -> list[tuple[str, ...]]:
     return [tuple(a for a in row if a != "") for row in as_str(rows).tolist()]
-
-
-def names_digest(names: Sequence[str]) -> str:
-    """A fingerprint of a list of sample ids, in order."""
-    return hashlib.sha256("\0".join(names).encode()).hexdigest()
-
-
-def journal_added(ids: Sequence[str], start: int) -> dict:
-    """The journal entry of samples appended at column `start`: their columns and a fingerprint
-    of their ids, not the ids. icechunk keeps every commit's metadata in one document that
-    each commit, tag and branch rewrites, so names there would slow every operation as the
-    cohort grows; removes (few names each) keep theirs."""
-    return {"sample_range": [start, start + len(ids)], "samples_sha256": names_digest(ids),
-            "n_samples_added": len(ids)}
 
 
 def check_unique_samples(batch: zarr.Group) -> list[str]:

@@ -121,14 +121,25 @@ def _checked(group: zarr.Group, path) -> zarr.Group:
     return group
 
 
-def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_chunk_size: int | None) -> None:
+def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_chunk_size: int | None,
+                show_progress: bool = False, workers: int = 0) -> None:
+    """Convert a VCF/BCF with bio2zarr (its warnings, e.g. on string FORMAT fields, go to the
+    `bio2zarr` logger and Python warnings: shown with -v only)."""
+    import logging
+    import warnings
+
     from bio2zarr import vcf as b2z_vcf
 
+    quiet = not logging.getLogger("vczrepo").isEnabledFor(logging.INFO)
     try:
-        b2z_vcf.convert(
-            [str(path)], str(out), variants_chunk_size=variants_chunk_size,
-            samples_chunk_size=samples_chunk_size, zarr_format=3,
-        )
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore")
+            b2z_vcf.convert(
+                [str(path)], str(out), variants_chunk_size=variants_chunk_size,
+                samples_chunk_size=samples_chunk_size, zarr_format=3, show_progress=show_progress,
+                worker_processes=workers,
+            )
     except Exception as e:
         raise SourceError(f"cannot convert VCF {path}: {type(e).__name__}: {e}") from e
 
@@ -140,8 +151,11 @@ def open_source(
     variants_chunk_size: int | None = None,
     samples_chunk_size: int | None = None,
     storage_options: dict[str, str] | None = None,
+    show_progress: bool = False,
+    workers: int = 0,
 ) -> Iterator[Source]:
-    """Open a batch for reading; a VCF/BCF is converted into a temporary VCZ first.
+    """Open a batch for reading; a VCF/BCF is converted into a temporary VCZ first (with
+    the chunk sizes given, a progress bar if asked, and `workers` conversion processes).
 
     An already-open zarr group (e.g. built in memory) is used as it is.
     """
@@ -159,7 +173,7 @@ def open_source(
         size, digest = _file_digest(p)
         with tempfile.TemporaryDirectory(prefix="vczrepo-") as tmp:
             out = Path(tmp) / "batch.vcz"
-            convert_vcf(p, out, variants_chunk_size, samples_chunk_size)
+            convert_vcf(p, out, variants_chunk_size, samples_chunk_size, show_progress, workers)
             yield Source(open_vcz(out), str(p.absolute()), "vcf", size, digest, str(out))
         return
     if not p.is_dir():

@@ -1,105 +1,276 @@
-"""The one write path: lock → writable session on a branch → apply → commit once.
+"""The only code that writes to a repository: three primitives.
 
-Every mutation (init, append, remove, …) goes through `run`. Any exception before the
-commit leaves the branch head where it was: the session is simply dropped. If another
-writer commits first (icechunk ``ConflictError``) the whole operation is re-run from a
-fresh session on the new head, because two appends resize the same arrays and cannot be
-rebased onto each other. Each commit carries an operation id, so a retry can tell that a
-commit whose response was lost did in fact land.
+(a) `Transaction.commit`: a data commit. Take the repository's write lock (local
+    storage), open a writable session on the branch, apply the operation, commit once
+    with an operation id. Any exception before the commit drops the session: the branch
+    head is unchanged. If another writer commits first (a conflict), the whole operation
+    is re-run on the new head; a commit whose response was lost is recognised by its op id.
+(b) `Transaction.move_branch`, `create_branch`, `delete_branch`, `create_tag`,
+    `delete_tag`: ref changes, each a compare-and-swap with a typed failure.
+(c) Plans: an operation that makes more than one commit or ref change (purge, promote
+    --replay) first records its plan in the repository metadata, then runs idempotent
+    steps that check the plan. If it dies, the plan stays; the next write to the
+    repository (or re-running the command) finishes it before doing anything else.
+
+Fairness on object stores: a writer that lost a race registers in the repository
+metadata; writers that see an older registration than their own wait for it to commit
+first, so a long append is not starved by a stream of short removes and tags.
 """
 
 from __future__ import annotations
 
-import datetime
-import getpass
+import contextlib
+import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from importlib.metadata import version
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import icechunk
 import zarr
 
+from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk
+from . import journal
 from .chunkfiles import session_store
-from .errors import ConcurrentUpdateError, RefError
+from .settings import Settings
 from .storage import Location, write_lock
 
-METADATA_SCHEMA = 2
-MAX_ATTEMPTS = 8
+PLAN_KEY = "vczrepo_plan"
+WAITING_PREFIX = "vczrepo_waiting."
+MIN_DEADLINE = 120.0  # seconds a data commit keeps retrying at least (object stores)
+DEADLINE_FACTOR = 20.0  # … or this many times its own first attempt, whichever is longer
 
 Apply = Callable[[zarr.Group], dict]
+Resume = Callable[[Any, "Plan"], None]
+_RESUMERS: dict[str, Resume] = {}
 
 
-def _versions() -> dict[str, str]:
-    return {pkg: version(pkg) for pkg in ("vczrepo", "icechunk", "zarr", "bio2zarr", "vcztools")}
+def register_plan(op: str, resume: Resume) -> None:
+    """Declare how to finish a plan of kind `op` (called by the module implementing it)."""
+    _RESUMERS[op] = resume
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers), or no login at all
-        return "unknown"
+@dataclass
+class Plan:
+    """A multi-step operation in progress, as stored in the repository metadata."""
+
+    op: str
+    state: dict
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str = field(default_factory=lambda: f"{journal.user()}@{socket.gethostname()}:{os.getpid()}")
+    started: str = field(default_factory=journal.now)
+    heartbeat: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "op": self.op, "owner": self.owner, "started": self.started,
+                "heartbeat": self.heartbeat, "state": self.state}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Plan:
+        return cls(d["op"], dict(d["state"]), d["id"], d["owner"], d["started"], float(d["heartbeat"]))
 
 
-def commit_metadata(op: str, op_id: str, branch: str, parent: str, summary: dict) -> dict:
-    """The repository's journal entry for one operation (read by log, diff, check)."""
-    return {
-        "vczrepo": METADATA_SCHEMA,
-        "op": op,
-        "op_id": op_id,
-        "branch": branch,
-        "parent": parent,
-        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "user": _user(),
-        "host": socket.gethostname(),
-        "versions": _versions(),
-        **summary,
-    }
+class Transaction:
+    """Every write to one repository goes through one of these."""
 
+    def __init__(self, repo: icechunk.Repository, location: Location, settings: Settings):
+        self.repo = repo
+        self.location = location
+        self.settings = settings
+        self._plan: Plan | None = None  # the plan this process is running (its steps skip settling)
 
-def _landed(repo: icechunk.Repository, branch: str, op_id: str, base: str) -> str | None:
-    """The snapshot carrying op_id among the branch's commits made since base, if any."""
-    for snap in repo.ancestry(branch=branch):
-        if snap.id == base:
+    # ----- the lock and pending plans -----
+    @contextlib.contextmanager
+    def locked(self, context: Any = None) -> Iterator[Plan | None]:
+        """Hold the write lock; first finish any plan a dead writer left (when `context` is
+        given). Yields the plan it finished, if any (a re-run of that command is then done)."""
+        with write_lock(self.location):
+            finished = self.settle(context) if context is not None and self._plan is None else None
+            yield finished
+
+    def pending(self) -> Plan | None:
+        raw = self.metadata().get(PLAN_KEY)
+        return Plan.from_json(raw) if raw else None
+
+    def settle(self, context: Any) -> Plan | None:
+        """Finish a plan left in the repository (its owner died, or its lease ran out)."""
+        plan = self.pending()
+        if plan is None:
             return None
-        if snap.metadata.get("op_id") == op_id:
-            return snap.id
-    return None
+        if not self.location.is_local and time.time() - plan.heartbeat < self.settings.lease_seconds:
+            raise ConcurrentUpdateError(
+                f"{plan.op} in progress by {plan.owner} since {plan.started}; try again when it ends"
+            )
+        self.run_plan(context, plan)
+        return plan
 
+    def run_plan(self, context: Any, plan: Plan) -> None:
+        """Run (or finish) a plan's steps, then remove it; the steps are idempotent."""
+        if plan.op not in _RESUMERS:
+            raise VczRepoError(f"the repository holds an unfinished {plan.op} of an unknown kind "
+                               f"(started {plan.started} by {plan.owner}); upgrade vczrepo")
+        outer, self._plan = self._plan, plan
+        try:
+            _RESUMERS[plan.op](context, plan)
+        finally:
+            self._plan = outer
 
-def run(
-    repo: icechunk.Repository,
-    location: Location,
-    branch: str,
-    op: str,
-    message: str,
-    apply: Apply,
-    *,
-    max_attempts: int = MAX_ATTEMPTS,
-    new_root: bool = False,
-) -> tuple[str, dict]:
-    """Apply an operation to the branch head and commit it once; returns (snapshot id, metadata)."""
-    op_id = uuid.uuid4().hex
-    for attempt in range(max_attempts):
-        with write_lock(location):
-            if branch not in repo.list_branches():
-                raise RefError(f"no such branch: {branch}")
-            session = repo.writable_session(branch)
-            base = session.snapshot_id
-            root = zarr.open_group(session_store(session, location), mode="w" if new_root else "r+", zarr_format=3)
-            summary = apply(root)
-            metadata = commit_metadata(op, op_id, branch, base, summary)
-            try:
-                return session.commit(message, metadata=metadata), metadata
-            except icechunk.IcechunkError as e:  # a conflict, or a commit whose response was lost
-                landed = _landed(repo, branch, op_id, base)
-                if landed is not None:
-                    return landed, metadata
-                if not isinstance(e, icechunk.ConflictError):
-                    raise
-        time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
-    raise ConcurrentUpdateError(
-        f"{op} not applied: branch {branch} kept moving ({max_attempts} attempts); try again"
-    )
+    def begin_plan(self, op: str, state: dict) -> Plan:
+        """Record a new plan before its first step (the lock must be held)."""
+        plan = Plan(op, state)
+        self.save_plan(plan)
+        return plan
+
+    def save_plan(self, plan: Plan) -> None:
+        """Record a plan's progress (and keep its lease)."""
+        plan.heartbeat = time.time()
+        self.update_metadata({PLAN_KEY: plan.to_json()})
+        self.settings.at("plan")
+
+    def end_plan(self, plan: Plan, metadata: dict | None = None) -> None:
+        """Remove a finished plan (with any metadata that goes with its end, in one write)."""
+        self.update_metadata({PLAN_KEY: None, **(metadata or {})})
+
+    # ----- (a) data commits -----
+    def commit(self, branch: str, op: str, message: str, apply: Apply, *, context: Any = None,
+               mode: str = "r+", journal_entry: dict | None = None) -> tuple[str, dict]:
+        """Apply an operation to the branch head and commit it once; returns (snapshot id, journal entry).
+
+        `context` (the Repository) lets the commit first finish a plan a dead writer left;
+        `mode` opens the root group ("w": a new root, "a": whatever is there, if anything);
+        `journal_entry` replaces the entry built from `apply`'s summary (purge keeps the
+        rewritten commit's own), and then the commit may hold no change."""
+        op_id = uuid.uuid4().hex
+        started = time.monotonic()
+        deadline: float | None = None
+        waiting = False
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                attempt_started = time.monotonic()
+                if waiting is False and not self.location.is_local:
+                    self._wait_for_turn(op_id, started, deadline)
+                with self.locked(context):
+                    self._require_branch(branch)
+                    session = self.repo.writable_session(branch)
+                    base = session.snapshot_id
+                    root = zarr.open_group(session_store(session, self.location), mode=mode, zarr_format=3)
+                    summary = apply(root)
+                    if journal_entry is None:
+                        metadata = journal.entry(op, op_id, branch, base, summary)
+                    else:
+                        metadata = {**journal_entry, "op_id": op_id}
+                    self.settings.at("before-commit")
+                    try:
+                        sid = session.commit(message, metadata=metadata, allow_empty=journal_entry is not None)
+                        self.settings.at("after-commit")
+                        return sid, metadata
+                    except icechunk.IcechunkError as e:  # a conflict, or a commit whose response was lost
+                        landed = self._landed(branch, op_id, base)
+                        if landed is not None:
+                            return landed, metadata
+                        if not isinstance(e, icechunk.ConflictError):
+                            raise from_icechunk(e, f"committing {op} to {branch}") from e
+                    except VczRepoError:
+                        raise
+                    except Exception:  # e.g. an injected fault after the commit: did it land?
+                        landed = self._landed(branch, op_id, base)
+                        if landed is not None:
+                            return landed, metadata
+                        raise
+                if deadline is None:
+                    deadline = started + max(MIN_DEADLINE, DEADLINE_FACTOR * (time.monotonic() - attempt_started))
+                if time.monotonic() > deadline:
+                    raise ConcurrentUpdateError(
+                        f"{op} not applied: branch {branch} kept moving ({attempt} attempts); try again")
+                if not self.location.is_local and not waiting:
+                    self._register_waiting(op_id)
+                    waiting = True
+                self._backoff(attempt, time.monotonic() - attempt_started)
+                if waiting:
+                    self._wait_for_turn(op_id, started, deadline)
+        finally:
+            if waiting:
+                with contextlib.suppress(icechunk.IcechunkError):
+                    self.update_metadata({WAITING_PREFIX + op_id: None})
+
+    def _landed(self, branch: str, op_id: str, base: str) -> str | None:
+        """The snapshot carrying op_id among the branch's commits made since base, if any."""
+        for snap in self.repo.ancestry(branch=branch):
+            if snap.id == base:
+                return None
+            if snap.metadata.get("op_id") == op_id:
+                return snap.id
+        return None
+
+    @staticmethod
+    def _backoff(attempt: int, duration: float) -> None:
+        """Sleep a random part of a window that grows with the attempts and the operation's length."""
+        window = min(max(0.05 * 2**attempt, duration), 30.0)
+        time.sleep(window * random.random())
+
+    def _register_waiting(self, op_id: str) -> None:
+        self.update_metadata({WAITING_PREFIX + op_id: time.time()})
+
+    def _wait_for_turn(self, op_id: str, started: float, deadline: float | None) -> None:
+        """Object stores: let writers that registered before us (and are still alive) commit first."""
+        while True:
+            meta = self.metadata()
+            mine = meta.get(WAITING_PREFIX + op_id)
+            now = time.time()
+            ahead = [t for k, t in meta.items() if k.startswith(WAITING_PREFIX) and t is not None
+                     and k != WAITING_PREFIX + op_id and now - float(t) < self.settings.lease_seconds
+                     and (mine is None or float(t) < float(mine))]
+            if not ahead or (deadline is not None and time.monotonic() > deadline):
+                return
+            time.sleep(0.2 + random.random() * 0.5)
+
+    # ----- (b) ref changes -----
+    def _ref_change(self, doing: str, change: Callable[[], None]) -> None:
+        self.settings.at("ref-move")
+        try:
+            change()
+        except icechunk.IcechunkError as e:
+            raise from_icechunk(e, doing) from e
+
+    def move_branch(self, branch: str, new: str, expected: str) -> None:
+        """Point `branch` at `new` only if it still points at `expected`."""
+        try:
+            self._ref_change(f"moving {branch}",
+                             lambda: self.repo.reset_branch(branch, new, from_snapshot_id=expected))
+        except ConcurrentUpdateError as e:
+            raise ConcurrentUpdateError(
+                f"{branch} moved (no longer at {expected}); nothing changed, look again and retry") from e
+
+    def create_branch(self, name: str, snapshot: str) -> None:
+        self._ref_change(f"creating branch {name}", lambda: self.repo.create_branch(name, snapshot))
+
+    def delete_branch(self, name: str) -> None:
+        self._ref_change(f"deleting branch {name}", lambda: self.repo.delete_branch(name))
+
+    def create_tag(self, name: str, snapshot: str) -> None:
+        self._ref_change(f"creating tag {name}", lambda: self.repo.create_tag(name, snapshot))
+
+    def delete_tag(self, name: str) -> None:
+        self._ref_change(f"deleting tag {name}", lambda: self.repo.delete_tag(name))
+
+    # ----- repository metadata -----
+    def metadata(self) -> dict:
+        try:
+            return dict(self.repo.get_metadata())
+        except icechunk.IcechunkError as e:
+            raise from_icechunk(e, "reading the repository metadata") from e
+
+    def update_metadata(self, values: dict) -> None:
+        try:
+            self.repo.update_metadata(values)
+        except icechunk.IcechunkError as e:
+            raise from_icechunk(e, "writing the repository metadata") from e
+
+    def _require_branch(self, branch: str) -> None:
+        if branch not in self.repo.list_branches():
+            raise RefError(f"no such branch: {branch}")

@@ -14,13 +14,14 @@ from pathlib import Path
 import icechunk
 import zarr
 
-from .. import chunks, schema
+from .. import chunks, journal, schema
 from ..errors import SourceError
+from ..settings import Settings
 from ..sources import Source, open_vcz
 from .normalise import add_alleles, normalise
 
 
-def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
+def grow_and_copy(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, offset: int, total: int,
                   share: chunks.Share = chunks.WHOLE) -> None:
     """Resize every sample array to `total` samples and copy (a share of) the batch in at `offset`.
 
@@ -30,37 +31,43 @@ def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
     for name, dst in schema.sample_arrays(root).items():
         schema.resize_samples(dst, total)
         if name in batch_fields:
-            chunks.copy_samples(batch_fields[name], dst, offset, share=share)
+            pipe.copy_samples(batch_fields[name], dst, offset, share=share)
         else:
-            chunks.fill_samples(dst, list(range(offset, total)), schema.missing_value(dst.dtype), share)
+            pipe.fill_samples(dst, list(range(offset, total)), schema.missing_value(dst.dtype), share)
 
 
-def add_batch_only_fields(root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
-    """Create the batch's call fields the repository lacks, missing for the samples already there."""
+def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
+    """Create the batch's call fields the repository lacks, missing for the samples already there,
+    chunked as the repository chunks variants and samples."""
     fields = schema.sample_arrays(root)
-    like = fields["call_genotype"] if "call_genotype" in fields else fields["sample_id"]
+    variants_chunk = int(root["variant_position"].chunks[0])
+    samples_chunk = schema.samples_chunk_size(root)
     added = []
     for name, src in schema.sample_arrays(batch).items():
         if name in fields:
             continue
         axis = schema.sample_axis(src)
         shape = tuple(offset if i == axis else n for i, n in enumerate(src.shape))
-        chunk_shape = tuple(like.chunks[i] if i <= axis else c for i, c in enumerate(src.chunks))
+        dim_names = schema.dims(src)
+        chunk_shape = tuple(
+            samples_chunk if i == axis else variants_chunk if d == schema.VARIANTS else c
+            for i, (d, c) in enumerate(zip(dim_names, src.chunks, strict=True)))
         dst = schema.create_like(root, name, src, shape=shape, chunks=chunk_shape)
         if offset:
-            chunks.fill_samples(dst, list(range(offset)), schema.missing_value(dst.dtype))
+            pipe.fill_samples(dst, list(range(offset)), schema.missing_value(dst.dtype))
         added.append(name)
     return added
 
 
-def copy_share(fork: icechunk.ForkSession, batch_path: str, options: dict, offset: int, total: int,
-               share: chunks.Share) -> icechunk.ForkSession:
+def copy_share(fork: icechunk.ForkSession, settings: Settings, batch_path: str, options: dict, offset: int,
+               total: int, share: chunks.Share) -> icechunk.ForkSession:
     """A distributed worker's part of an append (runs on the worker)."""
-    grow_and_copy(zarr.open_group(fork.store, mode="r+"), open_vcz(batch_path, options), offset, total, share)
+    grow_and_copy(chunks.Pipeline(settings), zarr.open_group(fork.store, mode="r+"), open_vcz(batch_path, options),
+                  offset, total, share)
     return fork
 
 
-def null_padding(fields: dict[str, zarr.Array], columns: list[int]) -> None:
+def null_padding(pipe: chunks.Pipeline, fields: dict[str, zarr.Array], columns: list[int]) -> None:
     """Make padding columns null in arrays already grown over them.
 
     Beyond an array's last sample its chunks hold the fill value (zarr writers pad edge
@@ -70,7 +77,7 @@ def null_padding(fields: dict[str, zarr.Array], columns: list[int]) -> None:
     """
     for name, array in fields.items():
         if not schema.fill_reads_as_null(name, array):
-            chunks.fill_samples(array, columns, schema.null_value(name, array))
+            pipe.fill_samples(array, columns, schema.null_value(name, array))
 
 
 def pads_for_bytes(fields: dict[str, zarr.Array], batch_fields: dict[str, zarr.Array], pad: int, n_new: int) -> bool:
@@ -83,8 +90,8 @@ def pads_for_bytes(fields: dict[str, zarr.Array], batch_fields: dict[str, zarr.A
         for name, src in batch_fields.items() if schema.VARIANTS in schema.dims(src))
 
 
-def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool = False,
-                 align: bool | None = None, workers: int = 1, scheduler: str | None = None) -> dict:
+def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fill_missing_fields: bool = False,
+                 align: bool | None = None) -> dict:
     """Append a batch; with `fill_missing_fields`, call fields on one side only get missing values
     where the other side has no data, and per-variant fields the repository lacks are ignored.
     With `align`, null columns pad the repository to a sample-chunk boundary first; by default
@@ -93,7 +100,7 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
     fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
     ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
-    distributed = workers > 1 or scheduler
+    distributed = pipe.settings.distributed
     pad = -offset % schema.samples_chunk_size(root)  # null columns up to the next sample-chunk boundary
     if align is None:
         align = not distributed and pads_for_bytes(fields, batch_fields, pad, len(ids))
@@ -102,25 +109,25 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
     total = start + len(ids)
     if distributed and (padding or (fill_missing_fields and set(batch_fields) - set(fields))):
         raise SourceError("a distributed append cannot pad or add fields; append once without --workers")
-    added_fields = add_batch_only_fields(root, batch, start) if fill_missing_fields else []
+    added_fields = add_batch_only_fields(pipe, root, batch, start) if fill_missing_fields else []
     if distributed:
         from ..distributed import run_forked
 
         if source.vcz_path is None:
             raise SourceError("a distributed append needs a batch on disk or object storage, not in memory")
-        run_forked(root.store, copy_share, (source.vcz_path, source.options, start, total), workers, scheduler)
+        run_forked(root.store, pipe.settings, copy_share, (source.vcz_path, source.options, start, total))
     elif padding:
         # the padding's chunk column is rewritten (CPU) while the batch is copied in (mostly I/O)
         for array in fields.values():
             schema.resize_samples(array, total)
         with ThreadPoolExecutor(max_workers=1) as background:
-            nulled = background.submit(null_padding, fields, list(range(offset, start)))
-            grow_and_copy(root, batch, start, total)
+            nulled = background.submit(null_padding, pipe, fields, list(range(offset, start)))
+            grow_and_copy(pipe, root, batch, start, total)
             nulled.result()
     else:
-        grow_and_copy(root, batch, start, total)
+        grow_and_copy(pipe, root, batch, start, total)
     return {
-        **schema.journal_added(ids, start),
+        **journal.added(ids, start),
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
         **({"fields_added": added_fields} if added_fields else {}),
@@ -128,14 +135,15 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
     }
 
 
-def append_normalised(root: zarr.Group, source: Source, *, allow_new_alleles: bool = False, **options) -> dict:
+def append_normalised(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, allow_new_alleles: bool = False,
+                      **options) -> dict:
     """Map the batch onto the repository's variants first (see ops.normalise), then append it.
 
     New ALT alleles (when allowed) are added to the repository's sites in the same commit.
     """
     with tempfile.TemporaryDirectory(prefix="vczrepo-normalise-") as tmp:
         out = Path(tmp) / "normalised.vcz"
-        summary = normalise(source.group, root, out, allow_new_alleles=allow_new_alleles)
+        summary = normalise(source.group, root, out, allow_new_alleles=allow_new_alleles, pipe=pipe)
         add_alleles(root, summary["new_alleles"])
         mapped = dataclasses.replace(source, group=open_vcz(out), vcz_path=str(out))
-        return {**append_batch(root, mapped, **options), "normalised": summary}
+        return {**append_batch(pipe, root, mapped, **options), "normalised": summary}

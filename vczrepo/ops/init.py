@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import zarr
 
-from .. import chunks, schema
+from .. import chunks, journal, schema
 from ..sources import Source
 
 
-def import_batch(root: zarr.Group, source: Source) -> dict:
+def import_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dict:
     """Copy every array and the group attributes of a VCZ into an empty root group."""
     batch = source.group
     schema.check_unique_samples(batch)
     root.attrs.update(dict(batch.attrs))
     for name, src in schema.arrays(batch).items():
-        chunks.copy_array(src, schema.create_like(root, name, src))
+        pipe.copy_array(src, schema.create_like(root, name, src))
     samples = schema.live_samples(batch)
     return {
-        **schema.journal_added(samples, 0),
+        **journal.added(samples, 0),
         "n_samples": len(samples),
         "n_variants": int(batch["variant_position"].shape[0]),
         "source": source.provenance(),

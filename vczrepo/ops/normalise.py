@@ -132,12 +132,14 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
 
 
-def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_new_alleles: bool = False) -> dict:
+def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_new_alleles: bool = False,
+              pipe: chunks.Pipeline | None = None) -> dict:
     """Write `batch` mapped onto `store`'s variants (plus any new ALT alleles) as a VCZ at `out`.
 
     Returns a summary: the new ALT alleles by repository variant index, how many repository
     variants the batch lacked, and how many variants had their alleles remapped.
     """
+    pipe = pipe or chunks.Pipeline()
     mapping = map_variants(Variants.read(store), Variants.read(batch), allow_new_alleles)
     n_store = store["variant_position"].shape[0]
     inverse = np.full(n_store, -1, dtype=np.int64)
@@ -150,11 +152,11 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_ne
     vchunk = store["variant_position"].chunks[0]
     for name, src in schema.arrays(store).items():
         if schema.sample_axis(src) is None:
-            chunks.copy_array(src, schema.create_like(dst, name, src))
+            pipe.copy_array(src, schema.create_like(dst, name, src))
     add_alleles(dst, mapping.new_alts)
     for name, src in schema.sample_arrays(batch).items():
         if name == "sample_id":
-            chunks.copy_array(src, schema.create_like(dst, name, src))
+            pipe.copy_array(src, schema.create_like(dst, name, src))
             continue
         if _allele_axes(src) and not mapping.identity:
             raise IncompatibleBatchError(f"field {name}: per-allele values cannot be remapped yet")

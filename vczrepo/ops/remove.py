@@ -14,22 +14,25 @@ import zarr
 
 from .. import chunks, schema
 from ..errors import SampleError
+from ..settings import Settings
 
 
-def null_columns(root: zarr.Group, indexes: list[int], share: chunks.Share = chunks.WHOLE) -> None:
+def null_columns(pipe: chunks.Pipeline, root: zarr.Group, indexes: list[int],
+                 share: chunks.Share = chunks.WHOLE) -> None:
     """Overwrite (a share of) the given sample columns of every sample array with missing values."""
     for name, array in schema.sample_arrays(root).items():
-        chunks.fill_samples(array, indexes, schema.null_value(name, array), share)
+        pipe.fill_samples(array, indexes, schema.null_value(name, array), share)
 
 
-def null_share(fork: icechunk.ForkSession, indexes: list[int], share: chunks.Share) -> icechunk.ForkSession:
+def null_share(fork: icechunk.ForkSession, settings: Settings, indexes: list[int],
+               share: chunks.Share) -> icechunk.ForkSession:
     """A distributed worker's part of a remove (runs on the worker)."""
-    null_columns(zarr.open_group(fork.store, mode="r+"), indexes, share)
+    null_columns(chunks.Pipeline(settings), zarr.open_group(fork.store, mode="r+"), indexes, share)
     return fork
 
 
-def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable[[str], bool], *,
-                   workers: int = 1, scheduler: str | None = None) -> dict:
+def remove_samples(pipe: chunks.Pipeline, root: zarr.Group, names: Sequence[str],
+                   was_removed: Callable[[str], bool]) -> dict:
     """Null the named samples; `was_removed` tells an already-removed name from an unknown one."""
     if not names:
         raise SampleError("no samples given to remove")
@@ -43,12 +46,12 @@ def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable
             state = "already removed" if was_removed(name) else "unknown sample"
             raise SampleError(f"cannot remove {name}: {state}")
     indexes = [position[n] for n in names]
-    if workers > 1 or scheduler:
+    if pipe.settings.distributed:
         from ..distributed import run_forked
 
-        run_forked(root.store, null_share, (indexes,), workers, scheduler)
+        run_forked(root.store, pipe.settings, null_share, (indexes,))
     else:
-        null_columns(root, indexes)
+        null_columns(pipe, root, indexes)
     return {
         "samples_removed": list(names),
         "n_samples_removed": len(names),

@@ -10,7 +10,7 @@ from .. import chunks, schema
 from ..errors import SampleError
 
 
-def restore_samples(root: zarr.Group, earlier: zarr.Group, names: Sequence[str], indexes: Sequence[int]) -> dict:
+def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group, names: Sequence[str], indexes: Sequence[int]) -> dict:
     """Copy columns `indexes` (holding `names` in `earlier`) back into null columns of root."""
     ids = schema.sample_ids(root)
     live = set(ids.tolist())
@@ -20,7 +20,7 @@ def restore_samples(root: zarr.Group, earlier: zarr.Group, names: Sequence[str],
         if name in live:
             raise SampleError(f"cannot restore {name}: it is in the repository again (re-added)")
     for name, array in schema.sample_arrays(root).items():
-        chunks.copy_columns(earlier[name], array, list(indexes))
+        pipe.copy_columns(earlier[name], array, list(indexes))
     return {
         "samples_restored": list(names),
         "n_samples_restored": len(names),

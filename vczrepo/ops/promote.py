@@ -1,0 +1,155 @@
+"""promote and reset: moving a branch, as a compare-and-swap or a recorded replay.
+
+A fast-forward is one compare-and-swap of the branch. A replay re-applies the source's
+operations on a temporary branch started at the target's head, then moves the target to
+the result in one compare-and-swap: readers of the target see all of it or nothing. Its
+plan is recorded first, so a replay cut short (a crash, a kill) is finished by the next
+write to the repository, or by running promote again: the operations already replayed on
+the temporary branch are recognised by their journal and not repeated.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import schema
+from ..errors import ConcurrentUpdateError, RefError, VczRepoError
+from ..journal import Commit
+from ..refs import SNAPSHOT_ID
+from ..transaction import Plan, register_plan
+
+if TYPE_CHECKING:
+    from ..repository import BranchMove, CommitResult, Repository
+
+REPLAYABLE = ("append", "remove", "revert")
+
+
+def _is_ancestor(repo: Repository, ancestor: str, snapshot: str) -> bool:
+    return ancestor in repo.ancestry_ids(snapshot)
+
+
+def promote(repo: Repository, source: str, into: str, *, replay: bool = False) -> BranchMove:
+    """Fast-forward `into` to `source`; with `replay`, re-apply source's operations on `into`."""
+    from ..repository import BranchMove
+
+    with repo.tx.locked(repo) as finished:
+        target = repo._require_branch(into)
+        head = repo.resolve(source)
+        if head == target or _is_ancestor(repo, head, target):
+            return BranchMove(into, target, target, "up-to-date", [])
+        head_ids, target_ids = repo.ancestry_ids(head), repo.ancestry_ids(target)
+        if target in head_ids:
+            repo.tx.move_branch(into, head, target)
+            return BranchMove(into, target, head, "fast-forward", [])
+        shared = set(target_ids)
+        base = next((s for s in head_ids if s in shared), None)
+        ahead = head_ids.index(base) if base else len(head_ids)
+        behind = target_ids.index(base) if base else len(target_ids)
+        if not replay:
+            raise RefError(
+                f"cannot fast-forward {into} to {source}: {into} has {behind} commit(s) not in {source} "
+                f"and {source} has {ahead} not in {into}; use --replay to re-apply {source}'s "
+                "operations on top of " + into
+            )
+        replayed = {c.metadata.get("replayed_from") for c in repo.log(target)[:behind]}
+        ops = [c for c in repo.log(head)[:ahead][::-1] if c.id not in replayed]
+        if not ops:  # every operation of source is on `into` already (a replay that was finished)
+            mode = "replay" if finished is not None and finished.op == "replay" else "up-to-date"
+            return BranchMove(into, target, target, mode, [])
+        for c in ops:
+            if c.op not in REPLAYABLE or (c.op == "revert" and "samples_removed" not in c.metadata
+                                          and "sample_range" not in c.metadata):
+                raise VczRepoError(f"cannot replay {c.op} commit {c.id}; nothing was replayed")
+        plan = repo.tx.begin_plan("replay", {
+            "branch": into, "target": target, "ops": [c.id for c in ops],
+            "temp": f"vczrepo-replay-{uuid.uuid4().hex[:12]}",
+        })
+        repo.tx.run_plan(repo, plan)
+        new = repo._require_branch(into)
+    commits = [c for c in repo.log(new, limit=len(ops))][::-1]
+    from ..repository import CommitResult
+
+    return BranchMove(into, target, new, "replay", [CommitResult(c.id, into, c.metadata) for c in commits])
+
+
+def _replayed(repo: Repository, temp: str, target: str) -> set[str]:
+    """The source commits already re-applied on the temporary branch."""
+    done = set()
+    for c in repo.log(repo.icechunk.lookup_branch(temp)):
+        if c.id == target:
+            break
+        done.add(c.metadata.get("replayed_from"))
+    return done
+
+
+def resume_replay(repo: Repository, plan: Plan) -> None:
+    """Run or finish a replay plan; every step checks what is already done."""
+    st = plan.state
+    into, temp = st["branch"], st["temp"]
+    branches = repo.icechunk.list_branches()
+    head = repo.icechunk.lookup_branch(into)
+    if temp in branches and head == repo.icechunk.lookup_branch(temp) and head != st["target"]:
+        pass  # cut after the final move: only the clean-up is left
+    else:
+        if head != st["target"]:  # the branch moved since the plan (object stores): replay onto its new head
+            if temp in branches:
+                repo.tx.delete_branch(temp)
+                branches = branches - {temp}
+            st["target"] = head
+            repo.tx.save_plan(plan)
+        if temp not in branches:
+            repo.tx.create_branch(temp, st["target"])
+        done = _replayed(repo, temp, st["target"])
+        for cid in st["ops"]:
+            if cid not in done:
+                repo.settings.at("replay")
+                _replay_one(repo, repo.log(cid, limit=1)[0], temp)
+        final = repo.icechunk.lookup_branch(temp)
+        try:
+            repo.tx.move_branch(into, final, st["target"])
+        except ConcurrentUpdateError:
+            repo.tx.save_plan(plan)  # the next write (or a re-run) replays onto the new head
+            raise
+    repo.tx.delete_branch(temp)
+    repo.tx.end_plan(plan)
+
+
+def _replay_one(repo: Repository, commit: Commit, branch: str) -> CommitResult:
+    """Re-apply one vczrepo operation, taking appended samples' data from the commit itself."""
+    m, note = commit.metadata, f" (replayed from {commit.id})"
+    extra = {"replayed_from": commit.id}
+    if "sample_range" in m and commit.op == "append":
+        from ..read import export_group
+
+        root = repo.group(commit.id)
+        start, stop = m["sample_range"]
+        keep = start + np.flatnonzero(schema.sample_ids(root)[start:stop] != schema.NULL_SAMPLE)
+        with tempfile.TemporaryDirectory(prefix="vczrepo-replay-") as tmp:
+            batch = Path(tmp) / "batch.vcz"
+            export_group(root, batch, keep=keep, pipe=repo.pipe)
+            return repo._append(batch, branch=branch, message=commit.message + note, extra=extra)
+    if "samples_removed" in m:
+        return repo.remove(m["samples_removed"], branch=branch, message=commit.message + note, extra=extra)
+    raise VczRepoError(f"cannot replay {commit.op} commit {commit.id}")
+
+
+def reset(repo: Repository, branch: str, at: str, *, expect: str | None = None, force: bool = False) -> BranchMove:
+    """Move `branch` to any ref, as a compare-and-swap against the head seen (or `expect`)."""
+    from ..repository import BranchMove
+
+    with repo.tx.locked(repo):
+        old = repo._require_branch(branch)
+        if expect is not None and not force and old != (expect if SNAPSHOT_ID.match(expect) else repo.resolve(expect)):
+            raise ConcurrentUpdateError(f"{branch} is at {old}, not {expect}: it moved since you looked "
+                                        "(use --force to reset anyway)")
+        new = repo.resolve(at)
+        repo.tx.move_branch(branch, new, old)
+    return BranchMove(branch, old, new, "reset", [])
+
+
+register_plan("replay", resume_replay)

@@ -1,0 +1,38 @@
+"""revert: a new commit undoing one append (removes its samples) or one remove (restores
+the samples' columns from the snapshot before it)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import schema
+from ..errors import RefError, VczRepoError
+from .remove import remove_samples
+from .restore import restore_samples
+
+if TYPE_CHECKING:
+    from ..repository import CommitResult, Repository
+
+
+def revert(repo: Repository, commit: str, branch: str, message: str | None = None) -> CommitResult:
+    """Undo the append or remove `commit` (in the history of `branch`) as a new commit on it."""
+    sid = repo.resolve(commit)
+    head = repo._require_branch(branch)
+    if sid not in repo.ancestry_ids(head):
+        raise RefError(f"{commit} is not in the history of {branch}")
+    done = repo.log(sid, limit=1)[0]
+    m = done.metadata
+    if done.op == "append":
+        names = [s for s in repo.samples_added(sid) if s != schema.NULL_SAMPLE]
+        return repo._commit(
+            branch, "revert", message or f"revert {sid}: remove {len(names)} appended sample(s)",
+            lambda root: {"reverts": sid, **remove_samples(repo.pipe, root, names,
+                                                           lambda n: repo._was_removed(branch, n))})
+    if done.op == "remove":
+        earlier = repo.group(done.parent or "")
+        return repo._commit(
+            branch, "revert", message or f"revert {sid}: restore {len(m['samples_removed'])} sample(s)",
+            lambda root: {"reverts": sid, **restore_samples(repo.pipe, root, earlier, m["samples_removed"],
+                                                            m["sample_indexes_removed"])},
+        )
+    raise VczRepoError(f"cannot revert a {done.op} commit ({sid}): only append and remove")
