@@ -42,8 +42,10 @@ S3_REGION = "us-east-1"
 # Azurite's fixed development account and its published, well-known key (not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# 3.35.0: the newest whose declared engines allow Debian 12's node 18 (3.36 wants >= 21, 3.37 >= 22).
+AZURITE_VERSION = "3.35.0"
 AZURITE_DIR = Path(os.environ.get("VCZREPO_AZURITE_DIR",
-                                  Path.home() / ".cache" / "vczrepo-ci" / "azurite"))
+                                  Path.home() / ".cache" / "vczrepo-ci" / f"azurite-{AZURITE_VERSION}"))
 
 GCS_UNAVAILABLE = (
     "no GCS-protocol server here works with icechunk's GCS client (XML API): gcp-storage-emulator "
@@ -197,8 +199,8 @@ def azurite_program() -> Path:
     found = shutil.which("azurite-blob")
     if found:
         return Path(found)
-    raise Unavailable(f"azurite is not installed: npm install --prefix {AZURITE_DIR} azurite "
-                      "(.ci/run does this)")
+    raise Unavailable(f"azurite is not installed: npm install --prefix {AZURITE_DIR} "
+                      f"azurite@{AZURITE_VERSION} (.ci/run does this)")
 
 
 def _azurite_create_container(endpoint: str, container: str) -> None:
