@@ -163,6 +163,19 @@ def test_explicit_credentials_instead_of_the_environment(server, prefix, tmp_pat
     assert vczrepo.Repository.open(url, opts).samples() == ["K1"]
 
 
+def test_azure_use_emulator(cli, server, prefix, tmp_path, monkeypatch):
+    """use_emulator=true alone reaches Azurite (at $AZURITE_BLOB_STORAGE_URL), for both
+    repositories and batches: the development account and its key are implied."""
+    if server.kind != "az":
+        pytest.skip("use_emulator is an Azure option")
+    batch_url = server.upload(make_vcz(tmp_path, "base", ["E1", "E2"]), f"{prefix}-batch.vcz")
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", server.endpoint.rsplit("/", 1)[0])
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_KEY")
+    opts = ["--storage-option", "use_emulator=true"]
+    cli("init", server.url(prefix), batch_url, *opts)
+    assert cli("samples", server.url(prefix), *opts).output.split() == ["E1", "E2"]
+
+
 def test_anonymous_reads_a_public_bucket(cli, server, tmp_path, batch):
     if server.kind != "s3":
         pytest.skip("public buckets are set up through moto's S3 bucket policy only")
