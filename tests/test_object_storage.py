@@ -176,6 +176,18 @@ def test_azure_use_emulator(cli, server, prefix, tmp_path, monkeypatch):
     assert cli("samples", server.url(prefix), *opts).output.split() == ["E1", "E2"]
 
 
+def test_a_refused_secret_is_not_echoed(cli, server, prefix):
+    """The server refuses a SAS token: one line, exit 3, and the token nowhere in it."""
+    if server.kind != "az":
+        pytest.skip("moto accepts any credentials")
+    token = "sv=2021-08-06&ss=b&srt=sco&sp=rl&se=2030-01-01&sig=S3CRETsig"
+    result = cli("log", server.url(prefix), *server.cli_options, "--storage-option", f"sas_token={token}",
+                 ok=False)
+    assert result.exit_code == 3, result.output + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "S3CRET" not in result.stderr, result.stderr
+    assert storage.short_message(ValueError(f"GET http://h/c?{token} failed")) == "GET http://h/c?… failed"
+
+
 def test_anonymous_reads_a_public_bucket(cli, server, tmp_path, batch):
     if server.kind != "s3":
         pytest.skip("public buckets are set up through moto's S3 bucket policy only")

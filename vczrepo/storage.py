@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -282,7 +283,7 @@ def stored_keys(loc: Location) -> list[str]:
     try:
         return sorted(o.key for o in make_storage(loc).list_objects_metadata())
     except icechunk.IcechunkError as e:
-        raise RepositoryError(f"cannot list {loc.url}: {str(e).splitlines()[0]}") from e
+        raise RepositoryError(f"cannot list {loc.url}: {short_message(e)}") from e
 
 
 def ensure_empty(loc: Location) -> None:
@@ -352,7 +353,12 @@ def write_lock(loc: Location) -> Iterator[None]:
                 os.close(held.fd)
 
 
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+
+
 def short_message(error: Exception) -> str:
-    """An icechunk error's own sentence, without the Rust context trace that follows it."""
+    """An icechunk error's own sentence, without the Rust context trace that follows it, and
+    without URL query strings (they can carry a SAS token or a signature)."""
     text = getattr(error, "message", None) or str(error)
-    return text.split("context:")[0].strip().splitlines()[0] if text.strip() else type(error).__name__
+    line = text.split("context:")[0].strip().splitlines()[0] if text.strip() else type(error).__name__
+    return _URL_QUERY.sub(r"\1?…", line)
