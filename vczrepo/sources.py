@@ -74,20 +74,11 @@ def is_url(path) -> bool:
 
 
 def _object_store(url: str, options: dict[str, str]) -> zarr.storage.ObjectStore:
-    """A read-only zarr store on object storage (obstore), from vczrepo's storage options."""
-    from obstore.store import from_url
+    """A read-only zarr store on object storage (obstore), from vczrepo's storage options:
+    the same names, checks and defaults per kind (s3, gs, az) as for repositories."""
+    from .storage import object_store, parse_location
 
-    opts = dict(options)
-    keys = {"endpoint_url": "endpoint", "region": "region", "access_key_id": "access_key_id",
-            "secret_access_key": "secret_access_key", "session_token": "token"}
-    config = {keys[k]: opts.pop(k) for k in list(opts) if k in keys}
-    client = {"allow_http": True} if opts.pop("allow_http", "false").lower() in ("1", "true", "yes", "on") else {}
-    if opts.pop("anonymous", "false").lower() in ("1", "true", "yes", "on"):
-        config["skip_signature"] = True
-    opts.pop("force_path_style", None)  # obstore uses path-style requests unless told otherwise
-    if opts:
-        raise ValueError(f"unknown storage option(s) for a batch: {', '.join(sorted(opts))}")
-    return zarr.storage.ObjectStore(from_url(url, config=config, client_options=client), read_only=True)
+    return zarr.storage.ObjectStore(object_store(parse_location(url, options)), read_only=True)
 
 
 def open_vcz(path: str | os.PathLike, storage_options: dict[str, str] | None = None) -> zarr.Group:

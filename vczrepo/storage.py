@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,22 +54,6 @@ def parse_location(url: str | os.PathLike, options: dict[str, str] | None = None
     raise ValueError(f"unsupported storage URL scheme {scheme!r} in {text!r}")
 
 
-S3_OPTIONS = (
-    "region", "endpoint_url", "allow_http", "force_path_style", "anonymous",
-    "access_key_id", "secret_access_key", "session_token",
-)
-FLAGS = {"1": True, "true": True, "yes": True, "on": True,
-         "0": False, "false": False, "no": False, "off": False}
-
-
-def _flag(opts: dict[str, str], key: str) -> bool:
-    """A boolean storage option; anything but a clear yes/no is refused, not read as false."""
-    value = opts.get(key, "false")
-    if value.lower() not in FLAGS:
-        raise ValueError(f"storage option {key}: expected true or false, got {value!r}")
-    return FLAGS[value.lower()]
-
-
 def _no_options(loc: Location) -> None:
     """Local and in-memory repositories take no options: silently ignoring one would hide a typo."""
     if loc.options:
@@ -76,31 +61,193 @@ def _no_options(loc: Location) -> None:
         raise ValueError(f"{loc.scheme} repositories take no storage options: {names}")
 
 
-def _s3_storage(bucket: str, prefix: str, opts: dict[str, str]) -> icechunk.Storage:
-    """S3 or S3-compatible storage; credentials from the environment unless keys or anonymous."""
-    unknown = sorted(set(opts) - set(S3_OPTIONS))
+@dataclass(frozen=True)
+class Option:
+    """One storage option: how its value is checked, whether it is a secret, what it means."""
+
+    kind: str  # "text", "flag", "url" (http or https), "path" (an existing file)
+    meaning: str
+    secret: bool = False
+
+
+_ALLOW_HTTP = Option("flag", "allow plain http:// endpoints (local or emulated servers)")
+
+# Per storage kind, the options vczrepo accepts, named as obstore (and so vcztools) users
+# spell them for that cloud. One table for repositories (icechunk) and batches (obstore).
+STORAGE_OPTIONS: dict[str, dict[str, Option]] = {
+    "s3": {
+        "region": Option("text", "bucket region (default: from the environment)"),
+        "endpoint_url": Option("url", "S3-compatible server, e.g. http://127.0.0.1:9000"),
+        "allow_http": _ALLOW_HTTP,
+        "force_path_style": Option("flag", "path-style requests (bucket in the path, not the host name)"),
+        "anonymous": Option("flag", "unsigned requests (public buckets)"),
+        "access_key_id": Option("text", "access key id (default: from the environment)"),
+        "secret_access_key": Option("text", "secret access key, with access_key_id", secret=True),
+        "session_token": Option("text", "session token for temporary credentials", secret=True),
+    },
+    "gs": {
+        "service_account_path": Option("path", "service account JSON file"),
+        "service_account_key": Option("text", "service account JSON, inline", secret=True),
+        "application_credentials": Option("path", "application default credentials JSON file"),
+        "bearer_token": Option("text", "OAuth bearer token", secret=True),
+        "anonymous": Option("flag", "unsigned requests (public buckets)"),
+        "base_url": Option("url", "GCS-compatible server instead of https://storage.googleapis.com"),
+        "allow_http": _ALLOW_HTTP,
+    },
+    "az": {
+        "account_key": Option("text", "storage account key (default: from the environment)", secret=True),
+        "sas_token": Option("text", "shared access signature (query string)", secret=True),
+        "bearer_token": Option("text", "OAuth bearer token", secret=True),
+        "anonymous": Option("flag", "unsigned requests (public containers)"),
+        "endpoint": Option("url", "blob service URL including the account, e.g. "
+                                  "http://127.0.0.1:10000/devstoreaccount1"),
+        "use_emulator": Option("flag", "Azurite at $AZURITE_BLOB_STORAGE_URL or http://127.0.0.1:10000, "
+                                       "account devstoreaccount1 and its well-known key"),
+        "allow_http": _ALLOW_HTTP,
+    },
+}
+# Credential options of which at most one may be given (the rest of the kind's options combine).
+_ALTERNATIVES = {
+    "gs": ("service_account_path", "service_account_key", "application_credentials", "bearer_token",
+           "anonymous"),
+    "az": ("account_key", "sas_token", "bearer_token", "anonymous"),
+}
+_KIND_NAMES = {"s3": "S3", "gs": "GCS", "az": "Azure"}
+FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+
+
+def _shown(option: Option, value: str) -> str:
+    return "<hidden>" if option.secret else repr(value)
+
+
+def check_options(scheme: str, options: dict[str, str]) -> dict[str, str | bool]:
+    """Validate a kind's storage options: flags become booleans; anything wrong is a one-line
+    ValueError that names the option and never shows a secret's value."""
+    table = STORAGE_OPTIONS[scheme]
+    unknown = sorted(set(options) - set(table))
     if unknown:
-        raise ValueError(
-            f"unknown S3 storage option(s): {', '.join(unknown)}; known: {', '.join(S3_OPTIONS)}"
-        )
-    anonymous = _flag(opts, "anonymous")
-    keys = [opts.get("access_key_id"), opts.get("secret_access_key")]
-    if any(keys) and not all(keys):
-        raise ValueError("storage options access_key_id and secret_access_key go together")
-    if anonymous and any(keys):
-        raise ValueError("storage option anonymous=true conflicts with access keys")
+        raise ValueError(f"unknown {_KIND_NAMES[scheme]} storage option(s): {', '.join(unknown)}; "
+                         f"known: {', '.join(table)}")
+    out: dict[str, str | bool] = {}
+    for key, value in sorted(options.items(), key=lambda kv: table[kv[0]].kind != "flag"):
+        option = table[key]
+        if not isinstance(value, str):
+            raise ValueError(f"storage option {key}: expected a string, got {type(value).__name__}")
+        if option.kind == "flag":
+            if value.lower() not in FLAGS:
+                raise ValueError(f"storage option {key}: expected true or false, got {_shown(option, value)}")
+            out[key] = FLAGS[value.lower()]
+            continue
+        if not value.strip():
+            raise ValueError(f"storage option {key}: empty value")
+        if option.kind == "url":
+            parsed = urlparse(value)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"storage option {key}: expected an http:// or https:// URL, "
+                                 f"got {_shown(option, value)}")
+            if parsed.scheme == "http" and not out.get("allow_http") and not out.get("use_emulator"):
+                raise ValueError(f"storage option {key} is a plain http:// URL: add allow_http=true")
+        if option.kind == "path" and not Path(value).expanduser().is_file():
+            raise ValueError(f"storage option {key}: no such file: {value!r}")
+        out[key] = value
+    given = [k for k in _ALTERNATIVES.get(scheme, ()) if out.get(k, False)]
+    if len(given) > 1:
+        raise ValueError(f"storage options {' and '.join(given)} are alternatives: give one")
+    if scheme == "s3":
+        keys = [out.get("access_key_id"), out.get("secret_access_key")]
+        if any(keys) and not all(keys):
+            raise ValueError("storage options access_key_id and secret_access_key go together")
+        if out.get("anonymous") and any(keys):
+            raise ValueError("storage option anonymous=true conflicts with access keys")
+    return out
+
+
+def _s3_storage(bucket: str, prefix: str, opts: dict) -> icechunk.Storage:
+    """S3 or S3-compatible storage; credentials from the environment unless keys or anonymous."""
     return icechunk.s3_storage(
         bucket=bucket,
         prefix=prefix or None,
         region=opts.get("region"),
         endpoint_url=opts.get("endpoint_url"),
-        allow_http=_flag(opts, "allow_http"),
-        force_path_style=_flag(opts, "force_path_style"),
-        anonymous=anonymous or None,
-        access_key_id=keys[0],
-        secret_access_key=keys[1],
+        allow_http=opts.get("allow_http", False),
+        force_path_style=opts.get("force_path_style", False),
+        anonymous=opts.get("anonymous") or None,
+        access_key_id=opts.get("access_key_id"),
+        secret_access_key=opts.get("secret_access_key"),
         session_token=opts.get("session_token"),
     )
+
+
+def _object_store_config(opts: dict, names: tuple[str, ...]) -> dict[str, str]:
+    """The object_store configuration keys icechunk and obstore share (strings, as they take them)."""
+    return {k: ("true" if v is True else "false" if v is False else v) for k, v in opts.items() if k in names}
+
+
+def _gcs_storage(bucket: str, prefix: str, opts: dict) -> icechunk.Storage:
+    """Google Cloud Storage; credentials from the environment unless given or anonymous."""
+    return icechunk.gcs_storage(
+        bucket=bucket,
+        prefix=prefix or None,
+        service_account_file=opts.get("service_account_path"),
+        service_account_key=opts.get("service_account_key"),
+        application_credentials=opts.get("application_credentials"),
+        bearer_token=opts.get("bearer_token"),
+        anonymous=opts.get("anonymous") or None,
+        config=_object_store_config(opts, ("base_url", "allow_http")) or None,
+    )
+
+
+def _azure_storage(account: str, container: str, prefix: str, opts: dict) -> icechunk.Storage:
+    """Azure Blob Storage; credentials from the environment unless given or anonymous."""
+    if not container:
+        raise ValueError(f"Azure locations are az://ACCOUNT/CONTAINER/PREFIX; no container in az://{account}")
+    return icechunk.azure_storage(
+        account=account,
+        container=container,
+        prefix=prefix,
+        access_key=opts.get("account_key"),
+        sas_token=opts.get("sas_token"),
+        bearer_token=opts.get("bearer_token"),
+        anonymous=opts.get("anonymous") or None,
+        config=_object_store_config(opts, ("endpoint", "use_emulator", "allow_http")) or None,
+    )
+
+
+def object_store(loc: Location):
+    """A read-only obstore store for a location on object storage, from the same options as the
+    repository's: what sources.py reads batches through."""
+    from obstore.store import AzureStore, GCSStore, S3Store
+
+    opts = check_options(loc.scheme, loc.options)
+    client = {"allow_http": True} if opts.get("allow_http") else {}
+    bucket, _, prefix = loc.path.partition("/")
+    if loc.scheme == "s3":
+        keys = {"endpoint_url": "endpoint", "region": "region", "access_key_id": "access_key_id",
+                "secret_access_key": "secret_access_key", "session_token": "token"}
+        config = {keys[k]: v for k, v in opts.items() if k in keys}
+        if opts.get("anonymous"):
+            config["skip_signature"] = True
+        if opts.get("endpoint_url"):  # path-style for compatible servers, as icechunk's force_path_style
+            config["virtual_hosted_style_request"] = False
+        return S3Store(bucket, prefix=prefix or None, config=config, client_options=client)
+    if loc.scheme == "gs":
+        config = _object_store_config(opts, ("service_account_path", "service_account_key",
+                                             "application_credentials", "bearer_token", "base_url"))
+        if opts.get("anonymous"):
+            config["skip_signature"] = "true"
+        return GCSStore(bucket, prefix=prefix or None, config=config, client_options=client)
+    if loc.scheme == "az":
+        container, _, prefix = prefix.partition("/")
+        if not container:
+            raise ValueError(f"Azure locations are az://ACCOUNT/CONTAINER/PREFIX; no container in {loc.url}")
+        config = _object_store_config(opts, ("account_key", "sas_token", "bearer_token", "endpoint",
+                                             "use_emulator"))
+        if opts.get("anonymous"):
+            config["skip_signature"] = "true"
+        return AzureStore(container, prefix=prefix or None, account_name=bucket, config=config,
+                          client_options=client)
+    raise ValueError(f"{loc.scheme} locations are not object storage: {loc.url}")
 
 
 def make_storage(loc: Location) -> icechunk.Storage:
@@ -114,18 +261,16 @@ def make_storage(loc: Location) -> icechunk.Storage:
             if loc.path not in _memory_storages:
                 _memory_storages[loc.path] = icechunk.in_memory_storage()
             return _memory_storages[loc.path]
+    if loc.scheme not in STORAGE_OPTIONS:
+        raise ValueError(f"unsupported storage scheme {loc.scheme!r}")
+    opts = check_options(loc.scheme, loc.options)
     bucket, _, prefix = loc.path.partition("/")
-    opts = loc.options
     if loc.scheme == "s3":
         return _s3_storage(bucket, prefix, opts)
     if loc.scheme == "gs":
-        return icechunk.gcs_storage(bucket=bucket, prefix=prefix or None, from_env=True, config=opts or None)
-    if loc.scheme == "az":
-        container, _, prefix = prefix.partition("/")
-        return icechunk.azure_storage(
-            account=bucket, container=container, prefix=prefix, from_env=True, config=opts or None
-        )
-    raise ValueError(f"unsupported storage scheme {loc.scheme!r}")
+        return _gcs_storage(bucket, prefix, opts)
+    container, _, prefix = prefix.partition("/")
+    return _azure_storage(bucket, container, prefix, opts)
 
 
 def stored_keys(loc: Location) -> list[str]:
@@ -138,7 +283,7 @@ def stored_keys(loc: Location) -> list[str]:
     try:
         return sorted(o.key for o in make_storage(loc).list_objects_metadata())
     except icechunk.IcechunkError as e:
-        raise RepositoryError(f"cannot list {loc.url}: {str(e).splitlines()[0]}") from e
+        raise RepositoryError(f"cannot list {loc.url}: {short_message(e)}") from e
 
 
 def ensure_empty(loc: Location) -> None:
@@ -208,7 +353,12 @@ def write_lock(loc: Location) -> Iterator[None]:
                 os.close(held.fd)
 
 
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+
+
 def short_message(error: Exception) -> str:
-    """An icechunk error's own sentence, without the Rust context trace that follows it."""
+    """An icechunk error's own sentence, without the Rust context trace that follows it, and
+    without URL query strings (they can carry a SAS token or a signature)."""
     text = getattr(error, "message", None) or str(error)
-    return text.split("context:")[0].strip().splitlines()[0] if text.strip() else type(error).__name__
+    line = text.split("context:")[0].strip().splitlines()[0] if text.strip() else type(error).__name__
+    return _URL_QUERY.sub(r"\1?…", line)
