@@ -1,0 +1,302 @@
+"""Per-variant summaries that stay true as samples come and go.
+
+INFO fields that are functions of the genotypes are updated incrementally when an
+operation adds or withdraws sample columns: the contributions of the columns that change
+are added to or subtracted from integer counts, so the cost grows with the batch, not
+with the store. Definitions follow `bcftools +fill-tags` (plugins/fill-tags.c, default
+options, no --drop-missing) applied to the repository's current (live) samples:
+
+Per sample and variant, the alleles before the first fill value (-2, ploidy padding) are
+the sample's ploidy; missing alleles (-1) are skipped.
+
+- a sample with no called allele contributes nothing (not to NS, AN or any AC);
+- otherwise NS += 1; the *distinct* called alleles are the sample's allele set;
+- one distinct allele: homozygous; if the sample has one called allele, or some allele
+  missing (mixed "0/."), it is hemizygous: each allele of the set gets AC_Hemi += 1,
+  else (e.g. "1/1") AC_Hom += 2;
+- several distinct alleles: heterozygous, each allele of the set gets AC_Het += 1
+  (per distinct allele: a triploid 0/1/1 counts allele 1 once, like bcftools);
+- per allele count = het + hom + hemi; AC = counts of the ALT alleles (Number=A),
+  AN = sum over all alleles including REF (Number=1);
+- AF = AC / AN (missing when AN = 0), MAF = the second largest allele frequency over all
+  alleles including REF (missing when AN = 0);
+- F_MISSING = samples whose genotype has a missing allele / number of samples.
+
+Linear fields (AC, AN, NS, AC_Het, AC_Hom, AC_Hemi) are updated in place: new = old +
+contributions(added) - contributions(removed). Derived fields are recomputed per variant
+chunk from counts: AF and MAF from AC and AN when the repository stores both (REF count =
+AN - sum(AC)); F_MISSING from round(F_MISSING * n_samples_before) (exact in float32 for
+fewer than ~8 million samples). A repository that stores AF or MAF without both AC and AN
+cannot be updated from its own fields: its allele counts are computed once from all live
+genotypes into the hidden array `vczrepo_allele_counts` (variants x alleles, no
+`variant_` prefix so vcztools never emits it) and kept incrementally from then on.
+
+Fields that are not functions of the genotypes of the current samples (site DP sums,
+QUAL, VQSLOD, MQ, …) cannot be maintained: `stale_fields` lists them and `drop_stale`
+deletes them.
+
+Null columns (sample id "", removed or padding) never count. Call `update_summaries`
+inside an operation's writable session with `added` columns already written and
+`removed` columns not yet nulled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from . import schema
+
+LINEAR = ("AC", "AN", "NS", "AC_Het", "AC_Hom", "AC_Hemi")
+DERIVED = ("AF", "MAF", "F_MISSING")
+MAINTAINED = LINEAR + DERIVED
+HIDDEN_COUNTS = "vczrepo_allele_counts"
+# per-variant fields vcztools reads as the record itself, never INFO
+RECORD_FIELDS = {"variant_contig", "variant_position", "variant_length", "variant_allele", "variant_id",
+                 "variant_id_mask", "variant_quality", "variant_filter"}
+INT_FILL = -2
+FLOAT_MISSING = np.array([0x7F800001], dtype=np.uint32).view(np.float32)[0]
+FLOAT_FILL = np.array([0x7F800002], dtype=np.uint32).view(np.float32)[0]
+
+
+@dataclass
+class Counts:
+    """Genotype counts of some samples over a block of variants."""
+
+    het: np.ndarray  # (variants, alleles)
+    hom: np.ndarray
+    hemi: np.ndarray
+    ns: np.ndarray  # (variants,) samples with a called allele
+    missing: np.ndarray  # (variants,) samples with a missing allele (F_MISSING's numerator)
+    n_samples: int  # samples counted
+
+    @property
+    def alleles(self) -> np.ndarray:
+        return self.het + self.hom + self.hemi
+
+    @classmethod
+    def zeros(cls, n_variants: int, n_alleles: int) -> Counts:
+        z = np.zeros((n_variants, n_alleles), dtype=np.int64)
+        return cls(z, z.copy(), z.copy(), np.zeros(n_variants, np.int64), np.zeros(n_variants, np.int64), 0)
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.het + other.het, self.hom + other.hom, self.hemi + other.hemi, self.ns + other.ns,
+                      self.missing + other.missing, self.n_samples + other.n_samples)
+
+
+def count_genotypes(gt: np.ndarray, n_alleles: int) -> Counts:
+    """Counts (as bcftools +fill-tags) of a genotype block (variants x samples x ploidy)."""
+    gt = np.asarray(gt)
+    n_variants, n_samples = gt.shape[:2]
+    called = gt >= 0
+    ploidy = (gt != INT_FILL).sum(-1)
+    nals = called.sum(-1)
+    has_call = nals > 0
+    present = np.stack([(gt == a).any(-1) for a in range(n_alleles)], axis=-1)  # (v, s, alleles)
+    nbits = present.sum(-1)
+    hom = has_call & (nbits == 1)
+    hemi = (nals != ploidy) | (nals == 1)
+    het = has_call & ~hom
+    hom_full = hom & ~hemi
+    hom_hemi = hom & hemi
+    return Counts(
+        het=(present & het[..., None]).sum(1).astype(np.int64),
+        hom=2 * (present & hom_full[..., None]).sum(1).astype(np.int64),
+        hemi=(present & hom_hemi[..., None]).sum(1).astype(np.int64),
+        ns=has_call.sum(1).astype(np.int64),
+        missing=((gt == schema.INT_MISSING).any(-1)).sum(1).astype(np.int64),
+        n_samples=n_samples,
+    )
+
+
+def _live(root: zarr.Group, columns: Iterable[int]) -> np.ndarray:
+    columns = np.asarray(sorted(set(int(c) for c in columns)), dtype=np.int64)
+    if not len(columns):
+        return columns
+    ids = schema.as_str(root["sample_id"].oindex[columns])
+    return columns[ids != schema.NULL_SAMPLE]
+
+
+def contributions(root: zarr.Group, columns: Sequence[int], block: slice) -> Counts:
+    """Counts of the live samples among `columns` over the variants in `block`."""
+    n_alleles = int(root["variant_allele"].shape[1])
+    columns = _live(root, columns)
+    out = Counts.zeros(block.stop - block.start, n_alleles)
+    if not len(columns):
+        return out
+    gt_array = root["call_genotype"]
+    step = int(gt_array.chunks[1])
+    for i in range(0, len(columns), step):
+        cols = columns[i:i + step]
+        out = out + count_genotypes(gt_array.oindex[block, cols], n_alleles)
+    return out
+
+
+def info_fields(root: zarr.Group) -> dict[str, zarr.Array]:
+    """The repository's INFO arrays by VCF name."""
+    return {name[len("variant_"):]: a for name, a in schema.arrays(root).items()
+            if name.startswith("variant_") and name not in RECORD_FIELDS}
+
+
+def maintained_fields(root: zarr.Group) -> list[str]:
+    """INFO fields this module keeps true (those of MAINTAINED the repository has)."""
+    if "call_genotype" not in root:
+        return []
+    return [f for f in MAINTAINED if f in info_fields(root)]
+
+
+def stale_fields(root: zarr.Group) -> list[str]:
+    """INFO fields that cannot be maintained as the sample set changes (site DP, QUAL-like
+    scores, annotations computed from reads or from samples no longer there)."""
+    return sorted(f for f in info_fields(root) if f not in MAINTAINED)
+
+
+def drop_stale(root: zarr.Group, fields: Sequence[str] | None = None) -> list[str]:
+    """Delete stale INFO arrays (all of `stale_fields` by default); returns the names dropped."""
+    fields = stale_fields(root) if fields is None else list(fields)
+    for f in fields:
+        del root[f"variant_{f}"]
+    return fields
+
+
+def _n_live(root: zarr.Group) -> int:
+    return int((schema.sample_ids(root) != schema.NULL_SAMPLE).sum())
+
+
+def _alt_width(array: zarr.Array) -> int:
+    return int(array.shape[1]) if array.ndim > 1 else 1
+
+
+def _needs_hidden(fields: dict) -> bool:
+    return bool({"AF", "MAF"} & set(fields)) and not {"AC", "AN"} <= set(fields)
+
+
+def init_hidden_counts(root: zarr.Group) -> zarr.Array:
+    """Compute every variant's allele counts over all live samples (once) into HIDDEN_COUNTS."""
+    n_variants, n_alleles = root["variant_allele"].shape
+    vchunk = int(root["variant_position"].chunks[0])
+    arr = root.create_array(HIDDEN_COUNTS, shape=(n_variants, n_alleles), dtype="int32",
+                            chunks=(vchunk, n_alleles), fill_value=0, dimension_names=["variants", "alleles"])
+    live = np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE)
+    for block in schema.variant_blocks(root):
+        arr[block] = contributions(root, live, block).alleles.astype(np.int32)
+    return arr
+
+
+def _write_a(array: zarr.Array, block: slice, values: np.ndarray, n_alt: np.ndarray) -> None:
+    """Write a Number=A field: the first n_alt values of each row, the rest left as they are."""
+    current = np.array(array[block])
+    width = current.shape[1] if current.ndim > 1 else 1
+    values = values[:, :width]
+    if current.ndim == 1:
+        current = current[:, None]
+    mask = np.arange(width)[None, :] < n_alt[:, None]
+    current[mask] = values[mask].astype(current.dtype)
+    array[block] = current if array.ndim > 1 else current[:, 0]
+
+
+def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Sequence[int] = ()) -> dict:
+    """Make the maintained INFO fields true for the repository's new sample set.
+
+    `added`: sample columns already written (their contributions are added);
+    `removed`: sample columns still holding their data, about to be nulled (subtracted).
+    Returns {"updated": [fields], "stale": [fields]} for the journal.
+    """
+    fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
+    if "call_genotype" not in root or not fields or (not len(added) and not len(removed)):
+        return {"updated": [], "stale": stale_fields(root) if "call_genotype" in root else []}
+    added_live, removed_live = _live(root, added), _live(root, removed)
+    n_now = _n_live(root)
+    n_before, n_after = n_now - len(added_live), n_now - len(removed_live)
+    hidden = root[HIDDEN_COUNTS] if HIDDEN_COUNTS in root else None
+    if hidden is None and _needs_hidden(fields):
+        # counts before the change: computed over the samples live before it
+        hidden = init_hidden_counts(root)
+        for block in schema.variant_blocks(root):
+            hidden[block] = hidden[block] - contributions(root, added_live, block).alleles.astype(np.int32)
+    for block in schema.variant_blocks(root):
+        plus, minus = contributions(root, added_live, block), contributions(root, removed_live, block)
+        alleles = schema.as_str(root["variant_allele"][block])
+        n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
+        delta_alleles = plus.alleles - minus.alleles
+        new = {}
+        for f, get in (("AC_Het", "het"), ("AC_Hom", "hom"), ("AC_Hemi", "hemi")):
+            if f in fields:
+                d = getattr(plus, get) - getattr(minus, get)
+                new[f] = _old(fields[f], block, n_alt) + d[:, 1:]
+        if "AC" in fields:
+            new["AC"] = _old(fields["AC"], block, n_alt) + delta_alleles[:, 1:]
+        if "AN" in fields:
+            new["AN"] = np.asarray(fields["AN"][block], dtype=np.int64) + delta_alleles.sum(1)
+        if "NS" in fields:
+            new["NS"] = np.asarray(fields["NS"][block], dtype=np.int64) + plus.ns - minus.ns
+        if hidden is not None:
+            counts = np.asarray(hidden[block], dtype=np.int64) + delta_alleles[:, : hidden.shape[1]]
+            hidden[block] = counts.astype(np.int32)
+        elif {"AF", "MAF"} & set(fields):
+            ac, an = new["AC"], new["AN"]
+            counts = np.concatenate([(an - np.where(_amask(ac, n_alt), ac, 0).sum(1))[:, None], ac], axis=1)
+        if {"AF", "MAF"} & set(fields):
+            an = counts.sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                freq = np.where(an[:, None] > 0, counts / np.maximum(an, 1)[:, None], np.nan)
+            if "AF" in fields:
+                new["AF"] = np.where(an[:, None] > 0, freq[:, 1:], FLOAT_MISSING)
+            if "MAF" in fields:
+                ordered = -np.sort(-np.where(np.arange(freq.shape[1])[None, :] <= n_alt[:, None], freq, -1), axis=1)
+                maf = ordered[:, 1] if ordered.shape[1] > 1 else np.full(len(an), np.nan)
+                new["MAF"] = np.where((an > 0) & (n_alt > 0), maf, FLOAT_MISSING)
+        if "F_MISSING" in fields:
+            old = np.asarray(fields["F_MISSING"][block], dtype=np.float64)
+            nmiss = np.where(np.isnan(old), 0, np.rint(old * n_before)) + plus.missing - minus.missing
+            new["F_MISSING"] = nmiss / n_after if n_after else np.full(len(nmiss), FLOAT_MISSING)
+        for f, values in new.items():
+            array = fields[f]
+            if array.ndim == 2 or f in ("AC", "AF", "AC_Het", "AC_Hom", "AC_Hemi"):
+                _write_a(array, block, np.asarray(values), n_alt)
+            else:
+                array[block] = np.asarray(values).astype(array.dtype)
+    return {"updated": sorted(fields), "stale": stale_fields(root)}
+
+
+def _amask(values: np.ndarray, n_alt: np.ndarray) -> np.ndarray:
+    return np.arange(values.shape[1])[None, :] < n_alt[:, None]
+
+
+def _old(array: zarr.Array, block: slice, n_alt: np.ndarray) -> np.ndarray:
+    """A Number=A integer field's values as (variants, alt) int64, padding and missing as 0."""
+    values = np.asarray(array[block], dtype=np.int64)
+    if values.ndim == 1:
+        values = values[:, None]
+    return np.where(_amask(values, n_alt) & (values >= 0), values, 0)
+
+
+def recompute(root: zarr.Group) -> dict:
+    """Recompute the maintained fields from scratch over all live samples (reference/repair)."""
+    fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
+    live = np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE)
+    for block in schema.variant_blocks(root):
+        alleles = schema.as_str(root["variant_allele"][block])
+        n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
+        for f in ("AC", "AC_Het", "AC_Hom", "AC_Hemi"):
+            if f in fields:
+                _write_a(fields[f], block, np.zeros((len(n_alt), _alt_width(fields[f])), np.int64), n_alt)
+        for f in ("AN", "NS"):
+            if f in fields:
+                fields[f][block] = np.zeros(len(n_alt), dtype=fields[f].dtype)
+    if HIDDEN_COUNTS in root:
+        del root[HIDDEN_COUNTS]
+    if "F_MISSING" in fields:
+        for block in schema.variant_blocks(root):
+            fields["F_MISSING"][block] = np.zeros(block.stop - block.start, dtype=fields["F_MISSING"].dtype)
+    return update_summaries(root, added=live.tolist())
+
+
+def drop_null_samples(ds):
+    """An xarray Dataset without its null sample columns (sample_id == ""): what
+    `open_dataset(..., keep_null_samples=False)` returns, so analyses see live samples only."""
+    ids = np.asarray(ds["sample_id"].values).astype(str)
+    return ds.isel(samples=np.flatnonzero(ids != schema.NULL_SAMPLE))
