@@ -194,3 +194,39 @@ def test_drop_stale(tmp_path, panel):
     assert summaries.drop_stale(root) == ["DP"]
     assert "variant_DP" not in root and summaries.stale_fields(root) == []
     assert "DP=" not in vcf_body(root)
+
+
+def test_open_dataset_statistics_equal_whole_file_without_removed(tmp_path, panel):
+    """sgkit-like statistics (xarray) on a repository with removed samples equal those on a
+    whole-file conversion of the VCF without them."""
+    import vczrepo
+
+    xr = pytest.importorskip("xarray")
+    gone = ["S01", "S07"]
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz_path(panel, tmp_path / "whole.vcz"))
+    repo.remove(gone)
+    rest = bcf(["view", "-s", "^" + ",".join(gone), "-Oz", "-o", str(tmp_path / "rest.vcf.gz"), str(panel)],
+               tmp_path / "rest.vcf.gz")
+    want = xr.open_zarr(str(to_vcz_path(rest, tmp_path / "rest.vcz")), consolidated=False)
+    got = vczrepo.open_dataset(tmp_path / "r")
+    assert list(got.sample_id.values) == list(want.sample_id.values)
+
+    def stats(ds):
+        gt = ds.call_genotype
+        called = (gt >= 0).any("ploidy")
+        return {
+            "variant_call_rate": called.mean("samples").values,  # sgkit: fraction of samples called
+            "sample_call_rate": called.mean("variants").values,
+            "variant_n_called_alleles": (gt >= 0).sum(["samples", "ploidy"]).values,
+            "variant_n_het": ((gt.max("ploidy") != gt.where(gt >= 0).min("ploidy")) & (gt >= 0).all("ploidy"))
+            .sum("samples").values,
+        }
+
+    for key, value in stats(want).items():
+        np.testing.assert_array_equal(stats(got)[key], value, err_msg=key)
+    assert stats(vczrepo.open_dataset(tmp_path / "r", keep_null_samples=True))["variant_call_rate"].max() < 1
+
+
+def to_vcz_path(vcf: Path, out: Path) -> Path:
+    to_vcz(vcf, out)
+    return out

@@ -97,12 +97,22 @@ def query(repo: Repository, ref: str = DEFAULT_BRANCH, **options) -> None:
     run_vcztools(vcztools_query, repo.group(ref), **options)
 
 
-def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None):
-    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ."""
+def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None,
+                 keep_null_samples: bool = False):  # summaries: keep_null_samples
+    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ.
+
+    Null sample columns (removed samples and padding, id "") are left out, so statistics see
+    the live samples only; `keep_null_samples=True` keeps every stored column (indexes then
+    match the repository's sample indexes)."""
     try:
         import xarray as xr
     except ImportError as e:
         raise ReadError("open_dataset needs xarray: install vczrepo[xarray]") from e
     repo = Repository.open(url, storage_options)
     session = repo.icechunk.readonly_session(snapshot_id=repo.resolve(ref))
-    return xr.open_zarr(session_store(session, repo.location), consolidated=False, zarr_format=3)
+    ds = xr.open_zarr(session_store(session, repo.location), consolidated=False, zarr_format=3)
+    if keep_null_samples:  # summaries:
+        return ds
+    from .summaries import drop_null_samples  # summaries:
+
+    return drop_null_samples(ds)  # summaries:

@@ -298,5 +298,5 @@ def recompute(root: zarr.Group) -> dict:
 def drop_null_samples(ds):
     """An xarray Dataset without its null sample columns (sample_id == ""): what
     `open_dataset(..., keep_null_samples=False)` returns, so analyses see live samples only."""
-    ids = np.asarray(ds["sample_id"].values).astype(str)
+    ids = schema.as_str(ds["sample_id"].values)
     return ds.isel(samples=np.flatnonzero(ids != schema.NULL_SAMPLE))
