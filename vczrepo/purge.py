@@ -26,6 +26,7 @@ from .errors import RefError, SampleError, VczRepoError
 from .history import _swap
 from .ops.remove import null_columns
 from .repository import Repository
+from .summaries import MAINTAINED, update_summaries  # summaries:
 
 NAME_KEYS = ("samples_removed", "samples_restored")
 
@@ -119,12 +120,17 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
     repo.icechunk.reset_branch(temp, parent)
     session = repo.icechunk.writable_session(temp)
     source = repo.group(commit_id)
-    sync(_copy_keys(source.store, session.store, _changed_keys(repo, old.parent, commit_id, source)))
+    keys = _changed_keys(repo, old.parent, commit_id, source)  # summaries: kept for the check below
+    sync(_copy_keys(source.store, session.store, keys))
     root = zarr.open_group(session_store(session, repo.location), mode="r+")
     # the commit's own ids: a chunk it changed may hold a purged sample whose id it left alone
     ids = schema.sample_ids(source).tolist()
     columns = [i for i, s in enumerate(ids) if s in names]
     if columns:
+        # summaries: subtract the purged columns' counts only where this commit wrote summaries
+        # (else they come from the rewritten parent, already without them)
+        if any(k.startswith(tuple(f"variant_{f}/" for f in MAINTAINED)) for k in keys):
+            update_summaries(root, removed=columns, removed_from=source)
         null_columns(root, columns)
     scrubbed = [schema.NULL_SAMPLE if s in names else s for s in ids]
     return session.commit(old.message, metadata=_scrub(old.metadata, names, commit_id, scrubbed), allow_empty=True)

@@ -198,19 +198,27 @@ def _write_a(array: zarr.Array, block: slice, values: np.ndarray, n_alt: np.ndar
     array[block] = current if array.ndim > 1 else current[:, 0]
 
 
-def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Sequence[int] = ()) -> dict:
+def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Sequence[int] = (),
+                     removed_from: zarr.Group | None = None) -> dict:
     """Make the maintained INFO fields true for the repository's new sample set.
 
     `added`: sample columns already written (their contributions are added);
     `removed`: sample columns still holding their data, about to be nulled (subtracted).
+    `removed_from`: read the removed columns (ids and genotypes) from this group instead,
+    whose live samples are the "before" sample set (purge rewriting a commit: the old commit).
     Returns {"updated": [fields], "stale": [fields]} for the journal.
     """
     fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
     if "call_genotype" not in root or not fields or (not len(added) and not len(removed)):
         return {"updated": [], "stale": stale_fields(root) if "call_genotype" in root else []}
-    added_live, removed_live = _live(root, added), _live(root, removed)
-    n_now = _n_live(root)
-    n_before, n_after = n_now - len(added_live), n_now - len(removed_live)
+    source = root if removed_from is None else removed_from
+    added_live, removed_live = _live(root, added), _live(source, removed)
+    if removed_from is None:
+        n_now = _n_live(root)
+        n_before, n_after = n_now - len(added_live), n_now - len(removed_live)
+    else:
+        n_before = _n_live(source)
+        n_after = n_before + len(added_live) - len(removed_live)
     hidden = root[HIDDEN_COUNTS] if HIDDEN_COUNTS in root else None
     if hidden is None and _needs_hidden(fields):
         # counts before the change: computed over the samples live before it
@@ -218,7 +226,7 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
         for block in schema.variant_blocks(root):
             hidden[block] = hidden[block] - contributions(root, added_live, block).alleles.astype(np.int32)
     for block in schema.variant_blocks(root):
-        plus, minus = contributions(root, added_live, block), contributions(root, removed_live, block)
+        plus, minus = contributions(root, added_live, block), contributions(source, removed_live, block)
         alleles = schema.as_str(root["variant_allele"][block])
         n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
         delta_alleles = plus.alleles - minus.alleles

@@ -17,6 +17,7 @@ import zarr
 from .. import chunks, schema
 from ..errors import SourceError
 from ..sources import Source, open_vcz
+from ..summaries import update_summaries  # summaries:
 from .normalise import add_alleles, normalise
 
 
@@ -38,14 +39,17 @@ def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
 def add_batch_only_fields(root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
     """Create the batch's call fields the repository lacks, missing for the samples already there."""
     fields = schema.sample_arrays(root)
-    like = fields["call_genotype"] if "call_genotype" in fields else fields["sample_id"]
+    # summaries: variants chunking from variant_position, samples chunking from sample_id (a union
+    # repository has no call arrays yet, and the 1-D sample_id has no variants axis)
+    vchunk, schunk = int(root["variant_position"].chunks[0]), int(fields["sample_id"].chunks[0])
     added = []
     for name, src in schema.sample_arrays(batch).items():
         if name in fields:
             continue
         axis = schema.sample_axis(src)
         shape = tuple(offset if i == axis else n for i, n in enumerate(src.shape))
-        chunk_shape = tuple(like.chunks[i] if i <= axis else c for i, c in enumerate(src.chunks))
+        chunk_shape = tuple(schunk if i == axis else vchunk if i == 0 else c  # summaries:
+                            for i, c in enumerate(src.chunks))
         dst = schema.create_like(root, name, src, shape=shape, chunks=chunk_shape)
         if offset:
             chunks.fill_samples(dst, list(range(offset)), schema.missing_value(dst.dtype))
@@ -119,12 +123,14 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
             nulled.result()
     else:
         grow_and_copy(root, batch, start, total)
+    summaries = update_summaries(root, added=range(start, total))  # summaries: after the columns are written
     return {
         **schema.journal_added(ids, start),
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
         **({"fields_added": added_fields} if added_fields else {}),
         **({"n_padding": padding} if padding else {}),
+        **({"summaries_updated": summaries["updated"]} if summaries["updated"] else {}),  # summaries:
     }
 
 

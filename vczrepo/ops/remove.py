@@ -14,6 +14,7 @@ import zarr
 
 from .. import chunks, schema
 from ..errors import SampleError
+from ..summaries import update_summaries  # summaries:
 
 
 def null_columns(root: zarr.Group, indexes: list[int], share: chunks.Share = chunks.WHOLE) -> None:
@@ -43,6 +44,7 @@ def remove_samples(root: zarr.Group, names: Sequence[str], was_removed: Callable
             state = "already removed" if was_removed(name) else "unknown sample"
             raise SampleError(f"cannot remove {name}: {state}")
     indexes = [position[n] for n in names]
+    update_summaries(root, removed=indexes)  # summaries: before the columns are nulled
     if workers > 1 or scheduler:
         from ..distributed import run_forked
 

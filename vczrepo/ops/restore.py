@@ -8,6 +8,7 @@ import zarr
 
 from .. import chunks, schema
 from ..errors import SampleError
+from ..summaries import update_summaries  # summaries:
 
 
 def restore_samples(root: zarr.Group, earlier: zarr.Group, names: Sequence[str], indexes: Sequence[int]) -> dict:
@@ -21,6 +22,7 @@ def restore_samples(root: zarr.Group, earlier: zarr.Group, names: Sequence[str],
             raise SampleError(f"cannot restore {name}: it is in the repository again (re-added)")
     for name, array in schema.sample_arrays(root).items():
         chunks.copy_columns(earlier[name], array, list(indexes))
+    update_summaries(root, added=list(indexes))  # summaries: after the columns are back
     return {
         "samples_restored": list(names),
         "n_samples_restored": len(names),
