@@ -230,3 +230,37 @@ def test_open_dataset_statistics_equal_whole_file_without_removed(tmp_path, pane
 def to_vcz_path(vcf: Path, out: Path) -> Path:
     to_vcz(vcf, out)
     return out
+
+
+def test_repository_operations_keep_summaries_true(tmp_path, panel):
+    """append, remove, revert and purge (wired to update_summaries) against bcftools +fill-tags."""
+    import datetime as dt
+
+    import vczrepo
+    from vczrepo import gc, history, purge
+
+    first, second = SAMPLES[:5], SAMPLES[5:]
+    a = to_vcz_path(fill_tags(panel, tmp_path / "a.vcf.gz", samples=first), tmp_path / "a.vcz")
+    b = to_vcz_path(fill_tags(panel, tmp_path / "b.vcf.gz", samples=second), tmp_path / "b.vcz")
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", a)
+    appended = repo.append(b)
+    assert appended.metadata.get("summaries_updated")
+    whole = fill_tags(panel, tmp_path / "whole-tags.vcf.gz")
+    assert_same_summaries(info_of(vcf_body(repo.group("main"))), info_of(reference(whole)))
+
+    removed = repo.remove(["S03", "S08"])
+    rest = fill_tags(panel, tmp_path / "rest.vcf.gz", exclude=["S03", "S08"])
+    assert_same_summaries(info_of(vcf_body(repo.group("main"))), info_of(reference(rest)))
+
+    history.revert(repo, removed.snapshot_id)  # restores S03 and S08
+    assert_same_summaries(info_of(vcf_body(repo.group("main"))), info_of(reference(whole)))
+
+    repo.remove(["S11"])
+    purge.purge(repo, ["S11"])  # every commit since S11's append is rewritten without it
+    gc.gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
+    without = fill_tags(panel, tmp_path / "without.vcf.gz", exclude=["S11"])
+    assert_same_summaries(info_of(vcf_body(repo.group("main"))), info_of(reference(without)))
+    # the rewritten append commit's summaries count the other samples only
+    first_append = [c for c in repo.log() if c.op == "append"][0]
+    rest_b = fill_tags(panel, tmp_path / "nos11.vcf.gz", exclude=["S11"])
+    assert_same_summaries(info_of(vcf_body(repo.group(first_append.id))), info_of(reference(rest_b)))
