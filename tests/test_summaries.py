@@ -264,3 +264,39 @@ def test_repository_operations_keep_summaries_true(tmp_path, panel):
     first_append = [c for c in repo.log() if c.op == "append"][0]
     rest_b = fill_tags(panel, tmp_path / "nos11.vcf.gz", exclude=["S11"])
     assert_same_summaries(info_of(vcf_body(repo.group(first_append.id))), info_of(reference(rest_b)))
+
+
+def test_new_alleles_widen_per_allele_fields(tmp_path, panel):
+    """append --normalise --allow-new-alleles adds an ALT at a site: AC/AF/… grow, and the
+    incremental result equals a recomputation from all genotypes (itself checked against bcftools)."""
+    import vczrepo
+
+    base = tmp_path / "base.vcf.gz"
+    bcf(["view", "-s", ",".join(SAMPLES[:6]), "-i", "N_ALT==1", "-Oz", "-o", str(base), str(panel)], base)
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz_path(fill_tags(base, tmp_path / "bt.vcf.gz"),
+                                                                   tmp_path / "base.vcz"))
+    width = repo.group("main")["variant_AC"].shape[1]
+    # the same sites, with a second ALT at the first one: its samples carry it
+    other = tmp_path / "other.vcf.gz"
+    bcf(["view", "-s", ",".join(SAMPLES[6:]), "-i", "N_ALT==1", "-Oz", "-o", str(other), str(panel)], other)
+    text = bcf(["view", str(other)])
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    row = lines[first].split("\t")
+    row[4] = row[4] + ",TTT"
+    row[9:] = ["2/2", "0/2", *row[11:]]
+    lines[first] = "\t".join(row)
+    raw = tmp_path / "other2.vcf"
+    raw.write_text("\n".join(lines) + "\n")
+    other2 = tmp_path / "other2.vcf.gz"
+    bcf(["view", "-Oz", "-o", str(other2), str(raw)], other2)
+    repo.append(to_vcz_path(fill_tags(other2, tmp_path / "ot.vcf.gz"), tmp_path / "other.vcz"),
+                normalise=True, allow_new_alleles=True)
+    root = repo.group("main")
+    assert root["variant_AC"].shape[1] == max(width, 2)
+    got = info_of(vcf_body(root))
+    assert got[0]["AC"].count(",") == 1 and got[0]["AF"].count(",") == 1
+    copy = tmp_path / "copy.vcz"
+    vczrepo.checkout(repo, "main", copy)
+    summaries.recompute(zarr.open_group(str(copy), mode="r+"))
+    assert_same_summaries(got, info_of(vcf_body(zarr.open_group(str(copy)))))

@@ -219,6 +219,7 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
     else:
         n_before = _n_live(source)
         n_after = n_before + len(added_live) - len(removed_live)
+    _widen(root, fields)
     hidden = root[HIDDEN_COUNTS] if HIDDEN_COUNTS in root else None
     if hidden is None and _needs_hidden(fields):
         # counts before the change: computed over the samples live before it
@@ -268,6 +269,27 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
             else:
                 array[block] = np.asarray(values).astype(array.dtype)
     return {"updated": sorted(fields), "stale": stale_fields(root)}
+
+
+def _widen(root: zarr.Group, fields: dict[str, zarr.Array]) -> None:
+    """Grow per-allele arrays to the repository's allele count (new ALT alleles added at a site,
+    `append --allow-new-alleles`): new entries within a site's alleles count 0, the rest are padding."""
+    n_variants, n_alleles = root["variant_allele"].shape
+    grow = {f: a for f, a in fields.items() if a.ndim == 2 and a.shape[1] < n_alleles - 1}
+    if HIDDEN_COUNTS in root and root[HIDDEN_COUNTS].shape[1] < n_alleles:
+        root[HIDDEN_COUNTS].resize((n_variants, n_alleles))  # fill value 0: no counts yet
+    if not grow:
+        return
+    for array in grow.values():
+        array.resize((n_variants, n_alleles - 1))
+    for block in schema.variant_blocks(root):
+        alleles = schema.as_str(root["variant_allele"][block])
+        n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
+        for f, array in grow.items():
+            values = np.array(array[block])
+            pad = ~_amask(values, n_alt)
+            values[pad] = FLOAT_FILL if values.dtype.kind == "f" else INT_FILL
+            array[block] = values
 
 
 def _amask(values: np.ndarray, n_alt: np.ndarray) -> np.ndarray:

@@ -126,7 +126,13 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
     widths = [len([a for a in row if a]) + len(new_alts[i]) for i, row in zip(sorted(new_alts), current.tolist(),
                                                                                 strict=True)]
     if max(widths) > array.shape[1]:
+        old_width = array.shape[1]
         array.resize((array.shape[0], max(widths)))
+        # the new columns' chunks must exist (a VCZ is complete); "" pads a site's alleles
+        step, full = array.chunks[0], array.with_config({"write_empty_chunks": True})
+        for start in range(0, array.shape[0], step):
+            stop = min(start + step, array.shape[0])
+            full[start:stop, old_width:] = np.full((stop - start, max(widths) - old_width), "", dtype=object)
     for i in sorted(new_alts):
         row = [a for a in schema.as_str(array[i, :]).tolist() if a] + new_alts[i]
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
