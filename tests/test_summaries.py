@@ -225,6 +225,7 @@ def test_open_dataset_statistics_equal_whole_file_without_removed(tmp_path, pane
     for key, value in stats(want).items():
         np.testing.assert_array_equal(stats(got)[key], value, err_msg=key)
     assert stats(vczrepo.open_dataset(tmp_path / "r", keep_null_samples=True))["variant_call_rate"].max() < 1
+    assert vczrepo.check(repo, "main").ok
 
 
 def to_vcz_path(vcf: Path, out: Path) -> Path:
@@ -264,6 +265,7 @@ def test_repository_operations_keep_summaries_true(tmp_path, panel):
     first_append = [c for c in repo.log() if c.op == "append"][0]
     rest_b = fill_tags(panel, tmp_path / "nos11.vcf.gz", exclude=["S11"])
     assert_same_summaries(info_of(vcf_body(repo.group(first_append.id))), info_of(reference(rest_b)))
+    assert vczrepo.check(repo, "main").ok
 
 
 def test_new_alleles_widen_per_allele_fields(tmp_path, panel):

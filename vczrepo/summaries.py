@@ -95,21 +95,25 @@ def count_genotypes(gt: np.ndarray, n_alleles: int) -> Counts:
     ploidy = (gt != INT_FILL).sum(-1)
     nals = called.sum(-1)
     has_call = nals > 0
-    present = np.stack([(gt == a).any(-1) for a in range(n_alleles)], axis=-1)  # (v, s, alleles)
-    nbits = present.sum(-1)
+    # per allele: does the sample carry it (distinct alleles), without a (v, s, alleles) array
+    nbits = np.zeros((n_variants, n_samples), dtype=np.int16)
+    for a in range(n_alleles):
+        nbits += (gt == a).any(-1)
     hom = has_call & (nbits == 1)
     hemi = (nals != ploidy) | (nals == 1)
     het = has_call & ~hom
     hom_full = hom & ~hemi
     hom_hemi = hom & hemi
-    return Counts(
-        het=(present & het[..., None]).sum(1).astype(np.int64),
-        hom=2 * (present & hom_full[..., None]).sum(1).astype(np.int64),
-        hemi=(present & hom_hemi[..., None]).sum(1).astype(np.int64),
-        ns=has_call.sum(1).astype(np.int64),
-        missing=((gt == schema.INT_MISSING).any(-1)).sum(1).astype(np.int64),
-        n_samples=n_samples,
-    )
+    out = Counts.zeros(n_variants, n_alleles)
+    for a in range(n_alleles):
+        present = (gt == a).any(-1)
+        out.het[:, a] = (present & het).sum(1)
+        out.hom[:, a] = 2 * (present & hom_full).sum(1)
+        out.hemi[:, a] = (present & hom_hemi).sum(1)
+    out.ns = has_call.sum(1).astype(np.int64)
+    out.missing = (gt == schema.INT_MISSING).any(-1).sum(1).astype(np.int64)
+    out.n_samples = n_samples
+    return out
 
 
 def _live(root: zarr.Group, columns: Iterable[int]) -> np.ndarray:
