@@ -91,3 +91,29 @@ def test_erasing_superseded_documents_keeps_icechunk_working(withdrawn):
     repo.icechunk.garbage_collect(dt.datetime.now(dt.UTC))
     assert isinstance(repo.icechunk, icechunk.Repository)
     assert len(repo.samples("release-1")) == 5
+
+
+def test_audit_and_erasure_on_object_storage(tmp_path):
+    """The same on S3 (moto): objects listed and read through the object store."""
+    import uuid
+
+    from s3server import ENV, UNSET_ENV, moto_server
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in UNSET_ENV:
+            mp.delenv(key, raising=False)
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        with moto_server() as s3:
+            url, opts = s3.url(f"t-{uuid.uuid4().hex[:12]}/cohort"), s3.options
+            a = make_vcz(tmp_path, "a", ["NA1", SECRET, "NA3"], samples_chunk_size=2)
+            repo, _ = vczrepo.Repository.init(url, a, message="wave 1", storage_options=opts)
+            repo.remove([SECRET], message="consent withdrawn")
+            assert {f.kind for f in audit.audit(repo, [SECRET])} >= {"repo", "snapshots", "manifests"}
+            purge.purge(repo, [SECRET])
+            gc.gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
+            assert {f.kind for f in audit.audit(repo, [SECRET])} == {"overwritten"}
+            assert audit.erase_overwritten(repo)
+            assert audit.audit(url, [SECRET], storage_options=opts) == []
+            keys = s3.objects(url.split("/", 3)[3])
+            assert keys and not any(k.startswith("overwritten/") or "/overwritten/" in k for k in keys)
