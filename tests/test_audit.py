@@ -117,3 +117,11 @@ def test_audit_and_erasure_on_object_storage(tmp_path):
             assert audit.audit(url, [SECRET], storage_options=opts) == []
             keys = s3.objects(url.split("/", 3)[3])
             assert keys and not any(k.startswith("overwritten/") or "/overwritten/" in k for k in keys)
+
+
+def test_audit_command(cli, withdrawn):
+    import json
+
+    found = cli("audit", withdrawn, SECRET, "--json", ok=False)
+    assert found.exit_code == 9 and json.loads(found.output)["findings"]
+    assert cli("audit", withdrawn, "NOBODY-SUCH").exit_code == 0

@@ -520,6 +520,29 @@ def check(repo, ref, storage_options):
         sys.exit(errors.IntegrityError.exit_code)
 
 
+# summaries: the audit command (issue 17); exit 0 when no object holds any of the ids, 9 otherwise
+@main.command()
+@click.argument("repo")
+@click.argument("samples", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@storage_option
+@api_errors
+def audit(repo, samples, as_json, storage_options):
+    """Scan every stored object of REPO (decompressing icechunk files and chunks) for sample ids."""
+    from .audit import audit as do_audit
+
+    findings = do_audit(_open(repo, storage_options), samples)
+    if as_json:
+        _emit_json({"findings": [f.to_json() for f in findings], "clean": not findings})
+    else:
+        for f in findings:
+            click.echo(f"{f.name}\t{f.key}\t{f.layer}")
+        click.echo(f"{len(findings)} object(s) hold {', '.join(samples)}" if findings
+                   else f"no object holds {', '.join(samples)}", err=bool(findings))
+    if findings:
+        sys.exit(9)
+
+
 @main.command()
 @click.argument("directory", required=False, type=click.Path())
 @api_errors
