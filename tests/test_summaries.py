@@ -302,3 +302,27 @@ def test_new_alleles_widen_per_allele_fields(tmp_path, panel):
     vczrepo.checkout(repo, "main", copy)
     summaries.recompute(zarr.open_group(str(copy), mode="r+"))
     assert_same_summaries(got, info_of(vcf_body(zarr.open_group(str(copy)))))
+
+
+def test_fields_not_true_of_the_samples_are_stale_and_left_alone(tmp_path, panel):
+    """INFO counted on another cohort (`bcftools view -s … -I` keeps the whole file's AC/AN):
+    verification at the first change marks them stale; they are never rewritten."""
+    from vczrepo.ops.remove import null_columns
+
+    whole = fill_tags(panel, tmp_path / "w.vcf.gz")
+    sub = tmp_path / "sub.vcf.gz"
+    bcf(["view", "-I", "-s", ",".join(SAMPLES[:7]), "-Oz", "-o", str(sub), str(whole)], sub)
+    root = to_vcz(sub, tmp_path / "repo.vcz")
+    before = vcf_body(root)
+    result = summaries.update_summaries(root, removed=[0])
+    null_columns(root, [0])
+    assert result["updated"] == []
+    assert set(summaries.MAINTAINED) <= set(result["stale"]) and "DP" in result["stale"]
+    assert summaries.maintained_fields(root) == []
+    assert [r[7] for r in (line.split("\t") for line in vcf_body(root).splitlines()[1:])] == \
+        [r[7] for r in (line.split("\t") for line in before.splitlines()[1:])]
+    # an explicit recomputation makes them true again, and maintained from then on
+    summaries.recompute(root)
+    assert summaries.maintained_fields(root) == list(summaries.MAINTAINED)
+    want = fill_tags(panel, tmp_path / "rest.vcf.gz", samples=SAMPLES[1:7])
+    assert_same_summaries(info_of(vcf_body(root)), info_of(reference(want)))

@@ -31,6 +31,13 @@ cannot be updated from its own fields: its allele counts are computed once from 
 genotypes into the hidden array `vczrepo_allele_counts` (variants x alleles, no
 `variant_` prefix so vcztools never emits it) and kept incrementally from then on.
 
+Which fields are maintained is decided once, at the first change of the sample set (or
+by `verify` at init): a field is maintained only if its stored values equal the values
+computed from the repository's genotypes then (e.g. written by `bcftools +fill-tags`, or
+by a caller on exactly these samples). A field that disagrees — hand-written, computed on
+another cohort, missing at some sites — is stale and left as it is. The decision is kept
+in the root group attribute `vczrepo_summaries` ({"maintained": [...], "stale": [...]}).
+
 Fields that are not functions of the genotypes of the current samples (site DP sums,
 QUAL, VQSLOD, MQ, …) cannot be maintained: `stale_fields` lists them and `drop_stale`
 deletes them.
@@ -146,16 +153,20 @@ def info_fields(root: zarr.Group) -> dict[str, zarr.Array]:
 
 
 def maintained_fields(root: zarr.Group) -> list[str]:
-    """INFO fields this module keeps true (those of MAINTAINED the repository has)."""
+    """INFO fields this module keeps true: as decided (see `decide`), else the candidates
+    (those of MAINTAINED the repository has)."""
     if "call_genotype" not in root:
         return []
-    return [f for f in MAINTAINED if f in info_fields(root)]
+    state = summary_state(root)
+    return [f for f in MAINTAINED if f in info_fields(root) and (state is None or f in state["maintained"])]
 
 
 def stale_fields(root: zarr.Group) -> list[str]:
     """INFO fields that cannot be maintained as the sample set changes (site DP, QUAL-like
     scores, annotations computed from reads or from samples no longer there)."""
-    return sorted(f for f in info_fields(root) if f not in MAINTAINED)
+    state = summary_state(root)
+    keep = set(state["maintained"]) if state else set(MAINTAINED)
+    return sorted(f for f in info_fields(root) if f not in keep)
 
 
 def drop_stale(root: zarr.Group, fields: Sequence[str] | None = None) -> list[str]:
@@ -163,6 +174,9 @@ def drop_stale(root: zarr.Group, fields: Sequence[str] | None = None) -> list[st
     fields = stale_fields(root) if fields is None else list(fields)
     for f in fields:
         del root[f"variant_{f}"]
+    state = summary_state(root)
+    if state:
+        root.attrs[ATTR] = {**state, "stale": [f for f in state["stale"] if f not in fields]}
     return fields
 
 
@@ -202,6 +216,86 @@ def _write_a(array: zarr.Array, block: slice, values: np.ndarray, n_alt: np.ndar
     array[block] = current if array.ndim > 1 else current[:, 0]
 
 
+ATTR = "vczrepo_summaries"
+FLOAT_TOLERANCE = 1e-5  # VCF text keeps ~6 significant digits of a float
+
+
+def _n_alt(root: zarr.Group, block: slice) -> np.ndarray:
+    alleles = schema.as_str(root["variant_allele"][block])
+    return np.maximum((alleles != "").sum(1) - 1, 0)
+
+
+def expected_values(counts: Counts, n_alt: np.ndarray, n_samples: int) -> dict[str, np.ndarray]:
+    """Every maintained field's values (as bcftools +fill-tags writes them) from full counts."""
+    alleles = counts.alleles
+    an = alleles.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = alleles / np.maximum(an, 1)[:, None]
+    valid = np.arange(alleles.shape[1])[None, :] <= n_alt[:, None]
+    ordered = -np.sort(-np.where(valid, freq, -1), axis=1)
+    maf = ordered[:, 1] if ordered.shape[1] > 1 else np.full(len(an), np.nan)
+    return {
+        "AC": alleles[:, 1:], "AN": an, "NS": counts.ns,
+        "AC_Het": counts.het[:, 1:], "AC_Hom": counts.hom[:, 1:], "AC_Hemi": counts.hemi[:, 1:],
+        "AF": np.where(an[:, None] > 0, freq[:, 1:], np.nan),
+        "MAF": np.where((an > 0) & (n_alt > 0), maf, np.nan),
+        "F_MISSING": counts.missing / n_samples if n_samples else np.full(len(an), np.nan),
+    }
+
+
+def _agrees(stored: np.ndarray, want: np.ndarray, n_alt: np.ndarray) -> bool:
+    stored = np.asarray(stored)
+    if stored.ndim == 1 and want.ndim == 2:
+        stored = stored[:, None]
+    if stored.ndim == 2:
+        width = stored.shape[1]
+        want = np.pad(want[:, :width], ((0, 0), (0, max(0, width - want.shape[1]))))
+        mask = _amask(stored, n_alt)
+    else:
+        mask = np.ones(stored.shape, dtype=bool)
+    if stored.dtype.kind == "f":
+        s, w = stored.astype(np.float64)[mask], np.asarray(want, dtype=np.float64)[mask]
+        same_missing = np.isnan(s) == np.isnan(w)
+        close = np.isnan(s) | (np.abs(s - np.nan_to_num(w)) <= FLOAT_TOLERANCE * np.maximum(1, np.abs(s)))
+        return bool((same_missing & close).all())
+    return bool((stored[mask] == np.asarray(want)[mask]).all())
+
+
+def verify(root: zarr.Group, columns: Sequence[int] | None = None) -> list[str]:
+    """The MAINTAINED fields whose stored values equal those computed from the genotypes of
+    `columns` (default: all live samples). One pass over call_genotype."""
+    fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
+    if "call_genotype" not in root or not fields:
+        return []
+    live = _live(root, np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE) if columns is None
+                 else columns)
+    ok = set(fields)
+    for block in schema.variant_blocks(root):
+        n_alt = _n_alt(root, block)
+        want = expected_values(contributions(root, live, block), n_alt, len(live))
+        for f in list(ok):
+            if not _agrees(fields[f][block], want[f], n_alt):
+                ok.discard(f)
+        if not ok:
+            break
+    return sorted(ok, key=MAINTAINED.index)
+
+
+def summary_state(root: zarr.Group) -> dict | None:
+    """{"maintained": [...], "stale": [...]} once decided, else None."""
+    state = root.attrs.get(ATTR)
+    return dict(state) if state else None
+
+
+def decide(root: zarr.Group, columns: Sequence[int] | None = None) -> dict:
+    """Verify the maintained fields on `columns` (the current sample set) and record the result."""
+    maintained = verify(root, columns)
+    state = {"maintained": maintained,
+             "stale": sorted(f for f in info_fields(root) if f not in maintained)}
+    root.attrs[ATTR] = state
+    return state
+
+
 def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Sequence[int] = (),
                      removed_from: zarr.Group | None = None) -> dict:
     """Make the maintained INFO fields true for the repository's new sample set.
@@ -212,9 +306,17 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
     whose live samples are the "before" sample set (purge rewriting a commit: the old commit).
     Returns {"updated": [fields], "stale": [fields]} for the journal.
     """
-    fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
-    if "call_genotype" not in root or not fields or (not len(added) and not len(removed)):
+    candidates = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
+    if "call_genotype" not in root or not candidates or (not len(added) and not len(removed)):
         return {"updated": [], "stale": stale_fields(root) if "call_genotype" in root else []}
+    state = summary_state(root)
+    if state is None:  # first change of the sample set: which fields are true of the samples before it
+        before = sorted(set(np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE).tolist())
+                        - set(_live(root, added).tolist()))
+        state = decide(root, before if removed_from is None else None)
+    fields = {f: a for f, a in candidates.items() if f in state["maintained"]}
+    if not fields:
+        return {"updated": [], "stale": stale_fields(root)}
     source = root if removed_from is None else removed_from
     added_live, removed_live = _live(root, added), _live(source, removed)
     if removed_from is None:
@@ -312,6 +414,8 @@ def recompute(root: zarr.Group) -> dict:
     """Recompute the maintained fields from scratch over all live samples (reference/repair)."""
     fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
     live = np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE)
+    root.attrs[ATTR] = {"maintained": [f for f in MAINTAINED if f in fields],
+                        "stale": sorted(f for f in info_fields(root) if f not in fields)}
     for block in schema.variant_blocks(root):
         alleles = schema.as_str(root["variant_allele"][block])
         n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
