@@ -125,3 +125,25 @@ def test_audit_command(cli, withdrawn):
     found = cli("audit", withdrawn, SECRET, "--json", ok=False)
     assert found.exit_code == 9 and json.loads(found.output)["findings"]
     assert cli("audit", withdrawn, "NOBODY-SUCH").exit_code == 0
+
+
+def test_audit_decodes_chunk_files(tmp_path):
+    """Chunks larger than icechunk's inline limit are separate objects under chunks/: found
+    only by decoding them (blosc), and gone after purge + gc."""
+    import random
+
+    rng = random.Random(0)
+    names = ["".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(40)) for _ in range(60)]
+    secret = names[17]
+    a = make_vcz(tmp_path, "big", names, samples_chunk_size=60, n_variants=4)
+    path = tmp_path / "big.vczrepo"
+    repo, _ = vczrepo.Repository.init(path, a, message="wave 1")
+    before = audit.audit(repo, [secret])
+    assert any(f.kind == "chunks" and "blosc" in f.layer for f in before), before
+    assert not any(f.kind == "chunks" and f.layer == "raw" for f in before)  # compressed: raw grep misses it
+    repo.remove([secret], message="consent withdrawn")
+    purge.purge(repo, [secret])
+    gc.gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
+    audit.erase_overwritten(repo)
+    assert audit.audit(repo, [secret]) == []
+    assert raw_scan(path, secret) == []
