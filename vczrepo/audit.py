@@ -97,12 +97,31 @@ def _blosc_frames(data: bytes) -> Iterator[bytes]:
 def scan_bytes(data: bytes, names: Sequence[str], layer: str = "raw", depth: int = 0) -> set[tuple[str, str]]:
     """(name, layer) for each name found in `data` or in the zstd/blosc frames inside it."""
     found = {(n, layer) for n in names if n.encode() in data}
-    if depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH or layer.endswith("blosc"):  # decoded chunk data: values, no nested frames
         return found
+    whole = _whole_blosc(data)
+    if whole is not None:  # a chunk object: one blosc frame
+        return found | {(n, _join(layer, "blosc")) for n in names if n.encode() in whole}
     for kind, frames in (("zstd", _zstd_frames(data)), ("blosc", _blosc_frames(data))):
         for frame in frames:
-            found |= scan_bytes(frame, names, f"{layer}/{kind}" if layer != "raw" else kind, depth + 1)
+            found |= scan_bytes(frame, names, _join(layer, kind), depth + 1)
     return found
+
+
+def _join(layer: str, kind: str) -> str:
+    return kind if layer == "raw" else f"{layer}/{kind}"
+
+
+def _whole_blosc(data: bytes) -> bytes | None:
+    """The decoded chunk when `data` is exactly one blosc frame (a chunk object), else None."""
+    from numcodecs import blosc
+
+    if len(data) < 16 or data[0] != 2 or int.from_bytes(data[12:16], "little") != len(data):
+        return None
+    try:
+        return bytes(blosc.decompress(data))
+    except Exception:
+        return None
 
 
 def iter_objects(loc: storage.Location) -> Iterator[tuple[str, bytes]]:
