@@ -85,9 +85,11 @@ def test_python_api_reads_any_ref(history):
     root = vczrepo.open_group(path, ref="b")
     with vcztools.VczReader(root) as reader:
         assert list(reader.sample_ids) == NAMES
-    ds = vczrepo.open_dataset(path, ref="c")
+    ds = vczrepo.open_dataset(path, ref="c", keep_null_samples=True)  # summaries: null columns kept on request
     assert list(ds.sample_id.values) == ["S0", "", "S2", "S3", "S4", "", "S6"]
     assert ds.call_genotype.shape[1] == 7
+    ds = vczrepo.open_dataset(path, ref="c")  # summaries: live samples only by default
+    assert list(ds.sample_id.values) == ["S0", "S2", "S3", "S4", "S6"]
 
 
 def test_diff_between_refs(cli, history):

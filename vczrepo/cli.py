@@ -20,6 +20,7 @@ import click
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # as a shell reports a process stopped by SIGPIPE
+AUDIT_FOUND = 9  # `audit` found an id somewhere in storage
 
 
 def _fail(message: str, code: int) -> None:
@@ -98,6 +99,9 @@ at_option = click.option("--at", "at", default="main", show_default=True, metava
                          help="Branch, tag, snapshot id (or unique prefix), optionally ~N.",
                          shell_complete=_complete_refs)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+drop_stale_option = click.option(
+    "--drop-stale-info", is_flag=True,
+    help="Drop the INFO fields that cannot follow the sample set (site DP, QUAL-like scores; `info` lists them).")
 chunk_options = _options(
     click.option("--variants-chunk-size", type=click.IntRange(1),
                  help="For VCF input: variants per chunk (default: the repository's)."),
@@ -278,18 +282,20 @@ def init(state: State, repo, sources, variants_from, message, variants_chunk_siz
               help="Map a batch with another variant set onto the repository's variants first.")
 @click.option("--allow-new-alleles", is_flag=True,
               help="With --normalise: add the batch's new ALT alleles at existing sites.")
+@drop_stale_option
 @distributed_options
 @storage_option
 @json_option
 @pass_state
 def append(state: State, repo, source, branch, message, variants_chunk_size, samples_chunk_size,
-           fill_missing_fields, align, normalise, allow_new_alleles, workers, scheduler, storage_options, as_json):
+           fill_missing_fields, align, normalise, allow_new_alleles, drop_stale_info, workers, scheduler,
+           storage_options, as_json):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
     result = state.open(repo, storage_options, workers=workers, scheduler=scheduler).append(
         source, branch=branch, message=message,
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
         fill_missing_fields=fill_missing_fields, align=align, normalise=normalise,
-        allow_new_alleles=allow_new_alleles,
+        allow_new_alleles=allow_new_alleles, drop_stale_info=drop_stale_info,
     )
     _print_commit(result, as_json)
 
@@ -299,14 +305,16 @@ def append(state: State, repo, source, branch, message, variants_chunk_size, sam
 @click.argument("samples", nargs=-1, required=True)
 @branch_option
 @message_option
+@drop_stale_option
 @distributed_options
 @storage_option
 @json_option
 @pass_state
-def remove(state: State, repo, samples, branch, message, workers, scheduler, storage_options, as_json):
-    """Withdraw SAMPLES from REPO as one commit (their data becomes missing)."""
+def remove(state: State, repo, samples, branch, message, drop_stale_info, workers, scheduler, storage_options,
+           as_json):
+    """Withdraw SAMPLES from REPO as one commit (their data becomes missing; AC/AN/AF/NS… follow)."""
     result = state.open(repo, storage_options, workers=workers, scheduler=scheduler).remove(
-        samples, branch=branch, message=message)
+        samples, branch=branch, message=message, drop_stale_info=drop_stale_info)
     _print_commit(result, as_json)
 
 
@@ -509,6 +517,8 @@ def info(state: State, repo, at, storage_options, as_json):
     shown = ", ".join(used[:10]) + (f", … ({len(used)} in all)" if len(used) > 10 else "")
     click.echo(f"contigs:   {summary['n_contigs']} in the header; with variants: {shown or '-'}")
     click.echo(f"chunking:  {summary['variants_chunk_size']} variants x {summary['samples_chunk_size']} samples")
+    click.echo(f"INFO kept true: {', '.join(summary['info_maintained']) or '-'}; "
+               f"stale since the sample set changed: {', '.join(summary['info_stale']) or '-'}")
     click.echo("fields:")
     for name, f in summary["fields"].items():
         click.echo(f"  {name:<24} {f['dtype']:<12} {'x'.join(map(str, f['shape'])):<14} {','.join(f['dims'])}")
@@ -600,8 +610,9 @@ def gc(state: State, repo, older_than, now, expire, dry_run, storage_options, as
         return
     verb = "would delete" if dry_run else "deleted"
     age = "unreachable now" if now else f"older than {older_than}"
+    documents = f", {result.documents_deleted} superseded repository documents" if now else ""
     click.echo(f"{verb} {result.chunks_deleted} chunks, {result.manifests_deleted} manifests, "
-               f"{result.snapshots_deleted} snapshots ({result.bytes_deleted} bytes) {age}")
+               f"{result.snapshots_deleted} snapshots ({result.bytes_deleted} bytes){documents} {age}")
 
 
 @main.command()
@@ -626,6 +637,26 @@ def check(state: State, repo, at, deep, storage_options, as_json):
         click.echo(f"{report.ref} ({report.snapshot}): {report.arrays_read} arrays, {report.chunks_read} chunks "
                    f"read: {status}")
     return 0 if report.ok else IntegrityError.exit_code
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("samples", nargs=-1, required=True)
+@storage_option
+@json_option
+@pass_state
+def audit(state: State, repo, samples, storage_options, as_json):
+    """Scan every stored object of REPO (decompressing icechunk files and chunks) for sample ids;
+    exit 0 when none holds any, 9 otherwise."""
+    findings = state.open(repo, storage_options).audit(samples)
+    if as_json:
+        _emit_json({"clean": not findings, "findings": [f.to_json() for f in findings]})
+    else:
+        for f in findings:
+            click.echo(f"{f.name}\t{f.key}\t{f.layer}")
+        click.echo(f"{len(findings)} place(s) hold {len(samples)} id(s)" if findings
+                   else f"no object holds any of the {len(samples)} id(s)", err=bool(findings))
+    return AUDIT_FOUND if findings else 0
 
 
 @main.command()

@@ -91,11 +91,20 @@ def run_vcztools(name: str, group: zarr.Group, **options: Any) -> None:
             raise ReadError(e.format_message()) from e
 
 
-def dataset(repo: Repository, at: str) -> Any:
-    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra)."""
+def dataset(repo: Repository, at: str, keep_null_samples: bool = False) -> Any:
+    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ.
+
+    Null sample columns (removed samples and padding, id "") are left out, so statistics see
+    the live samples only; `keep_null_samples=True` keeps every stored column (indexes then
+    match the repository's sample indexes)."""
     try:
         import xarray as xr
     except ImportError as e:
         raise ReadError("open_dataset needs xarray: install vczrepo[xarray]") from e
     session = repo.icechunk.readonly_session(snapshot_id=repo.resolve(at))
-    return xr.open_zarr(session_store(session, repo.location), consolidated=False, zarr_format=3)
+    ds = xr.open_zarr(session_store(session, repo.location), consolidated=False, zarr_format=3)
+    if keep_null_samples:
+        return ds
+    from .summaries import drop_null_samples
+
+    return drop_null_samples(ds)

@@ -359,9 +359,13 @@ class Repository:
         padding = sum(c.metadata.get("n_padding", 0) for c in self.log(sid))  # null columns from padding
         contigs = [str(c) for c in root["contig_id"][:]]
         used = sorted({int(i) for i in root["variant_contig"][:]})
+        from .summaries import maintained_fields, stale_fields
+
         return {
             "ref": at,
             "snapshot": sid,
+            "info_maintained": maintained_fields(root),
+            "info_stale": stale_fields(root),
             "n_samples": int((ids != schema.NULL_SAMPLE).sum()),
             "n_removed": int((ids == schema.NULL_SAMPLE).sum()) - padding,
             "n_padding": padding,
@@ -410,11 +414,12 @@ class Repository:
 
         run_vcztools("query", self.group(at), **options)
 
-    def open_dataset(self, at: str = DEFAULT_BRANCH) -> Any:
-        """xarray Dataset of the VCZ at a ref (needs the `xarray` extra), as sgkit reads VCZ."""
+    def open_dataset(self, at: str = DEFAULT_BRANCH, *, keep_null_samples: bool = False) -> Any:
+        """xarray Dataset of the VCZ at a ref (needs the `xarray` extra), as sgkit reads VCZ;
+        null columns (removed samples, padding) are left out unless `keep_null_samples`."""
         from .read import dataset
 
-        return dataset(self, at)
+        return dataset(self, at, keep_null_samples)
 
     def normalise(self, batch: str | os.PathLike, out: str | os.PathLike, *, at: str = DEFAULT_BRANCH,
                   allow_new_alleles: bool = False) -> dict:
@@ -443,6 +448,7 @@ class Repository:
         align: bool | None = None,
         normalise: bool = False,
         allow_new_alleles: bool = False,
+        drop_stale_info: bool = False,
     ) -> CommitResult:
         """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`.
 
@@ -456,15 +462,19 @@ class Repository:
         makes the copy byte-for-byte and adds fewer null columns than the batch has samples;
         False keeps the samples contiguous, as one bio2zarr conversion would. A VCF/BCF is
         converted with the repository's chunking unless the chunk sizes are given.
+        INFO fields that are functions of the genotypes (AC, AN, AF, NS, …) are updated in the
+        same commit; `drop_stale_info` drops the INFO fields that cannot be (site DP, …).
         """
         return self._append(source, branch=branch, message=message, variants_chunk_size=variants_chunk_size,
                             samples_chunk_size=samples_chunk_size, fill_missing_fields=fill_missing_fields,
-                            align=align, normalise=normalise, allow_new_alleles=allow_new_alleles)
+                            align=align, normalise=normalise, allow_new_alleles=allow_new_alleles,
+                            drop_stale_info=drop_stale_info)
 
     def _append(self, source: str | os.PathLike | zarr.Group, *, branch: str, message: str | None,
                 extra: dict | None = None, variants_chunk_size: int | None = None,
                 samples_chunk_size: int | None = None, fill_missing_fields: bool = False,
-                align: bool | None = None, normalise: bool = False, allow_new_alleles: bool = False) -> CommitResult:
+                align: bool | None = None, normalise: bool = False, allow_new_alleles: bool = False,
+                drop_stale_info: bool = False) -> CommitResult:
         from .ops.append import append_batch, append_normalised
 
         if allow_new_alleles and not normalise:
@@ -489,13 +499,14 @@ class Repository:
                     summary = append_normalised(self.pipe, root, src, allow_new_alleles=allow_new_alleles, **options)
                 else:
                     summary = append_batch(self.pipe, root, src, **options)
-                return {**summary, **(extra or {})}
+                return {**summary, **_dropped(root, drop_stale_info), **(extra or {})}
 
             return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
 
     def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,
-               extra: dict | None = None) -> CommitResult:
-        """Withdraw samples as one commit on `branch` (their data becomes missing)."""
+               drop_stale_info: bool = False, extra: dict | None = None) -> CommitResult:
+        """Withdraw samples as one commit on `branch` (their data becomes missing; INFO fields
+        that are functions of the genotypes are updated; `drop_stale_info` drops the others)."""
         from .ops.remove import remove_samples
 
         if self.settings.distributed:
@@ -506,7 +517,7 @@ class Repository:
         return self._commit(
             branch, "remove", message or f"remove {n} sample{'s' if n != 1 else ''}",
             lambda root: {**remove_samples(self.pipe, root, names, lambda s: self._was_removed(branch, s)),
-                          **(extra or {})},
+                          **_dropped(root, drop_stale_info), **(extra or {})},
         )
 
     def _was_removed(self, branch: str, name: str) -> bool:
@@ -547,11 +558,26 @@ class Repository:
 
         return gc(self, older_than, expire=expire, now=now, dry_run=dry_run)
 
+    def audit(self, samples: Sequence[str]) -> list:
+        """Every place in storage (object, and layer inside it) where one of the ids still appears."""
+        from .audit import audit
+
+        return audit(self.location, samples)
+
     def finish_pending(self) -> dict | None:
         """Finish a multi-step operation a dead writer left (any write does this first anyway)."""
         with self.tx.locked(self):
             pass
         return self.pending()
+
+
+def _dropped(root: zarr.Group, drop: bool) -> dict:
+    """Drop the stale INFO fields if asked; the journal records which."""
+    if not drop:
+        return {}
+    from .summaries import drop_stale
+
+    return {"info_dropped": drop_stale(root)}
 
 
 def _require_dask() -> None:
@@ -567,6 +593,8 @@ def open_group(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_option
     return Repository.open(url, storage_options).group(ref)
 
 
-def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None) -> Any:
-    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ."""
-    return Repository.open(url, storage_options).open_dataset(ref)
+def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None, *,
+                 keep_null_samples: bool = False) -> Any:
+    """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ;
+    null columns (removed samples, padding) are left out unless `keep_null_samples`."""
+    return Repository.open(url, storage_options).open_dataset(ref, keep_null_samples=keep_null_samples)

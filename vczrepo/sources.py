@@ -183,7 +183,8 @@ def union_source(paths: Sequence[str | os.PathLike]) -> Iterator[Source]:
         sources = [stack.enter_context(open_source(p)) for p in paths]
         variants = union([Variants.read(s.group) for s in sources])
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vczrepo-union-")))
-        write_sites(variants, sources[0].group, tmp / "union.vcz")
+        write_sites(variants, sources[0].group, tmp / "union.vcz",
+                    panels=[s.group for s in sources])  # summaries: per-variant data as bcftools merge keeps it
         digest = hashlib.sha256("".join(s.sha256 for s in sources).encode()).hexdigest()
         yield Source(open_vcz(tmp / "union.vcz"), " + ".join(s.path for s in sources), "union",
                      sum(s.size for s in sources), digest, str(tmp / "union.vcz"))

@@ -5,7 +5,9 @@ writer deletes that writer's new chunks, and its later commit then succeeds with
 unreadable data. So gc holds the repository's write lock (local storage: no vczrepo
 writer is mid-operation) and, on object stores, refuses thresholds inside a safety
 margin (a writer started within the margin keeps its chunks). `now` collects at once:
-allowed where the lock makes it safe (local repositories), refused elsewhere.
+allowed where the lock makes it safe (local repositories), refused elsewhere; it also
+deletes icechunk's copies of superseded repository documents (`overwritten/`), which
+hold every commit message and journal entry the repository ever had (vczrepo.audit).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class GCResult:
     manifests_deleted: int
     snapshots_deleted: int
     bytes_deleted: int
+    documents_deleted: int = 0  # superseded repository documents (overwritten/…), with `now`
 
     def to_json(self) -> dict:
         return {**asdict(self), "threshold": self.threshold.isoformat(timespec="seconds")}
@@ -72,8 +75,13 @@ def gc(repo: Repository, older_than: dt.timedelta = dt.timedelta(days=7), *, exp
         if expire and not dry_run:
             expired = repo.icechunk.expire_snapshots(threshold)
         summary = repo.icechunk.garbage_collect(threshold, dry_run=dry_run)
+        erased = []
+        if now:  # icechunk keeps a copy of every superseded repository document (commit messages, journal)
+            from ..audit import erase_overwritten
+
+            erased = erase_overwritten(repo.location, dry_run=dry_run)
     return GCResult(threshold, dry_run, sorted(expired), summary.chunks_deleted, summary.manifests_deleted,
-                    summary.snapshots_deleted, summary.bytes_deleted)
+                    summary.snapshots_deleted, summary.bytes_deleted, len(erased))
 
 
 def _format(delta: dt.timedelta) -> str:

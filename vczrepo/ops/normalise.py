@@ -126,7 +126,13 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
     widths = [len([a for a in row if a]) + len(new_alts[i]) for i, row in zip(sorted(new_alts), current.tolist(),
                                                                                 strict=True)]
     if max(widths) > array.shape[1]:
+        old_width = array.shape[1]
         array.resize((array.shape[0], max(widths)))
+        # the new columns' chunks must exist (a VCZ is complete); "" pads a site's alleles
+        step, full = array.chunks[0], array.with_config({"write_empty_chunks": True})
+        for start in range(0, array.shape[0], step):
+            stop = min(start + step, array.shape[0])
+            full[start:stop, old_width:] = np.full((stop - start, max(widths) - old_width), "", dtype=object)
     for i in sorted(new_alts):
         row = [a for a in schema.as_str(array[i, :]).tolist() if a] + new_alts[i]
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
@@ -192,8 +198,89 @@ def _region_index(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk
     return np.array(rows, dtype=np.int32).reshape(-1, 6)
 
 
-def write_sites(variants: Variants, like: zarr.Group, out: str | Path) -> None:
-    """A zero-sample VCZ holding `variants`, with `like`'s call fields (empty) and chunking."""
+def _missing_like(dtype: np.dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return schema.FLOAT32_MISSING if dtype == np.float32 else np.nan
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "iu":
+        return -1
+    return "."
+
+
+def _fill_like(dtype: np.dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.array(0x7F800002, dtype=np.int32).view(np.float32)
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "iu":
+        return -2
+    return ""
+
+
+def _is_missing(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "iu":
+        return values < 0
+    if values.dtype.kind == "b":
+        return ~values
+    return np.isin(schema.as_str(values), [".", ""])
+
+
+SUMMED_INFO = ("DP", "DP4")  # bcftools merge's default --info-rules DP:sum,DP4:sum
+
+
+@dataclass
+class _Panel:
+    group: zarr.Group
+    variants: Variants
+    rows: dict  # variant key -> row
+
+
+def _key(site: Site, alts: list[str]) -> tuple:
+    return (*site, tuple(sorted(alts)))
+
+
+def _panel_rows(variants: Variants, panels: list[zarr.Group]) -> tuple[list[_Panel], list[list[tuple[int, int]]]]:
+    """Per union variant: the (panel, row) pairs holding it, in panel order."""
+    out = []
+    for g in panels:
+        v = Variants.read(g)
+        out.append(_Panel(g, v, {_key(s, a): r for r, (s, a) in enumerate(zip(v.sites, v.alts, strict=True))}))
+    holders = []
+    for site, alts in zip(variants.sites, variants.alts, strict=True):
+        k = _key(site, alts)
+        holders.append([(p, panel.rows[k]) for p, panel in enumerate(out) if k in panel.rows])
+    return out, holders
+
+
+def write_sites(variants: Variants, like: zarr.Group, out: str | Path, panels: list[zarr.Group] | None = None) -> None:
+    """A zero-sample VCZ holding `variants`, with `like`'s call fields (empty) and chunking.
+
+    With `panels` (the VCZs the union was made from, in order), each variant keeps what
+    `bcftools merge -m none` keeps of the records that hold it:
+
+    - ID: the distinct non-missing IDs of the panels holding it, joined with ";" in panel order;
+    - QUAL: the largest non-missing QUAL;
+    - FILTER: the union of the panels' non-PASS filters; PASS when every panel that has a
+      filter says PASS; none when no panel has one (filter ids: union, first seen first);
+    - variant_length (END): the first panel's;
+    - INFO DP and DP4: summed over the panels that have a value (bcftools' default rules);
+    - INFO flags: set when any panel sets them;
+    - INFO fields that are functions of the genotypes (summaries.MAINTAINED: AC, AN, NS,
+      AC_Het, AC_Hom, AC_Hemi, AF, MAF, F_MISSING): the values for no samples (counts 0,
+      frequencies missing), so that appends add their samples' counts and the result equals
+      bcftools' recomputed AC/AN over the merged samples;
+    - other INFO fields: the first panel's non-missing value; per-allele (Number=A/R)
+      values follow the alleles to the union's allele order;
+    - contigs: union in order of first appearance, each with the first panel's length.
+    """
+    from ..summaries import LINEAR, MAINTAINED
+
     n = len(variants.sites)
     vchunk = like["variant_position"].chunks[0]
     dst = zarr.open_group(str(out), mode="w-", zarr_format=3)
@@ -203,8 +290,51 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path) -> None:
                                                                                  strict=True)], dtype=object)
     contig = np.array([variants.contigs.index(s[0]) for s in variants.sites], dtype=np.int32)
     pos = np.array([s[1] for s in variants.sites], dtype=np.int32)
+    panels = panels or []
+    infos, holders = _panel_rows(variants, panels)
+    values = {name: [np.asarray(p.group[name][:]) if name in p.group else None for p in infos]
+              for name in ("variant_length", "variant_id", "variant_quality", "variant_filter")}
     length = np.array([len(s[2]) for s in variants.sites], dtype=np.int32)
-    filters = schema.as_str(like["filter_id"][:]) if "filter_id" in like else np.array(["PASS"])
+    ids = np.full(n, ".", dtype=object)
+    qual = np.broadcast_to(schema.FLOAT32_MISSING, (n,)).copy()
+    filters = list(schema.as_str(like["filter_id"][:])) if "filter_id" in like else ["PASS"]
+    descriptions = dict(zip(filters, schema.as_str(like["filter_description"][:]).tolist(), strict=True)) \
+        if "filter_description" in like else {}
+    panel_filters = []
+    for p in infos:
+        names = schema.as_str(p.group["filter_id"][:]).tolist() if "filter_id" in p.group else []
+        desc = schema.as_str(p.group["filter_description"][:]).tolist() if "filter_description" in p.group \
+            else [""] * len(names)
+        for f, d in zip(names, desc, strict=True):
+            if f not in filters:
+                filters.append(f)
+            descriptions.setdefault(f, d)
+        panel_filters.append(names)
+    filter_rows = np.zeros((n, len(filters)), dtype=bool)
+    for i, hold in enumerate(holders):
+        if not hold:
+            continue
+        p0, r0 = hold[0]
+        if values["variant_length"][p0] is not None:
+            length[i] = values["variant_length"][p0][r0]
+        seen_ids = []
+        for p, r in hold:
+            if values["variant_id"][p] is not None:
+                for x in str(schema.as_str(values["variant_id"][p][r:r + 1])[0]).split(";"):
+                    if x not in (".", "") and x not in seen_ids:
+                        seen_ids.append(x)
+            q = values["variant_quality"][p]
+            if q is not None and not np.isnan(q[r]) and (np.isnan(qual[i]) or q[r] > qual[i]):
+                qual[i] = q[r]
+        ids[i] = ";".join(seen_ids) or "."
+        on = set()
+        for p, r in hold:
+            if values["variant_filter"][p] is not None:
+                on |= {panel_filters[p][k] for k in np.flatnonzero(values["variant_filter"][p][r])}
+        if on - {"PASS"}:
+            on -= {"PASS"}
+        for f in on:
+            filter_rows[i, filters.index(f)] = True
 
     def put(name, data, dim_names, dtype=None, chunk=None):
         data = np.asarray(data, dtype=dtype)
@@ -215,22 +345,99 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path) -> None:
 
     vc = max(1, min(vchunk, n))
     put("contig_id", np.array(variants.contigs, dtype=object), ["contigs"])
+    lengths = {}
+    for p in infos:
+        if "contig_length" in p.group:
+            for c, L in zip(p.variants.contigs, np.asarray(p.group["contig_length"][:]).tolist(), strict=True):
+                lengths.setdefault(c, L)
+    if lengths or "contig_length" in like:
+        put("contig_length", np.array([lengths.get(c, -1) for c in variants.contigs], dtype=np.int64), ["contigs"])
     put("variant_contig", contig, ["variants"], chunk=(vc,))
     put("variant_position", pos, ["variants"], chunk=(vc,))
     put("variant_length", length, ["variants"], chunk=(vc,))
     put("variant_allele", alleles.reshape(n, width), ["variants", "alleles"], chunk=(vc, width))
-    put("variant_id", np.full(n, ".", dtype=object), ["variants"], chunk=(vc,))
-    put("variant_id_mask", np.ones(n, dtype=bool), ["variants"], chunk=(vc,))
-    put("variant_quality", np.broadcast_to(schema.FLOAT32_MISSING, (n,)).copy(), ["variants"], chunk=(vc,))
-    put("filter_id", filters.astype(object), ["filters"])
-    if "filter_description" in like:
-        put("filter_description", schema.as_str(like["filter_description"][:]).astype(object), ["filters"])
-    put("variant_filter", np.zeros((n, len(filters)), dtype=bool), ["variants", "filters"],
-        chunk=(vc, len(filters)))
+    put("variant_id", ids, ["variants"], chunk=(vc,))
+    put("variant_id_mask", ids == ".", ["variants"], chunk=(vc,))
+    put("variant_quality", qual, ["variants"], chunk=(vc,))
+    put("filter_id", np.array(filters, dtype=object), ["filters"])
+    if descriptions:
+        put("filter_description", np.array([descriptions.get(f, "") for f in filters], dtype=object), ["filters"])
+    put("variant_filter", filter_rows, ["variants", "filters"], chunk=(vc, len(filters)))
     put("region_index", _region_index(contig, pos, length, vc), ["region_index_values", "region_index_fields"])
+    _write_info(dst, variants, infos, holders, vc, width, LINEAR, MAINTAINED)
     for name, src in schema.sample_arrays(like).items():
         axis = schema.sample_axis(src)
         shape = tuple(0 if i == axis else (n if i == 0 and name != "sample_id" else s)
                       for i, s in enumerate(src.shape))
         chunk = tuple(vc if i == 0 and name != "sample_id" else c for i, c in enumerate(src.chunks))
         schema.create_like(dst, name, src, shape=shape, chunks=chunk)
+
+
+RECORD = {"variant_contig", "variant_position", "variant_length", "variant_allele", "variant_id",
+          "variant_id_mask", "variant_quality", "variant_filter"}
+
+
+def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, width: int, linear, maintained):
+    """INFO arrays of the union, combined from the panels by the rules in write_sites."""
+    n = len(variants.sites)
+    n_alt = np.array([len(a) for a in variants.alts], dtype=np.int64)
+    names = []
+    for p in infos:
+        names += [k for k in sorted(p.group.array_keys()) if k.startswith("variant_") and k not in RECORD
+                  and k not in names]
+    for name in names:
+        tag = name[len("variant_"):]
+        first = next(p.group[name] for p in infos if name in p.group)
+        dim_names = schema.dims(first)
+        per_allele = len(dim_names) > 1 and dim_names[1] in ("alt_alleles", "alleles")
+        offset = 1 if per_allele and dim_names[1] == "alt_alleles" else 0
+        trailing = list(first.shape[1:])
+        if per_allele:
+            trailing[0] = width - offset
+        else:
+            for p in infos:
+                if name in p.group:
+                    trailing = [max(a, b) for a, b in zip(trailing, p.group[name].shape[1:], strict=True)]
+        dtype = np.dtype(first.dtype) if np.dtype(first.dtype).kind not in "OUST" else np.dtype(object)
+        out = np.empty((n, *trailing), dtype=dtype)
+        out[...] = _missing_like(dtype) if dtype != object else "."
+        if per_allele:  # padding beyond each variant's alleles
+            k = np.arange(trailing[0])[None, :] >= (n_alt + 1 - offset)[:, None]
+            out[k] = _fill_like(dtype)
+        data = [np.asarray(p.group[name][:]) if name in p.group else None for p in infos]
+        if tag in maintained:
+            if tag in linear:
+                base = np.zeros((n, *trailing), dtype=dtype)
+                if per_allele:
+                    base[k] = _fill_like(dtype)
+                out = base
+            # frequencies stay missing: no samples yet
+        else:
+            for i, hold in enumerate(holders):
+                for p, r in hold:
+                    if data[p] is None:
+                        continue
+                    v = data[p][r]
+                    if per_allele:
+                        panel_alleles = [infos[p].variants.sites[r][2], *infos[p].variants.alts[r]]
+                        union_alleles = [variants.sites[i][2], *variants.alts[i]]
+                        mapped = np.array(out[i], copy=True)
+                        for j, allele in enumerate(panel_alleles[offset:]):
+                            if j < len(v):
+                                mapped[union_alleles.index(allele) - offset] = v[j]
+                        v = mapped
+                    v = np.asarray(v)
+                    if tag in SUMMED_INFO and v.dtype.kind in "iuf":
+                        cur = np.asarray(out[i])
+                        ok = ~_is_missing(v)
+                        out[i] = np.where(ok, np.where(_is_missing(cur), 0, cur) + v, cur)
+                    elif dtype.kind == "b":
+                        out[i] = out[i] | v
+                    elif _is_missing(np.asarray(out[i]).reshape(-1)).all():
+                        if v.ndim == 0 or v.shape == np.shape(out[i]):
+                            out[i] = v
+                        else:
+                            out[i][tuple(slice(0, s) for s in v.shape)] = v
+        arr = schema.create_like(dst, name, first, shape=out.shape, chunks=(vc, *out.shape[1:]))
+        if out.size:
+            arr[...] = out

@@ -30,6 +30,7 @@ from .. import schema
 from ..errors import ConcurrentUpdateError, RefError, SampleError, VczRepoError
 from ..internals import chunk_key
 from ..journal import names_digest
+from ..summaries import MAINTAINED, update_summaries
 from ..transaction import Plan, register_plan
 from .remove import null_columns
 
@@ -191,10 +192,17 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
     ids = schema.sample_ids(source).tolist() if "sample_id" in source else []
     columns = [i for i, s in enumerate(ids) if s in names]
 
+    # a commit that wrote INFO summaries wrote them with the purged samples' counts: subtract
+    # them (otherwise the rewritten parent's, already without them, carry over)
+    wrote_summaries = any(k.startswith(tuple(f"variant_{f}/" for f in MAINTAINED)) for k in keys)
+
     def apply(root: zarr.Group) -> dict:
         sync(_copy_keys(source.store, root.store, keys))
         if columns:
-            null_columns(repo.pipe, zarr.open_group(root.store, mode="r+"), columns)
+            fresh = zarr.open_group(root.store, mode="r+")
+            if wrote_summaries:
+                update_summaries(fresh, removed=columns, removed_from=source)
+            null_columns(repo.pipe, fresh, columns)
         return {}
 
     scrubbed = [schema.NULL_SAMPLE if s in names else s for s in ids]

@@ -15,6 +15,7 @@ import zarr
 from .. import chunks, schema
 from ..errors import SampleError
 from ..settings import Settings
+from ..summaries import update_summaries
 
 
 def null_columns(pipe: chunks.Pipeline, root: zarr.Group, indexes: list[int],
@@ -46,6 +47,7 @@ def remove_samples(pipe: chunks.Pipeline, root: zarr.Group, names: Sequence[str]
             state = "already removed" if was_removed(name) else "unknown sample"
             raise SampleError(f"cannot remove {name}: {state}")
     indexes = [position[n] for n in names]
+    update_summaries(root, removed=indexes)  # before the columns are nulled
     if pipe.settings.distributed:
         from ..distributed import run_forked
 

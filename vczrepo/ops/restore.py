@@ -8,9 +8,11 @@ import zarr
 
 from .. import chunks, schema
 from ..errors import SampleError
+from ..summaries import update_summaries
 
 
-def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group, names: Sequence[str], indexes: Sequence[int]) -> dict:
+def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group, names: Sequence[str],
+                    indexes: Sequence[int]) -> dict:
     """Copy columns `indexes` (holding `names` in `earlier`) back into null columns of root."""
     ids = schema.sample_ids(root)
     live = set(ids.tolist())
@@ -21,6 +23,7 @@ def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group
             raise SampleError(f"cannot restore {name}: it is in the repository again (re-added)")
     for name, array in schema.sample_arrays(root).items():
         pipe.copy_columns(earlier[name], array, list(indexes))
+    update_summaries(root, added=list(indexes))  # after the columns are back
     return {
         "samples_restored": list(names),
         "n_samples_restored": len(names),
