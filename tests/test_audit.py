@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import vczrepo
-from vczrepo import audit, gc, purge
+from vczrepo import audit
+from vczrepo.ops.gc import gc as collect
 
 from vcfgen import make_vcz
 
@@ -56,8 +57,8 @@ def test_audit_finds_id_before_and_nothing_after_erasure(withdrawn):
     assert any(f.layer.endswith("blosc") for f in before)  # decoded through the chunk codec
     assert raw_scan(withdrawn, SECRET)
 
-    purge.purge(repo, [SECRET])
-    gc.gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
+    repo.purge([SECRET])
+    collect(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
     left = audit.audit(repo, [SECRET])
     assert left and {f.kind for f in left} <= {"overwritten"}, left  # only icechunk's superseded documents
 
@@ -97,7 +98,7 @@ def test_audit_and_erasure_on_object_storage(tmp_path):
     """The same on S3 (moto): objects listed and read through the object store."""
     import uuid
 
-    from s3server import ENV, UNSET_ENV, moto_server
+    from servers import ENV, UNSET_ENV, moto_server
 
     with pytest.MonkeyPatch.context() as mp:
         for key in UNSET_ENV:
@@ -110,8 +111,8 @@ def test_audit_and_erasure_on_object_storage(tmp_path):
             repo, _ = vczrepo.Repository.init(url, a, message="wave 1", storage_options=opts)
             repo.remove([SECRET], message="consent withdrawn")
             assert {f.kind for f in audit.audit(repo, [SECRET])} >= {"repo", "snapshots", "manifests"}
-            purge.purge(repo, [SECRET])
-            gc.gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
+            repo.purge([SECRET])
+            collect(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
             assert {f.kind for f in audit.audit(repo, [SECRET])} == {"overwritten"}
             assert audit.erase_overwritten(repo)
             assert audit.audit(url, [SECRET], storage_options=opts) == []
@@ -142,8 +143,7 @@ def test_audit_decodes_chunk_files(tmp_path):
     assert any(f.kind == "chunks" and "blosc" in f.layer for f in before), before
     assert not any(f.kind == "chunks" and f.layer == "raw" for f in before)  # compressed: raw grep misses it
     repo.remove([secret], message="consent withdrawn")
-    purge.purge(repo, [secret])
-    gc.gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
-    audit.erase_overwritten(repo)
+    repo.purge([secret])
+    repo.gc(now=True)  # collects and erases the superseded repository documents
     assert audit.audit(repo, [secret]) == []
     assert raw_scan(path, secret) == []

@@ -33,19 +33,19 @@ WRITERS = 4
 
 def _tag_args(repo, name: str, ref: str) -> list:
     """CLI arguments that tag REF of repository REPO as NAME."""
-    return ["tag", repo, name, ref]
+    return ["tag", repo, name, "--at", ref]
 
 
 def _purge_and_gc(repo: vczrepo.Repository, samples: list[str]):
     """Purge samples from all history, then collect everything no ref reaches any more."""
-    from vczrepo import gc, purge
+    from vczrepo.ops.gc import gc
 
-    purge.purge(repo, samples)
-    return gc.gc(repo, older_than=dt.timedelta(0), safe_margin=dt.timedelta(0))
+    repo.purge(samples)
+    return gc(repo, older_than=dt.timedelta(0), safe_margin=dt.timedelta(0))
 
 
 def _check(repo: vczrepo.Repository) -> bool:
-    return vczrepo.check(repo).ok
+    return repo.check().ok
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -115,8 +115,8 @@ def test_round_trip_matches_a_local_repository(cli, server, prefix, tmp_path):
 
     for ref in ("v1", "main"):
         remote_out, local_out = tmp_path / f"remote-{ref}.vcz", tmp_path / f"local-{ref}.vcz"
-        cli("checkout", url, ref, remote_out, *opts)
-        cli("checkout", local, ref, local_out)
+        cli("checkout", url, remote_out, "--at", ref, *opts)
+        cli("checkout", local, local_out, "--at", ref)
         assert vcf_body(remote_out) == vcf_body(local_out)
     assert vcztools_samples(tmp_path / "remote-main.vcz") == ["A1", "A3", "B1", "B2", "C1", "C2"]
 

@@ -225,7 +225,7 @@ def test_open_dataset_statistics_equal_whole_file_without_removed(tmp_path, pane
     for key, value in stats(want).items():
         np.testing.assert_array_equal(stats(got)[key], value, err_msg=key)
     assert stats(vczrepo.open_dataset(tmp_path / "r", keep_null_samples=True))["variant_call_rate"].max() < 1
-    assert vczrepo.check(repo, "main").ok
+    assert repo.check("main").ok
 
 
 def to_vcz_path(vcf: Path, out: Path) -> Path:
@@ -238,7 +238,7 @@ def test_repository_operations_keep_summaries_true(tmp_path, panel):
     import datetime as dt
 
     import vczrepo
-    from vczrepo import gc, history, purge
+    from vczrepo.ops.gc import gc as collect
 
     first, second = SAMPLES[:5], SAMPLES[5:]
     a = to_vcz_path(fill_tags(panel, tmp_path / "a.vcf.gz", samples=first), tmp_path / "a.vcz")
@@ -253,19 +253,19 @@ def test_repository_operations_keep_summaries_true(tmp_path, panel):
     rest = fill_tags(panel, tmp_path / "rest.vcf.gz", exclude=["S03", "S08"])
     assert_same_summaries(info_of(vcf_body(repo.group("main"))), info_of(reference(rest)))
 
-    history.revert(repo, removed.snapshot_id)  # restores S03 and S08
+    repo.revert(removed.snapshot_id)  # restores S03 and S08
     assert_same_summaries(info_of(vcf_body(repo.group("main"))), info_of(reference(whole)))
 
     repo.remove(["S11"])
-    purge.purge(repo, ["S11"])  # every commit since S11's append is rewritten without it
-    gc.gc(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
+    repo.purge(["S11"])  # every commit since S11's append is rewritten without it
+    collect(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
     without = fill_tags(panel, tmp_path / "without.vcf.gz", exclude=["S11"])
     assert_same_summaries(info_of(vcf_body(repo.group("main"))), info_of(reference(without)))
     # the rewritten append commit's summaries count the other samples only
     first_append = [c for c in repo.log() if c.op == "append"][0]
     rest_b = fill_tags(panel, tmp_path / "nos11.vcf.gz", exclude=["S11"])
     assert_same_summaries(info_of(vcf_body(repo.group(first_append.id))), info_of(reference(rest_b)))
-    assert vczrepo.check(repo, "main").ok
+    assert repo.check("main").ok
 
 
 def test_new_alleles_widen_per_allele_fields(tmp_path, panel):
@@ -299,7 +299,7 @@ def test_new_alleles_widen_per_allele_fields(tmp_path, panel):
     got = info_of(vcf_body(root))
     assert got[0]["AC"].count(",") == 1 and got[0]["AF"].count(",") == 1
     copy = tmp_path / "copy.vcz"
-    vczrepo.checkout(repo, "main", copy)
+    repo.checkout(copy, "main")
     summaries.recompute(zarr.open_group(str(copy), mode="r+"))
     assert_same_summaries(got, info_of(vcf_body(zarr.open_group(str(copy)))))
 

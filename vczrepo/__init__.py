@@ -1,51 +1,56 @@
 """vczrepo: versioned VCF Zarr (VCZ) repositories on icechunk.
 
-The front door is `Repository`: every command is one of its methods. Importing vczrepo
+The front door is `Repository`: every command is one of its methods. Names are imported
+on first use, so `vczrepo --help` and `import vczrepo` stay cheap. Importing vczrepo
 changes no other library's global state (the `vczrepo` command sets icechunk's log
 filter for itself).
 """
 
-from importlib.metadata import version as _version
+from __future__ import annotations
 
-from .errors import (
-    ConcurrentUpdateError,
-    IncompatibleBatchError,
-    IntegrityError,
-    OutputExistsError,
-    ReadError,
-    RefError,
-    RepositoryError,
-    SampleError,
-    SourceError,
-    StorageError,
-    UsageError,
-    VczRepoError,
-)
-from .journal import Commit
-from .repository import BranchMove, CommitResult, Repository, open_dataset, open_group
-from .settings import Settings
+import importlib
+from importlib.metadata import version as _version
+from typing import TYPE_CHECKING, Any
 
 __version__ = _version("vczrepo")
 
-__all__ = [
-    "BranchMove",
-    "Commit",
-    "CommitResult",
-    "ConcurrentUpdateError",
-    "IncompatibleBatchError",
-    "IntegrityError",
-    "OutputExistsError",
-    "ReadError",
-    "RefError",
-    "Repository",
-    "RepositoryError",
-    "SampleError",
-    "Settings",
-    "SourceError",
-    "StorageError",
-    "UsageError",
-    "VczRepoError",
-    "__version__",
-    "open_dataset",
-    "open_group",
-]
+_WHERE = {
+    "BranchMove": "repository", "CommitResult": "repository", "Repository": "repository",
+    "open_dataset": "repository", "open_group": "repository", "Commit": "journal", "Settings": "settings",
+    **{name: "errors" for name in (
+        "ConcurrentUpdateError", "IncompatibleBatchError", "IntegrityError", "OutputExistsError", "ReadError",
+        "RefError", "RepositoryError", "SampleError", "SourceError", "StorageError", "UsageError", "VczRepoError")},
+}
+
+__all__ = sorted([*_WHERE, "__version__"])
+
+if TYPE_CHECKING:
+    from .errors import (
+        ConcurrentUpdateError,
+        IncompatibleBatchError,
+        IntegrityError,
+        OutputExistsError,
+        ReadError,
+        RefError,
+        RepositoryError,
+        SampleError,
+        SourceError,
+        StorageError,
+        UsageError,
+        VczRepoError,
+    )
+    from .journal import Commit
+    from .repository import BranchMove, CommitResult, Repository, open_dataset, open_group
+    from .settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vczrepo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

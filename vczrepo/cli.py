@@ -136,12 +136,21 @@ class Cli(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
 
+    listing = False  # formatting the command list: lazy commands need only their short help
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
-            if ctx.resilient_parsing or "--help" in sys.argv[1:2]:  # listing commands: no vcztools import
+            if self.listing or ctx.resilient_parsing:  # no vcztools import to list or complete commands
                 return click.Command(name, help=self.lazy[name], short_help=self.lazy[name])
             return _vcztools_command(name, self.lazy[name])
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self.listing = False
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:

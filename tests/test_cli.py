@@ -1,0 +1,113 @@
+"""The everyday CLI a bcftools and git user expects: one ref convention, ref expressions,
+tag list/delete, --json on every command with a stable key order, one-line usage errors,
+capped lists, and a `--help` that imports neither vcztools nor pandas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import state
+from vcfgen import make_vcz
+
+import vczrepo
+
+
+@pytest.fixture
+def repo_path(tmp_path):
+    path = tmp_path / "r"
+    repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2"]))
+    repo.create_tag("release-1")
+    repo.append(make_vcz(tmp_path, "b", ["T0"], seed=1))
+    repo.remove(["S1"])
+    return path
+
+
+def test_ref_expressions_prefixes_and_ancestors(cli, repo_path):
+    repo = vczrepo.Repository.open(repo_path)
+    history = [c.id for c in repo.log()]
+    assert repo.resolve("main~1") == history[1] and repo.resolve("main~") == history[1]
+    assert repo.resolve("main~2") == repo.resolve("release-1")
+    assert repo.resolve(history[1][:6]) == history[1]
+    assert repo.resolve(history[1][:6].lower()) == history[1]
+    assert cli("samples", repo_path, "--at", "main~1").output.split() == ["S0", "S1", "S2", "T0"]
+    result = cli("samples", repo_path, "--at", "main~9", ok=False)
+    assert result.exit_code == 3 and "has only 3 ancestor(s)" in result.stderr
+
+
+def test_tag_list_and_delete(cli, repo_path):
+    rows = json.loads(cli("tag", repo_path, "--list", "--json").output)
+    assert [r["name"] for r in rows] == ["release-1"] and set(rows[0]) == {"name", "snapshot", "message"}
+    cli("tag", repo_path, "t2", "--at", "main~1")
+    before = state(repo_path)
+    refused = cli("tag", repo_path, "t2", "--delete", ok=False)
+    assert refused.exit_code == 2 and "permanent" in refused.stderr and state(repo_path) == before
+    out = json.loads(cli("tag", repo_path, "t2", "--delete", "--yes", "--json").output)
+    assert out["deleted"] == "t2"
+    assert "t2" not in cli("tag", repo_path, "--list").output
+    again = cli("tag", repo_path, "t2", ok=False)  # icechunk never reuses a deleted tag's name
+    assert again.exit_code == 3 and len(again.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["log"], ["samples"], ["info"], ["branch", "--list"], ["tag", "--list"], ["diff", "release-1"],
+    ["check"], ["tag", "t9"], ["branch", "b9"], ["remove", "S0"], ["revert", "main"],
+    ["purge", "S2", "--dry-run"], ["gc", "--older-than", "1h"], ["reset", "--at", "main"],
+])
+def test_every_command_speaks_json_with_a_stable_key_order(cli, repo_path, args):
+    first = cli(args[0], repo_path, *args[1:], "--json").output
+    parsed = json.loads(first)
+    assert json.dumps(parsed, indent=2, sort_keys=True) == first.strip()
+
+
+def test_mutations_print_the_commit_they_made(cli, repo_path, tmp_path):
+    out = json.loads(cli("append", repo_path, make_vcz(tmp_path, "c", ["U0"], seed=2), "--json").output)
+    assert out["op"] == "append" and out["n_samples"] == 4
+    assert out["snapshot"] == vczrepo.Repository.open(repo_path).resolve("main")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["log", "{repo}", "--bogus"], "No such option: --bogus"),
+    (["nosuchcommand"], "No such command"),
+    (["gc", "{repo}", "--older-than", "5m"], "--older-than 5m is inside the safety margin of 10m"),
+    (["gc", "{repo}", "--older-than", "soon"], "invalid duration 'soon'"),
+    (["append", "{repo}", "{batch}", "--allow-new-alleles"], "--allow-new-alleles needs --normalise"),
+    (["tag", "{repo}", "--delete"], "--delete needs a tag NAME"),
+])
+def test_usage_errors_are_one_line_with_exit_2(cli, repo_path, tmp_path, args, text):
+    batch = make_vcz(tmp_path, "u", ["U1"], seed=3)
+    before = state(repo_path)
+    result = cli(*[a.format(repo=repo_path, batch=batch) for a in args], ok=False)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vczrepo: error:") and text in lines[0], result.stderr
+    assert state(repo_path) == before
+
+
+def test_lists_in_errors_are_capped(cli, repo_path, tmp_path):
+    names = [f"N{i}" for i in range(40)]
+    result = cli("remove", repo_path, *names, ok=False)
+    assert result.exit_code == 6 and len(result.stderr) < 300
+
+
+def test_revert_takes_a_message_and_info_summarises_contigs(cli, repo_path):
+    cli("revert", repo_path, "main", "-m", "undo the withdrawal")
+    repo = vczrepo.Repository.open(repo_path)
+    assert repo.log()[0].message == "undo the withdrawal"
+    text = cli("info", repo_path).output
+    assert "contigs:" in text and "in the header; with variants:" in text
+
+
+def test_help_imports_neither_vcztools_nor_pandas():
+    code = ("import sys\nfrom vczrepo.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "bad = sorted(m for m in ('vcztools', 'pandas', 'icechunk', 'zarr') if m in sys.modules)\n"
+            "print('IMPORTED', bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "IMPORTED []" in out, out
+    for command in ("log", "append", "purge"):
+        code_c = code.replace("['--help']", f"['{command}', '--help']")
+        out = subprocess.run([sys.executable, "-c", code_c], capture_output=True, text=True, check=True).stdout
+        assert "IMPORTED []" in out, (command, out)
