@@ -69,7 +69,7 @@ def test_mutations_print_the_commit_they_made(cli, repo_path, tmp_path):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["log", "{repo}", "--bogus"], "No such option: --bogus"),
+    (["log", "{repo}", "--bogus"], "No such option '--bogus'"),
     (["nosuchcommand"], "No such command"),
     (["gc", "{repo}", "--older-than", "5m"], "--older-than 5m is inside the safety margin of 10m"),
     (["gc", "{repo}", "--older-than", "soon"], "invalid duration 'soon'"),

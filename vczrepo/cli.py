@@ -159,7 +159,8 @@ class Cli(click.Group):
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.UsageError as e:
-            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            sub = e.ctx.command_path.partition(" ")[2] if e.ctx is not None else ""
+            hint = f" (see 'vczrepo {sub + ' ' if sub else ''}--help')"
             _fail(e.format_message() + hint, EXIT_USAGE)
         except click.ClickException as e:
             _fail(e.format_message(), e.exit_code)
