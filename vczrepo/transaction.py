@@ -46,6 +46,25 @@ DEADLINE_FACTOR = 20.0  # … or this many times its own first attempt, whicheve
 Apply = Callable[[zarr.Group], dict]
 Resume = Callable[[Any, "Plan"], None]
 _RESUMERS: dict[str, Resume] = {}
+_RUNNING: set[str] = set()  # ids of the plans this process is running now
+
+
+def _owner_gone(plan: Plan) -> bool:
+    """Is the process that recorded the plan known to have stopped running it? (Only a
+    process of this machine can be checked; others are trusted until their lease ends.)"""
+    who, _, pid_text = plan.owner.rpartition(":")
+    if who.rpartition("@")[2] != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return plan.id not in _RUNNING
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def register_plan(op: str, resume: Resume) -> None:
@@ -100,7 +119,8 @@ class Transaction:
         plan = self.pending()
         if plan is None:
             return None
-        if not self.location.is_local and time.time() - plan.heartbeat < self.settings.lease_seconds:
+        if not (self.location.is_local or _owner_gone(plan)
+                or time.time() - plan.heartbeat >= self.settings.lease_seconds):
             raise ConcurrentUpdateError(
                 f"{plan.op} in progress by {plan.owner} since {plan.started}; try again when it ends"
             )
@@ -113,9 +133,11 @@ class Transaction:
             raise VczRepoError(f"the repository holds an unfinished {plan.op} of an unknown kind "
                                f"(started {plan.started} by {plan.owner}); upgrade vczrepo")
         outer, self._plan = self._plan, plan
+        _RUNNING.add(plan.id)
         try:
             _RESUMERS[plan.op](context, plan)
         finally:
+            _RUNNING.discard(plan.id)
             self._plan = outer
 
     def begin_plan(self, op: str, state: dict) -> Plan:
