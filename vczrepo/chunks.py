@@ -37,7 +37,7 @@ from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from . import schema
+from . import checksums, schema  # integrity: checksums
 from .errors import SourceError
 
 WORKERS = 8
@@ -99,7 +99,8 @@ def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
     return (
         src.chunks == dst.chunks
         and sm.data_type == dm.data_type
-        and _codecs_at_level(sm.codecs, 0) == _codecs_at_level(dm.codecs, 0)
+        and _codecs_at_level(checksums.codecs_without_checksum(sm.codecs), 0)  # integrity: modulo crc32c
+        == _codecs_at_level(checksums.codecs_without_checksum(dm.codecs), 0)
         and sm.chunk_key_encoding == dm.chunk_key_encoding
         and np.array_equal(np.asarray(sm.fill_value), np.asarray(dm.fill_value))
     )
@@ -174,7 +175,7 @@ def _mine(first_chunk_index: int, share: Share) -> bool:
 
 
 def _blosc_only(array: zarr.Array) -> bool:
-    codecs = array.metadata.codecs
+    codecs = checksums.codecs_without_checksum(array.metadata.codecs)  # integrity: modulo crc32c
     return len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
 
 
@@ -201,6 +202,7 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
         return False
     proto = default_buffer_prototype()
     limit = asyncio.Semaphore(WORKERS)
+    a_sum, b_sum = checksums.has_checksum(a), checksums.has_checksum(b)  # integrity:
 
     async def same(coords: tuple[int, ...]) -> bool:
         async with limit:
@@ -208,7 +210,10 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
                                         b.store.get(_chunk_key(b, coords), prototype=proto))
         if x is None or y is None:
             return x is y
-        return np.array_equal(x.as_numpy_array(), y.as_numpy_array())
+        x, y = x.as_numpy_array(), y.as_numpy_array()
+        if a_sum != b_sum:  # integrity: compare the encoded chunks, modulo one side's checksum
+            x, y = (checksums.payload(x) if a_sum else x), (checksums.payload(y) if b_sum else y)
+        return np.array_equal(x, y)
 
     async def all_same() -> bool:
         return all(await asyncio.gather(*(same(c) for c in _chunk_grid(a))))
@@ -225,9 +230,14 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
     by_header = _blosc_only(src)
     chunk_nbytes = int(np.prod(src.chunks)) * np.dtype(src.dtype).itemsize
 
+    src_sum, dst_sum = checksums.has_checksum(src), checksums.has_checksum(dst)  # integrity:
+
     async def check(coords: tuple[int, ...], data) -> None:
+        if src_sum and not checksums.verify(data.as_numpy_array()):  # integrity: stored checksum
+            raise ValueError("checksum mismatch")
         if by_header:
-            if not _blosc_frame_intact(data, chunk_nbytes):
+            if not _blosc_frame_intact(data if not src_sum else proto.buffer.from_bytes(  # integrity: payload
+                    checksums.payload(data.as_numpy_array())), chunk_nbytes):
                 raise ValueError("blosc frame sizes do not match its header (truncated?)")
             return
         region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
@@ -242,6 +252,10 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
                 except Exception as e:  # a truncated or corrupt chunk: refuse before committing it
                     raise SourceError(f"cannot read {src.path} chunk {list(coords)}: {type(e).__name__}: {e}") from e
                 target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
+                if dst_sum and not src_sum:  # integrity: append the checksum, no decode
+                    data = proto.buffer.from_bytes(checksums.with_checksum(data.as_numpy_array()))
+                elif src_sum and not dst_sum:  # integrity: an old destination stores no checksum
+                    data = proto.buffer.from_bytes(checksums.payload(data.as_numpy_array()).tobytes())
                 await dst.store.set(_chunk_key(dst, target), data)
             bar.update()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import icechunk
 import zarr
 
-from .. import chunks, schema
+from .. import chunks, schema, validate  # integrity: validate
 from ..errors import SourceError
 from ..sources import Source, open_vcz
 from .normalise import add_alleles, normalise
@@ -32,7 +32,7 @@ def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
         if name in batch_fields:
             chunks.copy_samples(batch_fields[name], dst, offset, share=share)
         else:
-            chunks.fill_samples(dst, list(range(offset, total)), schema.missing_value(dst.dtype), share)
+            chunks.fill_samples(dst, list(range(offset, total)), schema.null_value(name, dst), share)  # integrity: masks True
 
 
 def add_batch_only_fields(root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
@@ -48,7 +48,7 @@ def add_batch_only_fields(root: zarr.Group, batch: zarr.Group, offset: int) -> l
         chunk_shape = tuple(like.chunks[i] if i <= axis else c for i, c in enumerate(src.chunks))
         dst = schema.create_like(root, name, src, shape=shape, chunks=chunk_shape)
         if offset:
-            chunks.fill_samples(dst, list(range(offset)), schema.missing_value(dst.dtype))
+            chunks.fill_samples(dst, list(range(offset)), schema.null_value(name, dst))  # integrity: masks True
         added.append(name)
     return added
 
@@ -91,7 +91,8 @@ def append_batch(root: zarr.Group, source: Source, *, fill_missing_fields: bool 
     (None) only when `pads_for_bytes` says it pays, and never in a distributed append."""
     batch = source.group
     fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
-    ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
+    ids = validate.check_appendable(  # integrity: moved to validate
+        root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
     distributed = workers > 1 or scheduler
     pad = -offset % schema.samples_chunk_size(root)  # null columns up to the next sample-chunk boundary

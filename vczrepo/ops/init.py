@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import zarr
 
-from .. import chunks, schema
+from .. import chunks, schema, validate  # integrity: validate
 from ..sources import Source
 
 
 def import_batch(root: zarr.Group, source: Source) -> dict:
     """Copy every array and the group attributes of a VCZ into an empty root group."""
     batch = source.group
-    schema.check_unique_samples(batch)
+    validate.check_batch(batch)  # integrity: was schema.check_unique_samples
     root.attrs.update(dict(batch.attrs))
     for name, src in schema.arrays(batch).items():
         chunks.copy_array(src, schema.create_like(root, name, src))

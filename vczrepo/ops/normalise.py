@@ -35,7 +35,8 @@ class Variants:
         contigs = schema.as_str(group["contig_id"][:]).tolist()
         contig = np.asarray(group["variant_contig"][:])
         pos = np.asarray(group["variant_position"][:])
-        alleles = [[a for a in row if a != ""] for row in schema.as_str(group["variant_allele"][:]).tolist()]
+        alleles = [schema.alleles_present(row)  # integrity: "." and "" alike
+                   for row in schema.as_str(group["variant_allele"][:]).tolist()]
         sites = [(contigs[c], int(p), a[0]) for c, p, a in zip(contig, pos, alleles, strict=True)]
         return cls(contigs, sites, [a[1:] for a in alleles])
 
@@ -128,7 +129,7 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
     if max(widths) > array.shape[1]:
         array.resize((array.shape[0], max(widths)))
     for i in sorted(new_alts):
-        row = [a for a in schema.as_str(array[i, :]).tolist() if a] + new_alts[i]
+        row = schema.alleles_present(schema.as_str(array[i, :]).tolist()) + new_alts[i]  # integrity: "." too
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
 
 
