@@ -7,6 +7,12 @@ CPU seconds through it, and 0.15 s reading the same files directly. icechunk sti
 which file holds a chunk (its manifest, through ``IcechunkStore.array_chunk_iterator``);
 only the bytes are read here. Metadata, writes, inline and virtual chunks, chunks this
 store has written and object storage all go through icechunk unchanged.
+
+Every chunk read through this store (local or object storage) is verified: a chunk of an
+array whose codec chain ends with crc32c (vczrepo.checksums) must match its checksum, a
+chunk file must hold the bytes the manifest says, and a chunk icechunk cannot read is
+reported by key. Each failure is an `errors.IntegrityError` naming the chunk and the
+snapshot, never wrong data and never a storage trace.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
-from .storage import Location
+from . import checksums
+from .errors import IntegrityError
+from .storage import Location, short_message
 
 _CHUNK_KEY = re.compile(r"^(?:(?P<array>.*)/)?c(?P<coords>(?:/\d+)*)$")  # default "/" chunk key encoding
 _NATIVE = int(icechunk.ChunkType.native)  # array_chunk_iterator gives kinds as these ints
@@ -38,6 +46,7 @@ class _Known:
     chunk_dir: Path | None  # None: read nothing directly
     indexes: dict[tuple[int, str], asyncio.Future[dict[tuple[int, ...], ChunkRef]]] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)  # keys rewritten in the session: ask icechunk
+    summed: dict[tuple[int, str], asyncio.Future[bool]] = field(default_factory=dict)  # array: has crc32c?
 
 
 class SessionStore(WrapperStore[IcechunkStore]):
@@ -96,12 +105,52 @@ class SessionStore(WrapperStore[IcechunkStore]):
         finally:
             os.close(fd)
 
+    def _where(self) -> str:
+        try:
+            return f"snapshot {self._store.session.snapshot_id}"
+        except Exception:  # noqa: BLE001 - only used to word a message
+            return "this session"
+
+    async def _has_checksum(self, array: str) -> bool:
+        """Does the array's codec chain end with crc32c? (Its metadata, read once per session.)"""
+        slot = (id(asyncio.get_running_loop()), array)
+        known = self._known
+        if slot not in known.summed:
+            known.summed[slot] = asyncio.ensure_future(self._read_has_checksum(array))
+        return await known.summed[slot]
+
+    async def _read_has_checksum(self, array: str) -> bool:
+        import json
+
+        from zarr.core.buffer import default_buffer_prototype
+
+        try:
+            meta = await self._store.get(f"{array}/zarr.json" if array else "zarr.json", default_buffer_prototype())
+            codecs = json.loads(meta.to_bytes()).get("codecs", []) if meta is not None else []
+        except Exception:  # noqa: BLE001 - unreadable metadata fails elsewhere, with its own message
+            return False
+        return bool(codecs) and isinstance(codecs[-1], dict) and codecs[-1].get("name") == "crc32c"
+
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        match = _CHUNK_KEY.match(key)
+        if match is None:  # metadata: icechunk answers for it
+            return await self._store.get(key, prototype, byte_range)
         location = await self._location(key) if byte_range is None else None
         data = await asyncio.to_thread(self._read, location) if location else None
+        if data is not None and len(data) != location[2]:
+            raise IntegrityError(f"corrupt chunk {key} at {self._where()}: "
+                                 f"chunk file holds {len(data)} of its {location[2]} bytes (truncated)")
         if data is None:  # not a native chunk, or its file is not where expected: ask icechunk
-            return await self._store.get(key, prototype, byte_range)
-        return prototype.buffer.from_bytes(data)
+            try:
+                buffer = await self._store.get(key, prototype, byte_range)
+            except icechunk.IcechunkError as e:
+                raise IntegrityError(f"unreadable chunk {key} at {self._where()}: {short_message(e)}") from e
+            if buffer is None or byte_range is not None or key in self._known.written:
+                return buffer
+            data = buffer.as_numpy_array()
+        if await self._has_checksum(match["array"] or "") and not checksums.verify(data):
+            raise IntegrityError(f"corrupt chunk {key} at {self._where()}: checksum mismatch")
+        return prototype.buffer.from_bytes(data) if isinstance(data, bytes) else prototype.buffer.from_array_like(data)
 
     async def _get_many(
         self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]

@@ -107,6 +107,19 @@ def fill_reads_as_null(name: str, array: zarr.Array) -> bool:
     return bool(is_missing_or_fill(fill)[0])
 
 
+def mask_of(values: np.ndarray) -> np.ndarray:
+    """The mask bio2zarr stores for an array's values: True where missing (negative ints,
+    NaN floats, "." or "" strings): call_genotype_mask == (call_genotype < 0)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "i":
+        return values < 0
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "ub":
+        return np.zeros(values.shape, dtype=bool)
+    return np.isin(as_str(values), [STR_MISSING, ""])
+
+
 def is_null_column_value(name: str, array: zarr.Array, values: np.ndarray) -> np.ndarray:
     """Elementwise: may a null column hold this (missing or fill; True in a mask)?"""
     if is_mask(name, array):
