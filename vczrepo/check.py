@@ -286,14 +286,19 @@ def _all_refs(repo: Repository, report: CheckReport) -> list[tuple[str, str | No
     return refs
 
 
-async def _verify_snapshot(repo: Repository, sid: str, seen: set, report: CheckReport,
-                           no_sums: set[str]) -> None:
+def _verify_snapshot(repo: Repository, sid: str, seen: set, report: CheckReport,
+                     no_sums: dict[str, list[str]]) -> None:
     """Read the stored bytes of every chunk of one snapshot (each chunk once across snapshots)
     through the verifying store; arrays without checksums are only listed."""
     from .chunkfiles import session_store
 
     store = session_store(repo.icechunk.readonly_session(snapshot_id=sid), repo.location)
-    root = zarr.open_group(store, mode="r")
+    arrays = schema.arrays(zarr.open_group(store, mode="r"))
+    sync(_verify_arrays(store, sid, arrays, seen, report, no_sums))
+
+
+async def _verify_arrays(store, sid: str, arrays: dict, seen: set, report: CheckReport,
+                         no_sums: dict[str, list[str]]) -> None:
     limit = asyncio.Semaphore(WORKERS)
     proto = default_buffer_prototype()
 
@@ -307,9 +312,9 @@ async def _verify_snapshot(repo: Repository, sid: str, seen: set, report: CheckR
                     _say(e) if isinstance(e, IntegrityError) else f"chunk {key} at snapshot {sid}: {_say(e)}")
 
     tasks = []
-    for name, array in schema.arrays(root).items():
+    for name, array in arrays.items():
         if not checksums.has_checksum(array):
-            no_sums.add(name)
+            no_sums.setdefault(name, []).append(sid)
             continue
         async for coords, _kinds, ids, offsets, lengths, _ in store._store.array_chunk_iterator(array.path):
             for i in range(len(coords)):
@@ -325,7 +330,7 @@ async def _verify_snapshot(repo: Repository, sid: str, seen: set, report: CheckR
 def _deep(repo: Repository, sids: list[str], report: CheckReport) -> None:
     seen: set = set()
     done: set[str] = set()
-    no_sums: set[str] = set()
+    no_sums: dict[str, list[str]] = {}
     for head in sids:
         try:
             history = [s.id for s in repo.icechunk.ancestry(snapshot_id=head)]
@@ -337,12 +342,13 @@ def _deep(repo: Repository, sids: list[str], report: CheckReport) -> None:
                 continue
             done.add(sid)
             try:
-                sync(_verify_snapshot(repo, sid, seen, report, no_sums))
+                _verify_snapshot(repo, sid, seen, report, no_sums)
             except zarr.errors.GroupNotFoundError:
                 continue  # the empty root commit
             except Exception as e:  # noqa: BLE001
                 report.repository_problems.append(f"snapshot {sid} unreadable: {_say(e)}")
-    report.unverified = sorted(f"{name}: unverified (no checksums)" for name in no_sums)
+    report.unverified = [f"{name}: unverified (no checksums) in {len(sids)} snapshot(s): {', '.join(sids[:3])}"
+                         f"{', …' if len(sids) > 3 else ''}" for name, sids in sorted(no_sums.items())]
 
 
 def check(repo: Repository, at: str | None = None, deep: bool = False) -> CheckReport:
