@@ -121,7 +121,9 @@ def _say(e: BaseException) -> str:
     if isinstance(e, VczRepoError):
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, icechunk.IcechunkError):
-        return storage.short_message(e)
+        from .chunkfiles import damaged_object
+
+        return damaged_object(e)
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
@@ -242,7 +244,7 @@ def check_ref(repo: Repository, ref: str, sid: str | None = None) -> RefReport:
     try:
         ids = schema.sample_ids(root)
     except Exception as e:  # noqa: BLE001 - any storage or decode failure is a problem to report
-        report.problems.append(f"sample_id unreadable: {_say(e)}")
+        report.problems.append(_say(e) if isinstance(e, IntegrityError) else f"sample_id unreadable: {_say(e)}")
         return report
     n_samples, n_variants = len(ids), arrays["variant_position"].shape[0]
     for name, a in arrays.items():

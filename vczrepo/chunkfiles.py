@@ -35,6 +35,8 @@ from .errors import IntegrityError
 from .storage import Location, short_message
 
 _CHUNK_KEY = re.compile(r"^(?:(?P<array>.*)/)?c(?P<coords>(?:/\d+)*)$")  # default "/" chunk key encoding
+_OBJECT = re.compile(r'path="(?:[^"]*/)?(snapshots|manifests|chunks|transactions)/([0-9A-Z]+)"')
+_OBJECT_ID = re.compile(r"\b(snapshot|manifest)_id=([0-9A-Z]{20})\b")
 _NATIVE = int(icechunk.ChunkType.native)  # array_chunk_iterator gives kinds as these ints
 ChunkRef = tuple[str, int, int]  # chunk id (in an index) or chunk file path, offset, length
 
@@ -105,6 +107,11 @@ class SessionStore(WrapperStore[IcechunkStore]):
         finally:
             os.close(fd)
 
+    @staticmethod
+    def damaged(error: Exception) -> str:
+        """icechunk's one-line message, prefixed with the storage object it names (if any)."""
+        return damaged_object(error)
+
     def _where(self) -> str:
         try:
             return f"snapshot {self._store.session.snapshot_id}"
@@ -144,7 +151,7 @@ class SessionStore(WrapperStore[IcechunkStore]):
             try:
                 buffer = await self._store.get(key, prototype, byte_range)
             except icechunk.IcechunkError as e:
-                raise IntegrityError(f"unreadable chunk {key} at {self._where()}: {short_message(e)}") from e
+                raise IntegrityError(f"unreadable chunk {key} at {self._where()}: {damaged_object(e)}") from e
             if buffer is None or byte_range is not None or key in self._known.written:
                 return buffer
             data = buffer.as_numpy_array()
@@ -187,3 +194,12 @@ class SessionStore(WrapperStore[IcechunkStore]):
 def session_store(session: icechunk.Session, location: Location) -> SessionStore:
     """The store to open a session's zarr group on (direct chunk reads if the repository is local)."""
     return SessionStore(session.store, Path(location.path) / "chunks" if location.is_local else None)
+
+
+def damaged_object(error: Exception) -> str:
+    """icechunk's one-line message, prefixed with the storage object its trace names, e.g.
+    "manifest 9G3W…: object not found" (the trace itself is never shown)."""
+    found = _OBJECT.findall(str(error)) or [(f"{k}s", i) for k, i in _OBJECT_ID.findall(str(error))]
+    kinds = {"snapshots": "snapshot", "manifests": "manifest", "chunks": "chunk file", "transactions": "transaction log"}
+    prefix = f"{kinds[found[0][0]]} {found[0][1]}: " if found else ""
+    return prefix + short_message(error)
