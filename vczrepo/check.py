@@ -325,8 +325,8 @@ async def _verify_arrays(store, sid: str, arrays: dict, seen: set, report: Check
                 if ident[0] and ident in seen:
                     continue
                 seen.add(ident)
-                tasks.append(one(name, f"{array.path}/{array.metadata.encode_chunk_key(c)}"))
-    await asyncio.gather(*tasks)
+                tasks.append((name, f"{array.path}/{array.metadata.encode_chunk_key(c)}"))
+    await asyncio.gather(*(one(name, key) for name, key in tasks))
 
 
 def _deep(repo: Repository, sids: list[str], report: CheckReport) -> None:
