@@ -189,3 +189,18 @@ def test_missing_repo_document_is_named_not_not_a_repository(tagged, tmp_path):
     report = check_path(copy)
     assert report.problems == [report.repository_problems[0]]
     assert report.problems[0].startswith("repository document repo missing")
+
+
+def test_mask_invariant_after_purge(tmp_path):
+    from vczrepo.purge import purge
+
+    path = tmp_path / "p"
+    repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2", "S3"], samples_chunk_size=2))
+    repo.create_tag("t1")
+    repo.append(make_vcz(tmp_path, "b", ["S4", "S5"], samples_chunk_size=2))
+    purge(repo, ["S1"])
+    repo = vczrepo.Repository.open(path)
+    for ref in ("main", "t1"):
+        root = repo.group(ref)
+        assert _mask_ok(root) and root["call_genotype_mask"][:, 1].all() and (root["call_genotype"][:, 1] == -1).all()
+    assert vczrepo.check(repo, deep=True).ok

@@ -153,7 +153,8 @@ def _check_array(name: str, array: zarr.Array, root_arrays: dict, nulls: np.ndar
             masked = np.asarray(root_arrays[target][region]) if target is not None else None
         except Exception as e:  # noqa: BLE001 - any decode or storage failure is a problem to report
             with lock:
-                report.problems.append(f"chunk {_chunk_name(name, array, region)} unreadable: {_say(e)}")
+                report.problems.append(_say(e) if isinstance(e, IntegrityError)
+                                       else f"chunk {_chunk_name(name, array, region)} unreadable: {_say(e)}")
             return
         with lock:
             report.chunks_read += 1
@@ -234,7 +235,7 @@ def check_ref(repo: Repository, ref: str, sid: str | None = None) -> RefReport:
         root = repo.group(sid)
         arrays = schema.arrays(root)
     except Exception as e:  # noqa: BLE001 - a missing, truncated or corrupt snapshot
-        report.problems.append(f"snapshot {sid} unreadable: {_say(e)}")
+        report.problems.append(_say(e) if isinstance(e, IntegrityError) else f"snapshot {sid} unreadable: {_say(e)}")
         return report
     for required in ("sample_id", "variant_position", "contig_id", "variant_contig", "variant_allele"):
         if required not in arrays:

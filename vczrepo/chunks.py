@@ -38,7 +38,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from . import checksums, schema  # integrity: checksums
-from .errors import SourceError
+from .errors import IntegrityError, SourceError  # integrity: IntegrityError
 
 WORKERS = 8
 COMPRESSION_LEVEL: int | None = 1  # blosc level for re-encoded chunks; None keeps each array's own
@@ -266,6 +266,8 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
 def _read(src: zarr.Array, region: tuple, select: np.ndarray | None = None) -> np.ndarray:
     try:
         return src.oindex[region] if select is not None else src[region]
+    except IntegrityError:  # integrity: a damaged repository chunk, named by the store
+        raise
     except Exception as e:  # a truncated or corrupt chunk in the batch
         where = [(r.start, r.stop) for r in region if isinstance(r, slice)]
         raise SourceError(f"cannot read {src.path} at {where}: {type(e).__name__}: {e}") from e

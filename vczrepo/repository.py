@@ -259,11 +259,16 @@ class Repository:
     def group(self, ref: str = DEFAULT_BRANCH) -> zarr.Group:
         """Read-only root group of the VCZ at a ref."""
         sid = self.resolve(ref)
-        session = self.icechunk.readonly_session(snapshot_id=sid)
         try:
+            session = self.icechunk.readonly_session(snapshot_id=sid)
             return zarr.open_group(session_store(session, self.location), mode="r")
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
+        except icechunk.IcechunkError as e:  # integrity: a missing or corrupt snapshot is damage (exit 8)
+            from .chunkfiles import damaged_object
+            from .errors import IntegrityError
+
+            raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
 
     def samples(self, ref: str = DEFAULT_BRANCH) -> list[str]:
         return schema.live_samples(self.group(ref))
