@@ -360,9 +360,12 @@ def check(repo: Repository, at: str | None = None, deep: bool = False) -> CheckR
     report = CheckReport(deep=deep)
     refs = [(at, None)] if at is not None else _all_refs(repo, report)
     for name, sid in refs:
-        report.refs.append(check_ref(repo, name, sid))
+        found = check_ref(repo, name, sid)
+        found.problems = list(dict.fromkeys(found.problems))  # a chunk read for two arrays is one problem
+        report.refs.append(found)
     if deep:
         _deep(repo, [r.snapshot for r in report.refs if r.snapshot], report)
+        report.repository_problems = list(dict.fromkeys(report.repository_problems))
     return report
 
 
@@ -427,7 +430,8 @@ def add_checksums(root: zarr.Group) -> dict:
             async with limit:
                 data = await store.get(key, proto)
                 if data is not None:
-                    await store.set(key, proto.buffer.from_bytes(checksums.with_checksum(data.as_numpy_array())))
+                    summed = checksums.with_checksum(data.as_numpy_array())
+                    await store.set(key, proto.buffer.from_array_like(summed))
 
         await asyncio.gather(*(one(k) for k in keys))
         meta = dataclasses.replace(array.metadata, codecs=checksums.with_checksum_codec(array.metadata.codecs))

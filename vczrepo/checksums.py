@@ -60,10 +60,14 @@ def checksum(data) -> bytes:
     return google_crc32c.value(_bytes(data)).to_bytes(4, "little")
 
 
-def with_checksum(data) -> bytes:
-    """Encoded chunk bytes followed by their checksum, as the crc32c codec would store them."""
+def with_checksum(data) -> np.ndarray:
+    """Encoded chunk bytes followed by their checksum, as the crc32c codec would store them
+    (a new uint8 array: one copy, no decode; `bytes(...)` of it if bytes are needed)."""
     raw = _bytes(data)
-    return raw.tobytes() + checksum(raw)
+    out = np.empty(raw.size + CHECKSUM_NBYTES, dtype=np.uint8)
+    out[:-CHECKSUM_NBYTES] = raw
+    out[-CHECKSUM_NBYTES:] = np.frombuffer(checksum(raw), dtype=np.uint8)
+    return out
 
 
 def verify(data) -> bool:

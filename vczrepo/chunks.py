@@ -236,7 +236,7 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
         if src_sum and not checksums.verify(data.as_numpy_array()):  # integrity: stored checksum
             raise ValueError("checksum mismatch")
         if by_header:
-            if not _blosc_frame_intact(data if not src_sum else proto.buffer.from_bytes(  # integrity: payload
+            if not _blosc_frame_intact(data if not src_sum else proto.buffer.from_array_like(  # integrity: payload
                     checksums.payload(data.as_numpy_array())), chunk_nbytes):
                 raise ValueError("blosc frame sizes do not match its header (truncated?)")
             return
@@ -253,9 +253,9 @@ async def _copy_encoded(src: zarr.Array, dst: zarr.Array, axis: int, chunk_offse
                     raise SourceError(f"cannot read {src.path} chunk {list(coords)}: {type(e).__name__}: {e}") from e
                 target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
                 if dst_sum and not src_sum:  # integrity: append the checksum, no decode
-                    data = proto.buffer.from_bytes(checksums.with_checksum(data.as_numpy_array()))
+                    data = proto.buffer.from_array_like(checksums.with_checksum(data.as_numpy_array()))
                 elif src_sum and not dst_sum:  # integrity: an old destination stores no checksum
-                    data = proto.buffer.from_bytes(checksums.payload(data.as_numpy_array()).tobytes())
+                    data = proto.buffer.from_array_like(checksums.payload(data.as_numpy_array()))
                 await dst.store.set(_chunk_key(dst, target), data)
             bar.update()
 

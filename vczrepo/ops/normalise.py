@@ -163,7 +163,7 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_ne
             raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
         shape = (n_store, *src.shape[1:])
         out_arr = schema.create_like(dst, name, src, shape=shape, chunks=(vchunk, *src.chunks[1:]))
-        missing = schema.missing_value(np.dtype(src.dtype))
+        missing = schema.null_value(name, src)  # integrity: masks True where calls are missing
         for block in schema.variant_blocks(store):
             rows = inverse[block]
             values = np.full((len(rows), *src.shape[1:]), missing, dtype=src.dtype)
