@@ -48,7 +48,7 @@ class _Known:
     chunk_dir: Path | None  # None: read nothing directly
     indexes: dict[tuple[int, str], asyncio.Future[dict[tuple[int, ...], ChunkRef]]] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)  # keys rewritten in the session: ask icechunk
-    summed: dict[tuple[int, str], asyncio.Future[bool]] = field(default_factory=dict)  # array: has crc32c?
+    arrays: dict[tuple[int, str], asyncio.Future[tuple[bool, bool]]] = field(default_factory=dict)  # is, crc32c?
 
 
 class SessionStore(WrapperStore[IcechunkStore]):
@@ -118,25 +118,28 @@ class SessionStore(WrapperStore[IcechunkStore]):
         except Exception:  # noqa: BLE001 - only used to word a message
             return "this session"
 
-    async def _has_checksum(self, array: str) -> bool:
-        """Does the array's codec chain end with crc32c? (Its metadata, read once per session.)"""
+    async def _array(self, array: str) -> tuple[bool, bool]:
+        """Is there an array at this path, and does its codec chain end with crc32c?
+        (Its metadata, read once per session.)"""
         slot = (id(asyncio.get_running_loop()), array)
         known = self._known
-        if slot not in known.summed:
-            known.summed[slot] = asyncio.ensure_future(self._read_has_checksum(array))
-        return await known.summed[slot]
+        if slot not in known.arrays:
+            known.arrays[slot] = asyncio.ensure_future(self._read_array(array))
+        return await known.arrays[slot]
 
-    async def _read_has_checksum(self, array: str) -> bool:
+    async def _read_array(self, array: str) -> tuple[bool, bool]:
         import json
 
         from zarr.core.buffer import default_buffer_prototype
 
         try:
             meta = await self._store.get(f"{array}/zarr.json" if array else "zarr.json", default_buffer_prototype())
-            codecs = json.loads(meta.to_bytes()).get("codecs", []) if meta is not None else []
+            doc = json.loads(meta.to_bytes()) if meta is not None else {}
         except Exception:  # noqa: BLE001 - unreadable metadata fails elsewhere, with its own message
-            return False
-        return bool(codecs) and isinstance(codecs[-1], dict) and codecs[-1].get("name") == "crc32c"
+            return False, False
+        codecs = doc.get("codecs", []) if doc.get("node_type") == "array" else []
+        summed = bool(codecs) and isinstance(codecs[-1], dict) and codecs[-1].get("name") == "crc32c"
+        return doc.get("node_type") == "array", summed
 
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
         match = _CHUNK_KEY.match(key)
@@ -151,11 +154,13 @@ class SessionStore(WrapperStore[IcechunkStore]):
             try:
                 buffer = await self._store.get(key, prototype, byte_range)
             except icechunk.IcechunkError as e:
+                if not (await self._array(match["array"] or ""))[0]:
+                    raise  # no such array: icechunk's answer stands
                 raise IntegrityError(f"unreadable chunk {key} at {self._where()}: {damaged_object(e)}") from e
             if buffer is None or byte_range is not None or key in self._known.written:
                 return buffer
             data = buffer.as_numpy_array()
-        if await self._has_checksum(match["array"] or "") and not checksums.verify(data):
+        if (await self._array(match["array"] or ""))[1] and not checksums.verify(data):
             raise IntegrityError(f"corrupt chunk {key} at {self._where()}: checksum mismatch")
         return prototype.buffer.from_bytes(data) if isinstance(data, bytes) else prototype.buffer.from_array_like(data)
 
