@@ -205,6 +205,7 @@ def damaged_object(error: Exception) -> str:
     """icechunk's one-line message, prefixed with the storage object its trace names, e.g.
     "manifest 9G3W…: object not found" (the trace itself is never shown)."""
     found = _OBJECT.findall(str(error)) or [(f"{k}s", i) for k, i in _OBJECT_ID.findall(str(error))]
-    kinds = {"snapshots": "snapshot", "manifests": "manifest", "chunks": "chunk file", "transactions": "transaction log"}
+    kinds = {"snapshots": "snapshot", "manifests": "manifest", "chunks": "chunk file",
+             "transactions": "transaction log"}
     prefix = f"{kinds[found[0][0]]} {found[0][1]}: " if found else ""
     return prefix + short_message(error)

@@ -111,7 +111,8 @@ def check_chunks(batch: zarr.Group, path) -> None:
         if target is None or not schema.is_mask(name, mask) or arrays[target].chunks != mask.chunks:
             continue
         if arrays[target].shape != mask.shape:
-            raise IncompatibleBatchError(f"field {name}: shape {mask.shape} differs from {target}'s {arrays[target].shape}")
+            raise IncompatibleBatchError(
+                f"field {name}: shape {mask.shape} differs from {target}'s {arrays[target].shape}")
         stored[name] = _stored_chunks(mask)
         stored[target] = _stored_chunks(arrays[target])
         lost = sorted(stored[name] - stored[target])
@@ -205,7 +206,8 @@ def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zar
             continue
         b_arr = b_fields[name]
         if schema.dims(s_arr) != schema.dims(b_arr):
-            raise IncompatibleBatchError(f"field {name}: dimensions differ ({schema.dims(s_arr)} vs {schema.dims(b_arr)})")
+            raise IncompatibleBatchError(
+                f"field {name}: dimensions differ ({schema.dims(s_arr)} vs {schema.dims(b_arr)})")
         axis = schema.sample_axis(s_arr)
         s_tail, b_tail = s_arr.shape[axis + 1 :], b_arr.shape[axis + 1 :]
         if s_tail != b_tail:

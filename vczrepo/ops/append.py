@@ -32,7 +32,8 @@ def grow_and_copy(root: zarr.Group, batch: zarr.Group, offset: int, total: int,
         if name in batch_fields:
             chunks.copy_samples(batch_fields[name], dst, offset, share=share)
         else:
-            chunks.fill_samples(dst, list(range(offset, total)), schema.null_value(name, dst), share)  # integrity: masks True
+            # integrity: null_value (masks True), was missing_value
+            chunks.fill_samples(dst, list(range(offset, total)), schema.null_value(name, dst), share)
 
 
 def add_batch_only_fields(root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
