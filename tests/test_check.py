@@ -123,10 +123,19 @@ def test_damaged_objects_are_named(tagged, tmp_path, what, how):
     head, tag = repo.resolve("main"), repo.resolve("t1")
     victims = {"head snapshot": [tagged / "snapshots" / head], "tag snapshot": [tagged / "snapshots" / tag],
                "manifests": sorted((tagged / "manifests").iterdir()), "repo document": [tagged / "repo"]}[what]
+    from helpers import vcf_body
+
+    bodies = {ref: vcf_body(repo.group(ref)) for ref in ("main", "t1")}
     for victim in victims:
         _damage(victim, how)
     report = check_path(tagged, deep=True)
-    assert not report.ok
+    if report.ok:
+        # icechunk's snapshot and repository documents carry no checksum of their own: a flip
+        # may land where nothing reads it (a timestamp, a message). Then nothing may differ.
+        assert how == "flip" and what != "manifests"
+        fresh = vczrepo.Repository.open(tagged)
+        assert {ref: vcf_body(fresh.group(ref)) for ref in bodies} == bodies
+        return
     lines = report.problems
     assert all("\n" not in line and "context:" not in line for line in lines)
     named = {"head snapshot": f"snapshot {head}", "tag snapshot": f"t1: snapshot {tag}",
