@@ -269,7 +269,9 @@ def _stored_chunk(array: zarr.Array, coords: tuple[int, ...]) -> bytes:
 
 def _encoded_at(level: int, like: zarr.Array, values: np.ndarray) -> bytes:
     """values as one chunk encoded with like's codecs at blosc level `level`."""
-    serializer, compressor = chunks._codecs_at_level(like.metadata.codecs, level)
+    from vczrepo.checksums import codecs_without_checksum  # integrity: the crc32c is appended by callers
+
+    serializer, compressor = chunks._codecs_at_level(codecs_without_checksum(like.metadata.codecs), level)
     mem = zarr.create_array({}, shape=values.shape, chunks=values.shape, dtype=like.dtype,
                             serializer=serializer, compressors=[compressor], fill_value=like.fill_value)
     mem[...] = values
@@ -284,11 +286,16 @@ def test_rewritten_chunks_use_the_compression_level_metadata_keeps_its_own(cli, 
     options = [] if level is None else ["--compression-level", str(level)]
     cli(*options, "remove", tmp_path / "r", "S1")
     dp = vczrepo.Repository.open(tmp_path / "r").group()["call_DP"]
-    assert dp.metadata.codecs == zarr.open_array(str(batch / "call_DP"), mode="r").metadata.codecs  # level 7 stated
+    from vczrepo import checksums  # integrity: repository chunks end with their crc32c
+
+    assert checksums.has_checksum(dp) and checksums.codecs_without_checksum(dp.metadata.codecs) == tuple(
+        zarr.open_array(str(batch / "call_DP"), mode="r").metadata.codecs)  # level 7 stated
     values = dp[0:4, 0:2]
     assert (values[:, 0] == -1).all()
-    assert _stored_chunk(dp, (0, 0)) == _encoded_at(level or 1, dp, values)  # the column S1 was in: rewritten
-    assert _stored_chunk(dp, (0, 1)) == _stored_chunk(zarr.open_array(str(batch / "call_DP"), mode="r"), (0, 1))
+    summed = checksums.with_checksum  # integrity:
+    assert _stored_chunk(dp, (0, 0)) == bytes(summed(_encoded_at(level or 1, dp, values)))  # S1's column: rewritten
+    assert _stored_chunk(dp, (0, 1)) == bytes(summed(_stored_chunk(zarr.open_array(str(batch / "call_DP"), mode="r"),
+                                                                   (0, 1))))
 
 
 def test_rewritten_chunks_keep_the_block_size_of_the_arrays_own_level(monkeypatch):
