@@ -7,6 +7,12 @@ CPU seconds through it, and 0.15 s reading the same files directly. icechunk sti
 which file holds a chunk (its manifest, through ``IcechunkStore.array_chunk_iterator``);
 only the bytes are read here. Metadata, writes, inline and virtual chunks, chunks this
 store has written and object storage all go through icechunk unchanged.
+
+Every chunk read through this store (local or object storage) is verified: a chunk of an
+array whose codec chain ends with crc32c (vczrepo.checksums) must match its checksum, a
+chunk file must hold the bytes the manifest says, and a chunk icechunk cannot read is
+reported by key. Each failure is an `errors.IntegrityError` naming the chunk and the
+snapshot, never wrong data and never a storage trace.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
-from .storage import Location
+from . import checksums
+from .errors import IntegrityError
+from .storage import Location, short_message
 
 _CHUNK_KEY = re.compile(r"^(?:(?P<array>.*)/)?c(?P<coords>(?:/\d+)*)$")  # default "/" chunk key encoding
+_OBJECT = re.compile(r'path="(?:[^"]*/)?(snapshots|manifests|chunks|transactions)/([0-9A-Z]+)"')
+_OBJECT_ID = re.compile(r"\b(snapshot|manifest)_id=([0-9A-Z]{20})\b")
 _NATIVE = int(icechunk.ChunkType.native)  # array_chunk_iterator gives kinds as these ints
 ChunkRef = tuple[str, int, int]  # chunk id (in an index) or chunk file path, offset, length
 
@@ -38,6 +48,7 @@ class _Known:
     chunk_dir: Path | None  # None: read nothing directly
     indexes: dict[tuple[int, str], asyncio.Future[dict[tuple[int, ...], ChunkRef]]] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)  # keys rewritten in the session: ask icechunk
+    arrays: dict[tuple[int, str], asyncio.Future[tuple[bool, bool]]] = field(default_factory=dict)  # is, crc32c?
 
 
 class SessionStore(WrapperStore[IcechunkStore]):
@@ -96,12 +107,62 @@ class SessionStore(WrapperStore[IcechunkStore]):
         finally:
             os.close(fd)
 
+    @staticmethod
+    def damaged(error: Exception) -> str:
+        """icechunk's one-line message, prefixed with the storage object it names (if any)."""
+        return damaged_object(error)
+
+    def _where(self) -> str:
+        try:
+            return f"snapshot {self._store.session.snapshot_id}"
+        except Exception:  # noqa: BLE001 - only used to word a message
+            return "this session"
+
+    async def _array(self, array: str) -> tuple[bool, bool]:
+        """Is there an array at this path, and does its codec chain end with crc32c?
+        (Its metadata, read once per session.)"""
+        slot = (id(asyncio.get_running_loop()), array)
+        known = self._known
+        if slot not in known.arrays:
+            known.arrays[slot] = asyncio.ensure_future(self._read_array(array))
+        return await known.arrays[slot]
+
+    async def _read_array(self, array: str) -> tuple[bool, bool]:
+        import json
+
+        from zarr.core.buffer import default_buffer_prototype
+
+        try:
+            meta = await self._store.get(f"{array}/zarr.json" if array else "zarr.json", default_buffer_prototype())
+            doc = json.loads(meta.to_bytes()) if meta is not None else {}
+        except Exception:  # noqa: BLE001 - unreadable metadata fails elsewhere, with its own message
+            return False, False
+        codecs = doc.get("codecs", []) if doc.get("node_type") == "array" else []
+        summed = bool(codecs) and isinstance(codecs[-1], dict) and codecs[-1].get("name") == "crc32c"
+        return doc.get("node_type") == "array", summed
+
     async def get(self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None) -> Buffer | None:
+        match = _CHUNK_KEY.match(key)
+        if match is None:  # metadata: icechunk answers for it
+            return await self._store.get(key, prototype, byte_range)
         location = await self._location(key) if byte_range is None else None
         data = await asyncio.to_thread(self._read, location) if location else None
+        if data is not None and len(data) != location[2]:
+            raise IntegrityError(f"corrupt chunk {key} at {self._where()}: "
+                                 f"chunk file holds {len(data)} of its {location[2]} bytes (truncated)")
         if data is None:  # not a native chunk, or its file is not where expected: ask icechunk
-            return await self._store.get(key, prototype, byte_range)
-        return prototype.buffer.from_bytes(data)
+            try:
+                buffer = await self._store.get(key, prototype, byte_range)
+            except icechunk.IcechunkError as e:
+                if not (await self._array(match["array"] or ""))[0]:
+                    raise  # no such array: icechunk's answer stands
+                raise IntegrityError(f"unreadable chunk {key} at {self._where()}: {damaged_object(e)}") from e
+            if buffer is None or byte_range is not None or key in self._known.written:
+                return buffer
+            data = buffer.as_numpy_array()
+        if (await self._array(match["array"] or ""))[1] and not checksums.verify(data):
+            raise IntegrityError(f"corrupt chunk {key} at {self._where()}: checksum mismatch")
+        return prototype.buffer.from_bytes(data) if isinstance(data, bytes) else prototype.buffer.from_array_like(data)
 
     async def _get_many(
         self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
@@ -138,3 +199,13 @@ class SessionStore(WrapperStore[IcechunkStore]):
 def session_store(session: icechunk.Session, location: Location) -> SessionStore:
     """The store to open a session's zarr group on (direct chunk reads if the repository is local)."""
     return SessionStore(session.store, Path(location.path) / "chunks" if location.is_local else None)
+
+
+def damaged_object(error: Exception) -> str:
+    """icechunk's one-line message, prefixed with the storage object its trace names, e.g.
+    "manifest 9G3W…: object not found" (the trace itself is never shown)."""
+    found = _OBJECT.findall(str(error)) or [(f"{k}s", i) for k, i in _OBJECT_ID.findall(str(error))]
+    kinds = {"snapshots": "snapshot", "manifests": "manifest", "chunks": "chunk file",
+             "transactions": "transaction log"}
+    prefix = f"{kinds[found[0][0]]} {found[0][1]}: " if found else ""
+    return prefix + short_message(error)

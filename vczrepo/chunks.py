@@ -36,8 +36,8 @@ from zarr.codecs import BloscCodec, BytesCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from . import schema
-from .errors import SourceError
+from . import checksums, schema
+from .errors import IntegrityError, SourceError
 from .internals import chunk_key, with_codecs
 from .settings import DEFAULT, Settings
 
@@ -77,7 +77,8 @@ def same_encoding(src: zarr.Array, dst: zarr.Array) -> bool:
     return (
         src.chunks == dst.chunks
         and sm.data_type == dm.data_type
-        and _codecs_at_level(sm.codecs, 0) == _codecs_at_level(dm.codecs, 0)
+        and _codecs_at_level(checksums.codecs_without_checksum(sm.codecs), 0)  # modulo crc32c
+        == _codecs_at_level(checksums.codecs_without_checksum(dm.codecs), 0)
         and sm.chunk_key_encoding == dm.chunk_key_encoding
         and np.array_equal(np.asarray(sm.fill_value), np.asarray(dm.fill_value))
     )
@@ -136,7 +137,7 @@ def _mine(first_chunk_index: int, share: Share) -> bool:
 
 
 def _blosc_only(array: zarr.Array) -> bool:
-    codecs = array.metadata.codecs
+    codecs = checksums.codecs_without_checksum(array.metadata.codecs)  # modulo crc32c
     return len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
 
 
@@ -163,6 +164,7 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
         return False
     proto = default_buffer_prototype()
     limit = asyncio.Semaphore(ENCODED_COMPARE_CONCURRENCY)
+    a_sum, b_sum = checksums.has_checksum(a), checksums.has_checksum(b)
 
     async def same(coords: tuple[int, ...]) -> bool:
         async with limit:
@@ -170,7 +172,10 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
                                         b.store.get(chunk_key(b, coords), prototype=proto))
         if x is None or y is None:
             return x is y
-        return np.array_equal(x.as_numpy_array(), y.as_numpy_array())
+        x, y = x.as_numpy_array(), y.as_numpy_array()
+        if a_sum != b_sum:  # compare the encoded chunks, modulo one side's checksum
+            x, y = (checksums.payload(x) if a_sum else x), (checksums.payload(y) if b_sum else y)
+        return np.array_equal(x, y)
 
     async def all_same() -> bool:
         return all(await asyncio.gather(*(same(c) for c in _chunk_grid(a))))
@@ -181,6 +186,8 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
 def _read(src: zarr.Array, region: tuple, select: np.ndarray | None = None) -> np.ndarray:
     try:
         return src.oindex[region] if select is not None else src[region]
+    except IntegrityError:  # a damaged repository chunk, named by the store
+        raise
     except Exception as e:  # a truncated or corrupt chunk in the batch
         where = [(r.start, r.stop) for r in region if isinstance(r, slice)]
         raise SourceError(f"cannot read {src.path} at {where}: {type(e).__name__}: {e}") from e
@@ -245,10 +252,14 @@ class Pipeline:
         by_header = _blosc_only(src)
         chunk_nbytes = int(np.prod(src.chunks)) * np.dtype(src.dtype).itemsize
         at = self.settings.at
+        src_sum, dst_sum = checksums.has_checksum(src), checksums.has_checksum(dst)
 
         async def check(coords: tuple[int, ...], data) -> None:
+            if src_sum and not checksums.verify(data.as_numpy_array()):
+                raise ValueError("checksum mismatch")
             if by_header:
-                if not _blosc_frame_intact(data, chunk_nbytes):
+                frame = proto.buffer.from_array_like(checksums.payload(data.as_numpy_array())) if src_sum else data
+                if not _blosc_frame_intact(frame, chunk_nbytes):
                     raise ValueError("blosc frame sizes do not match its header (truncated?)")
                 return
             region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
@@ -265,6 +276,10 @@ class Pipeline:
                             f"cannot read {src.path} chunk {list(coords)}: {type(e).__name__}: {e}") from e
                     at("copy-encoded")
                     target = tuple(c + chunk_offset if i == axis else c for i, c in enumerate(coords))
+                    if dst_sum and not src_sum:  # the checksum is appended, nothing decoded
+                        data = proto.buffer.from_array_like(checksums.with_checksum(data.as_numpy_array()))
+                    elif src_sum and not dst_sum:  # a repository made before checksums stores none
+                        data = proto.buffer.from_array_like(checksums.payload(data.as_numpy_array()))
                     await dst.store.set(chunk_key(dst, target), data)
                 bar.update()
 

@@ -298,8 +298,11 @@ class Repository:
             return zarr.open_group(session_store(session, self.location), mode="r")
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
-        except icechunk.IcechunkError as e:
-            raise from_icechunk(e, f"reading snapshot {sid}") from e
+        except icechunk.IcechunkError as e:  # a missing or corrupt snapshot: damage (exit 8)
+            from .chunkfiles import damaged_object
+            from .errors import IntegrityError
+
+            raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
 
     def samples(self, at: str = DEFAULT_BRANCH) -> list[str]:
         """The live sample ids at a ref, in column order (removed and padding columns left out)."""

@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import zarr
 
-from .errors import IncompatibleBatchError, SampleError
 
 SAMPLES = "samples"
 VARIANTS = "variants"
@@ -68,19 +67,63 @@ def missing_value(dtype: np.dtype):
     return STR_MISSING
 
 
+MASK_SUFFIX = "_mask"
+
+
+def masked_by(name: str, group_names) -> str | None:
+    """The array a boolean mask array describes (call_genotype for call_genotype_mask), if present:
+    the mask is True exactly where that array holds a missing (negative) value."""
+    if name.endswith(MASK_SUFFIX) and name[: -len(MASK_SUFFIX)] in group_names:
+        return name[: -len(MASK_SUFFIX)]
+    return None
+
+
+def is_mask(name: str, array: zarr.Array) -> bool:
+    """A boolean *_mask array (bio2zarr: call_genotype_mask == (call_genotype < 0))."""
+    return name.endswith(MASK_SUFFIX) and np.dtype(array.dtype).kind == "b"
+
+
 def null_value(name: str, array: zarr.Array):
-    """What a null (withdrawn or padding) sample column is written with."""
-    return NULL_SAMPLE if name == "sample_id" else missing_value(array.dtype)
+    """What a null (withdrawn or padding) sample column is written with: missing values, and
+    True in mask arrays (a null column's genotypes are all missing, so their mask is set)."""
+    if name == "sample_id":
+        return NULL_SAMPLE
+    if is_mask(name, array):
+        return True
+    return missing_value(array.dtype)
 
 
 def fill_reads_as_null(name: str, array: zarr.Array) -> bool:
     """Does the array's fill value already pass as a null column's value (as `check` judges it)?
 
-    Then columns that only ever held the fill value need not be written to become null."""
+    Then columns that only ever held the fill value need not be written to become null
+    (a mask whose fill is False must be written: null columns are masked)."""
     fill = np.asarray(array.fill_value).reshape(1)
     if name == "sample_id":
         return bool(as_str(fill)[0] == NULL_SAMPLE)
+    if is_mask(name, array):
+        return bool(fill[0])
     return bool(is_missing_or_fill(fill)[0])
+
+
+def mask_of(values: np.ndarray) -> np.ndarray:
+    """The mask bio2zarr stores for an array's values: True where missing (negative ints,
+    NaN floats, "." or "" strings): call_genotype_mask == (call_genotype < 0)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "i":
+        return values < 0
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind in "ub":
+        return np.zeros(values.shape, dtype=bool)
+    return np.isin(as_str(values), [STR_MISSING, ""])
+
+
+def is_null_column_value(name: str, array: zarr.Array, values: np.ndarray) -> np.ndarray:
+    """Elementwise: may a null column hold this (missing or fill; True in a mask)?"""
+    if is_mask(name, array):
+        return np.asarray(values, dtype=bool)
+    return is_missing_or_fill(values)
 
 
 def is_missing_or_fill(values: np.ndarray) -> np.ndarray:
@@ -120,142 +163,18 @@ def variant_blocks(group: zarr.Group, size: int | None = None) -> Iterator[slice
         yield slice(start, min(start + step, n))
 
 
-def _trim_alleles(rows: np.ndarray) -> list[tuple[str, ...]]:
-    return [tuple(a for a in row if a != "") for row in as_str(rows).tolist()]
+MISSING_ALLELES = ("", ".")  # bio2zarr pads with "", vcztools also reads "." as no allele
 
 
-def check_unique_samples(batch: zarr.Group) -> list[str]:
-    """The batch's sample ids, after checking they are unique and non-empty."""
-    ids = sample_ids(batch).tolist()
-    if NULL_SAMPLE in ids:
-        raise SampleError(f"batch sample {ids.index(NULL_SAMPLE)} has an empty id")
-    seen: set[str] = set()
-    dups = [s for s in ids if s in seen or seen.add(s)]
-    if dups:
-        raise SampleError(f"duplicate sample id(s) in batch: {', '.join(sorted(set(dups)))}")
-    return ids
-
-
-def check_batch_samples(store: zarr.Group, batch: zarr.Group) -> list[str]:
-    """The batch's sample ids, after checking there are some, unique, and new to the store."""
-    ids = check_unique_samples(batch)
-    if not ids:
-        raise SampleError("batch has no samples")
-    present = sorted(set(ids) & set(live_samples(store)))
-    if present:
-        raise SampleError(f"sample(s) already in the repository: {', '.join(present)}")
-    return ids
-
-
-VARIANT_BLOCK = 1 << 16  # variants compared per read: a few MB of alleles at most
-
-
-def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
-    """Contigs, variant count, positions and alleles must match exactly."""
-    s_contigs = as_str(store["contig_id"][:]).tolist()
-    b_contigs = as_str(batch["contig_id"][:]).tolist()
-    if s_contigs != b_contigs:
-        raise IncompatibleBatchError(f"contigs differ: repository has {s_contigs}, batch has {b_contigs}")
-    n_store = store["variant_position"].shape[0]
-    n_batch = batch["variant_position"].shape[0]
-    if n_store != n_batch:
-        raise IncompatibleBatchError(f"variant count differs: repository has {n_store}, batch has {n_batch}")
-    s_arrays = {name: store[name] for name in ("variant_contig", "variant_position", "variant_allele")}
-    b_arrays = {name: batch[name] for name in s_arrays}
-    from .chunks import encoded_equal  # chunks builds on this module
-
-    if all(encoded_equal(s_arrays[name], b_arrays[name]) for name in s_arrays):
-        return  # the same bytes under the same codecs: nothing to decode
-    chunk = s_arrays["variant_position"].chunks[0]
-    for block in variant_blocks(store, max(chunk, VARIANT_BLOCK // chunk * chunk)):
-        for name, what in (("variant_contig", "contig"), ("variant_position", "position")):
-            diff = np.flatnonzero(np.asarray(s_arrays[name][block]) != np.asarray(b_arrays[name][block]))
-            if diff.size:
-                i = block.start + int(diff[0])
-                raise IncompatibleBatchError(
-                    f"variant {i}: {what} differs "
-                    f"(repository {_variant_label(store, i)}, batch {_variant_label(batch, i)})"
-                )
-        s_alleles = as_str(s_arrays["variant_allele"][block])
-        b_alleles = as_str(b_arrays["variant_allele"][block])
-        width = max(s_alleles.shape[1], b_alleles.shape[1])
-        s_padded, b_padded = (np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values="")
-                              for a in (s_alleles, b_alleles))
-        differ = np.flatnonzero((s_padded != b_padded).any(axis=1))  # trailing "" pad shorter rows
-        if differ.size:
-            i = int(differ[0])
-            a, b = _trim_alleles(s_alleles[i : i + 1])[0], _trim_alleles(b_alleles[i : i + 1])[0]
-            raise IncompatibleBatchError(
-                f"variant {block.start + i} at {_variant_label(store, block.start + i)}: "
-                f"alleles differ (repository {','.join(a)}, batch {','.join(b)})"
-            )
-
-
-def _variant_label(group: zarr.Group, index: int) -> str:
-    contigs = as_str(group["contig_id"][:])
-    return f"{contigs[int(group['variant_contig'][index])]}:{int(group['variant_position'][index])}"
+def alleles_present(row) -> list[str]:
+    """A variant's alleles without missing/padding entries ("" or ".")."""
+    return [a for a in row if a not in MISSING_ALLELES]
 
 
 def variant_fields(group: zarr.Group) -> set[str]:
     """Per-variant fields (INFO and site columns): variant_* arrays without a samples axis."""
     return {name for name, a in arrays(group).items()
             if name.startswith("variant_") and dims(a)[:1] == (VARIANTS,) and SAMPLES not in dims(a)}
-
-
-def _one_sided(kind: str, store: set[str], batch: set[str]) -> None:
-    only_store, only_batch = sorted(store - batch), sorted(batch - store)
-    parts = [f"missing from batch: {', '.join(only_store)}"] if only_store else []
-    parts += [f"not in repository: {', '.join(only_batch)}"] if only_batch else []
-    if parts:
-        raise IncompatibleBatchError(
-            f"{kind} fields differ ({'; '.join(parts)}); --fill-missing-fields accepts this"
-        )
-
-
-def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
-                        fill_missing: bool = False) -> None:
-    """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype.
-
-    With `fill_missing`, a field on one side only is accepted (append fills the gaps).
-    """
-    if "call_genotype" in s_fields and "call_genotype" in b_fields:
-        s_ploidy, b_ploidy = s_fields["call_genotype"].shape[2:], b_fields["call_genotype"].shape[2:]
-        if s_ploidy != b_ploidy:
-            raise IncompatibleBatchError(f"ploidy differs: repository {s_ploidy[0]}, batch {b_ploidy[0]}")
-    if not fill_missing:
-        _one_sided("call", set(s_fields), set(b_fields))
-    for name, s_arr in s_fields.items():
-        if name not in b_fields:
-            continue
-        b_arr = b_fields[name]
-        if dims(s_arr) != dims(b_arr):
-            raise IncompatibleBatchError(f"field {name}: dimensions differ ({dims(s_arr)} vs {dims(b_arr)})")
-        axis = sample_axis(s_arr)
-        s_tail, b_tail = s_arr.shape[axis + 1 :], b_arr.shape[axis + 1 :]
-        if s_tail != b_tail:
-            raise IncompatibleBatchError(
-                f"field {name}: trailing dimensions differ (repository {s_tail}, batch {b_tail})"
-            )
-        s_dt, b_dt = np.dtype(s_arr.dtype), np.dtype(b_arr.dtype)
-        if s_dt.kind in "OTU" and b_dt.kind in "OTU":
-            continue
-        if not np.can_cast(b_dt, s_dt, casting="safe"):
-            raise IncompatibleBatchError(
-                f"field {name}: batch dtype {b_dt} does not fit the repository's {s_dt}"
-            )
-
-
-def check_appendable(
-    store: zarr.Group, batch: zarr.Group, s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
-    fill_missing: bool = False,
-) -> list[str]:
-    """Everything an append checks before writing; returns the batch's sample ids."""
-    ids = check_batch_samples(store, batch)
-    check_same_variants(store, batch)
-    check_sample_fields(s_fields, b_fields, fill_missing)
-    if not fill_missing:
-        _one_sided("variant", variant_fields(store), variant_fields(batch))
-    return ids
 
 
 def _v3_compressors(array: zarr.Array):
@@ -275,20 +194,28 @@ def _v3_compressors(array: zarr.Array):
 
 def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int, ...] | None = None,
                 chunks: tuple[int, ...] | None = None) -> zarr.Array:
-    """Create a zarr format 3 array in `group` with src's dtype, chunks, codecs and attributes."""
+    """Create a zarr format 3 array in `group` with src's dtype, chunks, codecs and attributes,
+    its codec chain ending with the crc32c checksum (vczrepo.checksums)."""
+    from zarr.codecs import VLenUTF8Codec, ZstdCodec
+
+    from .checksums import with_checksum_codec
+
     attrs = {k: v for k, v in src.attrs.items() if k != "_ARRAY_DIMENSIONS"}
     shape = src.shape if shape is None else shape
     chunks = src.chunks if chunks is None else chunks
     if np.dtype(src.dtype).kind in "USO":  # fixed-width strings would truncate later, longer ids
         return group.create_array(
             name, shape=shape, dtype=str, chunks=chunks, dimension_names=dims(src),
-            attributes=attrs, fill_value="",
+            attributes=attrs, fill_value="", serializer=VLenUTF8Codec(),
+            compressors=with_checksum_codec([ZstdCodec(level=0)]),
         )
     if src.metadata.zarr_format == 3:
-        kwargs = {"serializer": src.serializer, "compressors": src.compressors, "filters": src.filters,
-                  "fill_value": src.fill_value}
+        kwargs = {"serializer": src.serializer, "compressors": with_checksum_codec(src.compressors),
+                  "filters": src.filters, "fill_value": src.fill_value}
     else:
-        kwargs = {"compressors": _v3_compressors(src), "fill_value": src.fill_value}
+        compressors = _v3_compressors(src)
+        kwargs = {"compressors": with_checksum_codec([ZstdCodec(level=0)] if compressors == "auto" else compressors),
+                  "fill_value": src.fill_value}
     return group.create_array(
         name, shape=shape, dtype=src.dtype, chunks=chunks, dimension_names=dims(src),
         attributes=attrs, **kwargs,

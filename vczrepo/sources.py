@@ -17,9 +17,6 @@ from .errors import SourceError
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
 OBJECT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
 REQUIRED_ARRAYS = ("sample_id", "contig_id", "variant_contig", "variant_position", "variant_allele")
-# Arrays that can never be all fill value in a chunk (ids, positions >= 1, REF alleles), so a
-# chunk missing from them means a damaged copy. Other arrays legitimately omit all-fill chunks.
-COMPLETE_ARRAYS = ("sample_id", "variant_position", "variant_allele")
 
 
 @dataclass(frozen=True)
@@ -104,11 +101,9 @@ def _checked(group: zarr.Group, path) -> zarr.Group:
     missing = [a for a in REQUIRED_ARRAYS if a not in group]
     if missing:
         raise SourceError(f"not a VCZ store: {path} lacks {', '.join(missing)}")
-    for name in COMPLETE_ARRAYS:
-        array = group[name]
-        if array.size and array.nchunks_initialized < array.nchunks:
-            lost = array.nchunks - array.nchunks_initialized
-            raise SourceError(f"incomplete VCZ: {path}: {name} is missing {lost} of {array.nchunks} chunks")
+    from .validate import check_chunks
+
+    check_chunks(group, path)  # chunks missing where a VCZ cannot omit them
     return group
 
 

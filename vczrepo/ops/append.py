@@ -14,7 +14,7 @@ from pathlib import Path
 import icechunk
 import zarr
 
-from .. import chunks, journal, schema
+from .. import chunks, journal, schema, validate
 from ..errors import SourceError
 from ..settings import Settings
 from ..sources import Source, open_vcz
@@ -34,7 +34,7 @@ def grow_and_copy(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, of
         if name in batch_fields:
             pipe.copy_samples(batch_fields[name], dst, offset, share=share)
         else:
-            pipe.fill_samples(dst, list(range(offset, total)), schema.missing_value(dst.dtype), share)
+            pipe.fill_samples(dst, list(range(offset, total)), schema.null_value(name, dst), share)
 
 
 def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
@@ -55,7 +55,7 @@ def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.G
             for i, (d, c) in enumerate(zip(dim_names, src.chunks, strict=True)))
         dst = schema.create_like(root, name, src, shape=shape, chunks=chunk_shape)
         if offset:
-            pipe.fill_samples(dst, list(range(offset)), schema.missing_value(dst.dtype))
+            pipe.fill_samples(dst, list(range(offset)), schema.null_value(name, dst))
         added.append(name)
     return added
 
@@ -99,7 +99,8 @@ def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fil
     (None) only when `pads_for_bytes` says it pays, and never in a distributed append."""
     batch = source.group
     fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
-    ids = schema.check_appendable(root, batch, fields, batch_fields, fill_missing_fields)
+    ids = validate.check_appendable(
+        root, batch, fields, batch_fields, fill_missing_fields)
     offset = int(fields["sample_id"].shape[0])
     distributed = pipe.settings.distributed
     pad = -offset % schema.samples_chunk_size(root)  # null columns up to the next sample-chunk boundary

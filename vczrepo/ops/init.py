@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import zarr
 
-from .. import chunks, journal, schema
+from .. import chunks, journal, schema, validate
 from ..sources import Source
 
 
 def import_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dict:
     """Copy every array and the group attributes of a VCZ into an empty root group."""
     batch = source.group
-    schema.check_unique_samples(batch)
+    validate.check_batch(batch)
     root.attrs.update(dict(batch.attrs))
     for name, src in schema.arrays(batch).items():
         pipe.copy_array(src, schema.create_like(root, name, src))
