@@ -16,7 +16,7 @@ import vczrepo
 from vczrepo.internals import chunk_key
 from vczrepo import chunks, storage
 from vczrepo.chunkfiles import SessionStore, session_store
-from vczrepo.errors import IntegrityError  # integrity:
+from vczrepo.errors import IntegrityError
 
 PROTO = default_buffer_prototype()
 
@@ -87,7 +87,7 @@ def test_keys_of_no_chunk_read_as_icechunk_reads_them(repo, key):
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated"])
-def test_a_damaged_chunk_file_is_an_integrity_error(repo, damage):  # integrity: was "reads as icechunk reads it"
+def test_a_damaged_chunk_file_is_an_integrity_error(repo, damage):
     root = repo.group()
     key = chunk_key(root["call_DP"], (0, 0))
     expected = _get(root.store._store, key)
@@ -96,7 +96,7 @@ def test_a_damaged_chunk_file_is_an_integrity_error(repo, damage):  # integrity:
         victim.unlink()
     else:
         victim.write_bytes(expected[:-1])
-    with pytest.raises(IntegrityError, match=f"chunk {key} at snapshot "):  # integrity: named, one line
+    with pytest.raises(IntegrityError, match=f"chunk {key} at snapshot "):
         _get(repo.group().store, key)
 
 

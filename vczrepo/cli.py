@@ -122,8 +122,9 @@ def _print_commit(result: Any, as_json: bool) -> None:
         _emit_json(result.to_json())
         return
     m = result.metadata
-    click.echo(f"{result.snapshot_id} {result.branch}: {m['op']} ({sample_change(m) or 'no change in'} samples, "
-               f"{m['n_samples']} in total)")
+    total = m.get("n_samples")
+    detail = f" ({sample_change(m) or 'no change in'} samples, {total} in total)" if total is not None else ""
+    click.echo(f"{result.snapshot_id} {result.branch}: {m['op']}{detail}")
 
 
 class Cli(click.Group):
@@ -629,24 +630,48 @@ def gc(state: State, repo, older_than, now, expire, dry_run, storage_options, as
 @click.argument("repo")
 @click.option("--at", "at", default=None, metavar="REF", help="Check one ref (default: every branch and tag).",
               shell_complete=_complete_refs)
-@click.option("--deep", is_flag=True, help="Also verify every chunk's checksum.")
+@click.option("--deep", is_flag=True, help="Also verify the checksum of every chunk of every snapshot in history.")
 @storage_option
 @json_option
-@pass_state
-def check(state: State, repo, at, deep, storage_options, as_json):
+def check(repo, at, deep, storage_options, as_json):
     """Integrity check; exit code 8 and one line per problem if anything is wrong."""
+    from .check import check_path
     from .errors import IntegrityError
 
-    report = state.open(repo, storage_options).check(at, deep=deep)
+    report = check_path(repo, _parse_options(storage_options), at=at, deep=deep)
     if as_json:
         _emit_json(report.to_json())
     else:
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)
-        status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"{report.ref} ({report.snapshot}): {report.arrays_read} arrays, {report.chunks_read} chunks "
-                   f"read: {status}")
+        for line in report.unverified:
+            click.echo(f"note: {line}", err=True)
+        click.echo(report.summary())
     return 0 if report.ok else IntegrityError.exit_code
+
+
+@main.command()
+@click.argument("repo")
+@branch_option
+@message_option
+@storage_option
+@json_option
+@pass_state
+def repair(state: State, repo, branch, message, storage_options, as_json):
+    """Rewrite masks that disagree with their arrays (as `check` reports), as one commit."""
+    _print_commit(state.open(repo, storage_options).repair(branch=branch, message=message), as_json)
+
+
+@main.command("add-checksums")
+@click.argument("repo")
+@branch_option
+@message_option
+@storage_option
+@json_option
+@pass_state
+def add_checksums(state: State, repo, branch, message, storage_options, as_json):
+    """Give a repository made before checksums a crc32c on every chunk (as bytes), as one commit."""
+    _print_commit(state.open(repo, storage_options).add_checksums(branch=branch, message=message), as_json)
 
 
 @main.command()

@@ -397,7 +397,7 @@ class Repository:
         """Integrity check of every ref (or one); returns a report, never raises on damage found."""
         from .check import check
 
-        return check(self, at or DEFAULT_BRANCH)
+        return check(self, at, deep)
 
     def checkout(self, out: str | os.PathLike, at: str = DEFAULT_BRANCH, *, drop_removed: bool = False) -> str:
         """Write the VCZ at a ref to `out` as a plain zarr format 3 store; returns the snapshot."""
@@ -560,6 +560,23 @@ class Repository:
         from .ops.gc import gc
 
         return gc(self, older_than, expire=expire, now=now, dry_run=dry_run)
+
+    def repair(self, *, branch: str = DEFAULT_BRANCH, message: str | None = None) -> CommitResult:
+        """Rewrite masks that disagree with their arrays' missing values (null columns written by
+        vczrepo before 0.2 left call_genotype_mask False), as one commit."""
+        from .check import repair_masks
+
+        self._require_branch(branch)
+        return self._commit(branch, "repair", message or "repair masks", lambda root: repair_masks(self.pipe, root))
+
+    def add_checksums(self, *, branch: str = DEFAULT_BRANCH, message: str | None = None) -> CommitResult:
+        """Give every array of a repository made before checksums the crc32c codec (each chunk
+        gets its checksum appended, as bytes), as one commit."""
+        from .check import add_checksums
+
+        self._require_branch(branch)
+        return self._commit(branch, "add-checksums", message or "add chunk checksums",
+                            lambda root: add_checksums(self.pipe, root))
 
     def audit(self, samples: Sequence[str]) -> list:
         """Every place in storage (object, and layer inside it) where one of the ids still appears."""

@@ -35,7 +35,7 @@ class Variants:
         contigs = schema.as_str(group["contig_id"][:]).tolist()
         contig = np.asarray(group["variant_contig"][:])
         pos = np.asarray(group["variant_position"][:])
-        alleles = [schema.alleles_present(row)  # integrity: "." and "" alike
+        alleles = [schema.alleles_present(row)
                    for row in schema.as_str(group["variant_allele"][:]).tolist()]
         sites = [(contigs[c], int(p), a[0]) for c, p, a in zip(contig, pos, alleles, strict=True)]
         return cls(contigs, sites, [a[1:] for a in alleles])
@@ -135,7 +135,7 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
             stop = min(start + step, array.shape[0])
             full[start:stop, old_width:] = np.full((stop - start, max(widths) - old_width), "", dtype=object)
     for i in sorted(new_alts):
-        row = schema.alleles_present(schema.as_str(array[i, :]).tolist()) + new_alts[i]  # integrity: "." too
+        row = schema.alleles_present(schema.as_str(array[i, :]).tolist()) + new_alts[i]
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
 
 
@@ -171,7 +171,7 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_ne
             raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
         shape = (n_store, *src.shape[1:])
         out_arr = schema.create_like(dst, name, src, shape=shape, chunks=(vchunk, *src.chunks[1:]))
-        missing = schema.null_value(name, src)  # integrity: masks True where calls are missing
+        missing = schema.null_value(name, src)
         for block in schema.variant_blocks(store):
             rows = inverse[block]
             values = np.full((len(rows), *src.shape[1:]), missing, dtype=src.dtype)
