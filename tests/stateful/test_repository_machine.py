@@ -54,6 +54,17 @@ SAMPLES_CHUNK = 2
 SITES = ("copy-encoded", "recompose", "fill", "restore", "purge-rewrite", "purge-branch", "purge-tag",
          "replay", "plan", "gc", "ref-move", "before-commit", "after-commit")
 FIRED: dict[str, set[str]] = {}
+# the write sites each kind of operation meets (faults are drawn among these)
+OPERATION_SITES = {
+    "append": ("copy-encoded", "recompose", "fill", "before-commit", "after-commit"),
+    "remove": ("fill", "before-commit", "after-commit"),
+    "revert": ("fill", "restore", "before-commit", "after-commit"),
+    "tag": ("ref-move",), "branch": ("ref-move",), "reset": ("ref-move",), "promote": ("ref-move",),
+    "replay": ("plan", "replay", "ref-move", "copy-encoded", "recompose", "fill", "before-commit", "after-commit"),
+    "purge": ("plan", "purge-rewrite", "purge-branch", "purge-tag", "ref-move", "fill", "before-commit",
+              "after-commit"),
+    "gc": ("gc",),
+}
 
 
 class InjectedFault(Exception):
@@ -189,9 +200,9 @@ class RepositoryMachine(RuleBasedStateMachine):
     def _run(self, data, action, after: dict[str, BranchModel] | None, label: str):
         """Run `action(repo)` with a fault maybe drawn at one of its write sites, and a reader at
         another. Returns (result, fault fired?)."""
-        sites = list(SITES)
+        sites = list(OPERATION_SITES[label])
         fault_site = data.draw(st.one_of(st.none(), st.sampled_from(sites)), label=f"{label} fault site")
-        fault_at = data.draw(st.integers(0, 6), label=f"{label} fault at")
+        fault_at = data.draw(st.integers(0, 3), label=f"{label} fault at")
         # once the commit is made, a data operation's readers see the new state: not a candidate here
         readable = sites if after else [s for s in sites if s != "after-commit"]
         read_site = data.draw(st.one_of(st.none(), st.sampled_from(readable)), label=f"{label} read site")
