@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 
 from . import schema
-from .errors import IncompatibleBatchError, SampleError, SourceError
+from .errors import IncompatibleBatchError, SampleError, SourceError, listing
 
 # Arrays whose fill value never occurs in valid data (positions >= 1, non-empty REF, ids and
 # contigs never empty; a missing variant id is "."), so every chunk must be stored.
@@ -56,7 +56,7 @@ def check_unique_samples(batch: zarr.Group) -> list[str]:
     seen: set[str] = set()
     dups = [s for s in ids if s in seen or seen.add(s)]
     if dups:
-        raise SampleError(f"duplicate sample id(s) in batch: {', '.join(sorted(set(dups)))}")
+        raise SampleError(f"duplicate sample id(s) in batch: {listing(sorted(set(dups)))}")
     return ids
 
 
@@ -67,7 +67,7 @@ def check_batch_samples(store: zarr.Group, batch: zarr.Group) -> list[str]:
         raise SampleError("batch has no samples")
     present = sorted(set(ids) & set(schema.live_samples(store)))
     if present:
-        raise SampleError(f"sample(s) already in the repository: {', '.join(present)}")
+        raise SampleError(f"sample(s) already in the repository: {listing(present)}")
     return ids
 
 
@@ -138,7 +138,9 @@ def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
     s_contigs = schema.as_str(store["contig_id"][:]).tolist()
     b_contigs = schema.as_str(batch["contig_id"][:]).tolist()
     if s_contigs != b_contigs:
-        raise IncompatibleBatchError(f"contigs differ: repository has {s_contigs}, batch has {b_contigs}")
+        raise IncompatibleBatchError(
+            f"contigs differ: repository has {len(s_contigs)} ({listing(s_contigs)}), "
+            f"batch has {len(b_contigs)} ({listing(b_contigs)})")
     n_store = store["variant_position"].shape[0]
     n_batch = batch["variant_position"].shape[0]
     if n_store != n_batch:
@@ -181,8 +183,8 @@ def _variant_label(group: zarr.Group, index: int) -> str:
 
 def _one_sided(kind: str, store: set[str], batch: set[str]) -> None:
     only_store, only_batch = sorted(store - batch), sorted(batch - store)
-    parts = [f"missing from batch: {', '.join(only_store)}"] if only_store else []
-    parts += [f"not in repository: {', '.join(only_batch)}"] if only_batch else []
+    parts = [f"missing from batch: {listing(only_store)}"] if only_store else []
+    parts += [f"not in repository: {listing(only_batch)}"] if only_batch else []
     if parts:
         raise IncompatibleBatchError(
             f"{kind} fields differ ({'; '.join(parts)}); --fill-missing-fields accepts this"

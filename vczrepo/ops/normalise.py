@@ -17,7 +17,7 @@ import numpy as np
 import zarr
 
 from .. import chunks, schema
-from ..errors import IncompatibleBatchError
+from ..errors import IncompatibleBatchError, listing
 
 Site = tuple[str, int, str]  # contig, position, REF
 
@@ -74,7 +74,7 @@ class Mapping:
 def map_variants(store: Variants, batch: Variants, allow_new_alleles: bool) -> Mapping:
     if batch.contigs and [c for c in batch.contigs if c not in store.contigs]:
         missing = [c for c in batch.contigs if c not in store.contigs]
-        raise IncompatibleBatchError(f"batch contigs not in the repository: {', '.join(missing)}")
+        raise IncompatibleBatchError(f"batch contigs not in the repository: {listing(missing)}")
     by_site: dict[Site, list[int]] = {}
     for i, site in enumerate(store.sites):
         by_site.setdefault(site, []).append(i)

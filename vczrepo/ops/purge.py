@@ -27,7 +27,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from .. import schema
-from ..errors import ConcurrentUpdateError, RefError, SampleError, VczRepoError
+from ..errors import ConcurrentUpdateError, RefError, SampleError, VczRepoError, listing
 from ..internals import chunk_key
 from ..journal import names_digest
 from ..summaries import MAINTAINED, update_summaries
@@ -98,7 +98,7 @@ def plan(repo: Repository, samples: Sequence[str]) -> PurgeResult:
             order.setdefault(sid, depth)
         (result.branches if kind == "branch" else result.tags)[name] = tip
     if not order:
-        raise SampleError(f"no snapshot holds {', '.join(sorted(names))}: nothing to purge")
+        raise SampleError(f"no snapshot holds {listing(sorted(names))}: nothing to purge")
     result.rewrite = sorted(order, key=order.__getitem__)
     result.new_tag_names = _new_tag_names(repo, sorted(result.tags))
     return result
