@@ -108,7 +108,7 @@ def _chunk_files(repo: vczrepo.Repository, ref: str = "main") -> dict[str, str]:
     """Chunk file name -> the chunk key it holds at a ref."""
     import asyncio
 
-    from vczrepo.chunkfiles import session_store
+    from vczrepo.internals import session_store
 
     store = session_store(repo.icechunk.readonly_session(snapshot_id=repo.resolve(ref)), repo.location)
     root = zarr.open_group(store, mode="r")

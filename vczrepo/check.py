@@ -2,7 +2,7 @@
 
 By default every ref (each branch and tag) is checked, or one ref with `at`. At each ref's
 snapshot: the snapshot must open; every chunk of every array is read (which verifies each
-chunk's checksum, see vczrepo.checksums and chunkfiles); shapes must agree along samples
+chunk's checksum, see vczrepo.checksums and vczrepo.internals); shapes must agree along samples
 and variants; sample ids must be unique apart from nulls; null samples must hold only
 missing/fill values (True in masks); every mask must equal its array's missing calls
 (call_genotype_mask == (call_genotype < 0)); and the commit journal replayed from the first
@@ -124,7 +124,7 @@ def _say(e: BaseException) -> str:
     if isinstance(e, VczRepoError):
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, icechunk.IcechunkError):
-        from .chunkfiles import damaged_object
+        from .internals import damaged_object
 
         return damaged_object(e)
     text = str(e).strip().splitlines()
@@ -296,7 +296,7 @@ def _verify_snapshot(repo: Repository, sid: str, seen: set, report: CheckReport,
                      no_sums: dict[str, list[str]]) -> None:
     """Read the stored bytes of every chunk of one snapshot (each chunk once across snapshots)
     through the verifying store; arrays without checksums are only listed."""
-    from .chunkfiles import session_store
+    from .internals import session_store
 
     store = session_store(repo.icechunk.readonly_session(snapshot_id=sid), repo.location)
     arrays = schema.arrays(zarr.open_group(store, mode="r"))

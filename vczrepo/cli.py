@@ -205,25 +205,21 @@ def _handle(error: BaseException) -> None:
 
 def _vcztools_command(name: str, doc: str) -> click.Command:
     """`vczrepo view|query REPO --at REF [vcztools options]`: vcztools' own options, at any ref."""
+    from .internals import click_params
     from .read import vcztools_command, vcztools_options
 
     @click.pass_obj
     def callback(state: State, repo: str, at: str, storage_options: tuple[str, ...], **options: Any) -> None:
         getattr(state.open(repo, storage_options), name)(at, **options)
 
-    params = [click.Argument(["repo"]), *_params(at_option), *_params(storage_option),
+    params = [click.Argument(["repo"]), *click_params(at_option), *click_params(storage_option),
               *vcztools_options(vcztools_command(name))]
+    if name == "view":  # vcztools writes plain VCF only; vczrepo also writes BGZF (.gz, .bgz)
+        params = [click.Option(["-o", "--output"], default="-", show_default=True,
+                               type=click.Path(dir_okay=False, allow_dash=True),
+                               help="Output file; a name ending in .gz or .bgz is written as BGZF (bgzip).")
+                  if p.name == "output" else p for p in params]
     return click.Command(name, callback=callback, params=params, help=doc, short_help=doc)
-
-
-def _params(decorator: Callable) -> list[click.Parameter]:
-    """The click parameters a decorator would add (to build a command from parts)."""
-
-    def target() -> None:
-        pass
-
-    decorator(target)
-    return list(getattr(target, "__click_params__", []))
 
 
 @click.group(cls=Cli)

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from . import chunks
-from .chunkfiles import SessionStore
+from .internals import SessionStore
 from .settings import Settings
 
 

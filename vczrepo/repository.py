@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import icechunk
 import zarr
 
 from . import refs, schema, storage
-from .chunkfiles import session_store
+from .internals import session_store
 from .chunks import Pipeline
 from .errors import OutputExistsError, RefError, RepositoryError, UsageError, VczRepoError, from_icechunk
 from .journal import Commit
@@ -299,7 +300,7 @@ class Repository:
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
         except icechunk.IcechunkError as e:  # a missing or corrupt snapshot: damage (exit 8)
-            from .chunkfiles import damaged_object
+            from .internals import damaged_object
             from .errors import IntegrityError
 
             raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
@@ -406,10 +407,20 @@ class Repository:
         return checkout(self, at, out, drop_removed=drop_removed)
 
     def view(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
-        """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B")."""
-        from .read import run_vcztools
+        """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B");
+        an output ending in .gz or .bgz is written as BGZF (bgzip's format, for tabix/bcftools)."""
+        from .read import run_vcztools, view_compressed
 
-        run_vcztools("view", self.group(at), **options)
+        output = options.get("output")
+        if not isinstance(output, str | os.PathLike):  # a file object, or vcztools' default (stdout)
+            run_vcztools("view", self.group(at), **options)
+        elif os.fspath(output) == "-":
+            run_vcztools("view", self.group(at), **{**options, "output": sys.stdout})
+        elif os.fspath(output).endswith((".gz", ".bgz")):
+            view_compressed(self.group(at), os.fspath(output), **{k: v for k, v in options.items() if k != "output"})
+        else:
+            with open(output, "w") as f:
+                run_vcztools("view", self.group(at), **{**options, "output": f})
 
     def query(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
         """`vcztools query` at a ref (e.g. format="%CHROM\\t%POS\\n", list_samples=True)."""

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import icechunk
 
-from .errors import RepositoryError
+from .errors import RepositoryError, short_message
 
 SAMPLES_PER_MANIFEST_SPLIT = 1  # sample chunks per manifest split: appends touch new splits only
 
@@ -353,12 +353,3 @@ def write_lock(loc: Location) -> Iterator[None]:
                 os.close(held.fd)
 
 
-_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
-
-
-def short_message(error: Exception) -> str:
-    """An icechunk error's own sentence, without the Rust context trace that follows it, and
-    without URL query strings (they can carry a SAS token or a signature)."""
-    text = getattr(error, "message", None) or str(error)
-    line = text.split("context:")[0].strip().splitlines()[0] if text.strip() else type(error).__name__
-    return _URL_QUERY.sub(r"\1?…", line)

@@ -34,7 +34,7 @@ import zarr
 
 from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk
 from . import journal
-from .chunkfiles import session_store
+from .internals import session_store
 from .settings import Settings
 from .storage import Location, write_lock
 
