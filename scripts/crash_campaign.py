@@ -387,6 +387,8 @@ def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.
         delay = rng.uniform(0, result.duration)
         result.trials += 1
         trial(op, template, work, ctx, old, new, delay, result)
+        log(f"  {op.name} trial {result.trials}/{trials}: kill at {delay:.2f}s; {result.outcomes}, "
+            f"{len(result.failures)} failures")
     shutil.rmtree(work / "repo", ignore_errors=True)
     return result
 
