@@ -307,6 +307,7 @@ class OpResult:
     outcomes: dict = field(default_factory=lambda: {"old": 0, "new": 0, "finished": 0})
     failures: list = field(default_factory=list)
     pending_plan: bool = False
+    startup: float = 0.0  # kills drawn from U(startup, duration); 0 unless --skip-startup
 
 
 def trial(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, delay: float,
@@ -360,7 +361,7 @@ def trial(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, d
 
 
 def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.Random,
-           log: Callable[[str], None]) -> OpResult:
+           log: Callable[[str], None], skip_startup: bool = False) -> OpResult:
     result = OpResult(op.name, pending_plan=op.name in PENDING_PLAN)
     template = work / f"template-{op.name}"
     shutil.rmtree(template, ignore_errors=True)
@@ -370,6 +371,10 @@ def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.
     measured = work / f"measured-{op.name}"
     shutil.rmtree(measured, ignore_errors=True)
     shutil.copytree(template, measured)
+    if skip_startup:  # a read command's time: interpreter start-up, imports, opening the repository
+        start = time.monotonic()
+        spawn(argv("samples", measured, "main")).wait()
+        result.startup = time.monotonic() - start
     start = time.monotonic()
     proc = spawn(op.command(measured, ctx))
     _, err = proc.communicate()
@@ -382,9 +387,9 @@ def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.
         result.failures.append(f"{op.name}: the uninterrupted run changed nothing")
         return result
     shutil.rmtree(measured)
-    log(f"{op.name}: {result.duration:.2f}s uninterrupted; {trials} trials")
+    log(f"{op.name}: {result.duration:.2f}s uninterrupted (start-up {result.startup:.2f}s); {trials} trials")
     for _ in range(trials):
-        delay = rng.uniform(0, result.duration)
+        delay = rng.uniform(min(result.startup, result.duration), result.duration)
         result.trials += 1
         trial(op, template, work, ctx, old, new, delay, result)
         log(f"  {op.name} trial {result.trials}/{trials}: kill at {delay:.2f}s; {result.outcomes}, "
@@ -394,11 +399,12 @@ def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.
 
 
 def campaign(work: Path, ops: list[str], trials: int, seed: int = 0, size: str = "ci",
-             log: Callable[[str], None] = lambda m: None) -> dict[str, OpResult]:
+             log: Callable[[str], None] = lambda m: None, skip_startup: bool = False) -> dict[str, OpResult]:
     rng = random.Random(seed)
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
-    return {name: run_op(OPS[name], work, data, SIZES[size], trials, rng, log) for name in ops}
+    return {name: run_op(OPS[name], work, data, SIZES[size], trials, rng, log, skip_startup)
+            for name in ops}
 
 
 def format_table(results: dict[str, OpResult]) -> str:
@@ -424,6 +430,9 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true",
                         help="failures of operations pending the plan rewrite fail the run too")
     parser.add_argument("--work-dir", type=Path, help="default: a temporary directory")
+    parser.add_argument("--skip-startup", action="store_true",
+                        help="kill at U(t0, duration), t0 = the time of `vczrepo samples` (start-up, "
+                             "imports, open), so every kill lands in the operation itself")
     a = parser.parse_args(args)
     ops = [o for o in a.ops.split(",") if o]
     unknown = [o for o in ops if o not in OPS]
@@ -433,7 +442,8 @@ def main(args: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         results = campaign(work, ops, a.trials, a.seed, a.size,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+                           log=lambda m: print(m, file=sys.stderr, flush=True),
+                           skip_startup=a.skip_startup)
     finally:
         if not a.work_dir:
             shutil.rmtree(work, ignore_errors=True)
