@@ -124,7 +124,8 @@ def run(url: str, options: list[str], work: Path, writers: int, ops: int, backen
     for w in schedule:
         for op in w:
             if op.kind == "append":
-                _vcz(data / f"{op.name}.vcz", [f"{op.name}-a", f"{op.name}-b"], 2 + op.writer * 100 + op.index)
+                _vcz(data / f"{op.name}.vcz", [f"{op.name}-a", f"{op.name}-b"],
+                     2 + op.writer * 100 + op.index)
     solo_batch = _vcz(data / "solo.vcz", ["solo-a", "solo-b"], 99_999)
     report = Report(backend, writers, ops)
 
@@ -140,7 +141,8 @@ def run(url: str, options: list[str], work: Path, writers: int, ops: int, backen
     solo = max(report.solo_append_seconds, report.solo_remove_seconds)
     # generous and scaling with the work: every op serialised, 10x the solo cost each, + 2 min
     report.deadline_seconds = 120 + 10 * solo * writers * ops
-    log(f"{backend}: solo append {report.solo_append_seconds:.1f}s, remove {report.solo_remove_seconds:.1f}s; "
+    log(f"{backend}: solo append {report.solo_append_seconds:.1f}s, "
+        f"remove {report.solo_remove_seconds:.1f}s; "
         f"{writers} writers x {ops} ops, deadline {report.deadline_seconds:.0f}s")
 
     started = time.monotonic()
