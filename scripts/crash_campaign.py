@@ -45,64 +45,35 @@ sys.path.insert(0, str(ROOT / "tests"))
 from vcfgen import write_vcz_direct  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
-# CLI adapter: the only place that knows the command-line convention. "new" is the convention of
-# issue 14 (-b/--branch for the branch a command commits to or moves, --at REF for reads);
-# "current" is main before it. "auto" picks "new" if `gc --help` offers --now.
+# CLI adapter: the only place that knows the command-line convention (-b/--branch for the
+# branch a command commits to or moves, --at REF for reads).
 # ---------------------------------------------------------------------------------------------
-CONVENTION = os.environ.get("VCZREPO_CLI_CONVENTION", "auto")
 S = str
-CLI: dict[str, dict[str, Callable[..., list[str]]]] = {
-    "new": {
-        "init": lambda r, src: ["init", S(r), S(src)],
-        "append": lambda r, src, *flags: ["append", S(r), S(src), *flags],
-        "remove": lambda r, *names: ["remove", S(r), *names],
-        "purge": lambda r, *names: ["purge", S(r), *names],
-        "gc": lambda r: ["gc", S(r), "--now"],
-        "promote_replay": lambda r, src, branch: ["promote", S(r), src, "-b", branch, "--replay"],
-        "revert": lambda r, snap, branch: ["revert", S(r), snap, "-b", branch],
-        "branch": lambda r, name, at: ["branch", S(r), name, "--at", at],
-        "branch_delete": lambda r, name: ["branch", S(r), name, "--delete"],
-        "tag": lambda r, name, at: ["tag", S(r), name, "--at", at],
-        "log": lambda r, at: ["log", S(r), "--at", at, "--json"],
-        "samples": lambda r, at: ["samples", S(r), "--at", at],
-        "view": lambda r, at: ["view", S(r), "--at", at, "--no-version"],
-        "check": lambda r, at: ["check", S(r), "--at", at],
-    },
-    "current": {
-        "init": lambda r, src: ["init", S(r), S(src)],
-        "append": lambda r, src, *flags: ["append", S(r), S(src), *flags],
-        "remove": lambda r, *names: ["remove", S(r), *names],
-        "purge": lambda r, *names: ["purge", S(r), *names],
-        "gc": lambda r: ["gc", S(r), "--older-than", "10m"],  # template files are aged a day
-        "promote_replay": lambda r, src, branch: ["promote", S(r), src, "--into", branch, "--replay"],
-        "revert": lambda r, snap, branch: ["revert", S(r), snap, "-b", branch],
-        "branch": lambda r, name, at: ["branch", S(r), name, "--from", at],
-        "branch_delete": lambda r, name: ["branch", S(r), name, "--delete"],
-        "tag": lambda r, name, at: ["tag", S(r), name, at],
-        "log": lambda r, at: ["log", S(r), at, "--json"],
-        "samples": lambda r, at: ["samples", S(r), "--at", at],
-        "view": lambda r, at: ["view", S(r), "--at", at, "--no-version"],
-        "check": lambda r, at: ["check", S(r), "--at", at],
-    },
+CLI: dict[str, Callable[..., list[str]]] = {
+    "init": lambda r, src: ["init", S(r), S(src)],
+    "append": lambda r, src, *flags: ["append", S(r), S(src), *flags],
+    "remove": lambda r, *names: ["remove", S(r), *names],
+    "purge": lambda r, *names: ["purge", S(r), *names],
+    "gc": lambda r: ["gc", S(r), "--now"],
+    "promote_replay": lambda r, src, branch: ["promote", S(r), src, "-b", branch, "--replay"],
+    "revert": lambda r, snap, branch: ["revert", S(r), snap, "-b", branch],
+    "branch": lambda r, name, at: ["branch", S(r), name, "--at", at],
+    "branch_delete": lambda r, name: ["branch", S(r), name, "--delete"],
+    "tag": lambda r, name, at: ["tag", S(r), name, "--at", at],
+    "log": lambda r, at: ["log", S(r), "--at", at, "--json"],
+    "samples": lambda r, at: ["samples", S(r), "--at", at],
+    "view": lambda r, at: ["view", S(r), "--at", at, "--no-version"],
+    "check": lambda r, at: ["check", S(r), "--at", at],
 }
-# Operations whose kill-recovery needs the plan-driven rewrite (issue 14: a plan in the
-# repository metadata that re-running the command, or the next write, finishes). Their failures
-# are reported but only fail the run with --strict. Empty this set when the rewrite lands.
-PENDING_PLAN = {"purge", "promote-replay"}
+# Operations whose failures are reported but fail the run only with --strict (none: purge and
+# promote --replay are recorded plans that re-running the command finishes).
+PENDING_PLAN: set[str] = set()
 EXIT_ALREADY = 6  # append: "already in the repository"
 VCZREPO = [str(Path(sys.executable).parent / "vczrepo")]
 
 
-def convention() -> str:
-    global CONVENTION
-    if CONVENTION == "auto":
-        out = invoke(["gc", "--help"]).output
-        CONVENTION = "new" if "--now" in out else "current"
-    return CONVENTION
-
-
 def argv(name: str, *args) -> list[str]:
-    return CLI[convention()][name](*args)
+    return CLI[name](*args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +432,7 @@ def main(args: list[str] | None = None) -> int:
         for f in r.failures:
             print(f"FAIL{' (pending plan)' if r.pending_plan else ''}: {f}")
     if a.json:
-        doc = {"convention": convention(), "seed": a.seed, "size": a.size,
+        doc = {"seed": a.seed, "size": a.size,
                "seconds": time.monotonic() - started,
                "results": [dataclasses.asdict(r) for r in results.values()]}
         text = json.dumps(doc, indent=2)
