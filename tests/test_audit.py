@@ -147,3 +147,18 @@ def test_audit_decodes_chunk_files(tmp_path):
     repo.gc(now=True)  # collects and erases the superseded repository documents
     assert audit.audit(repo, [secret]) == []
     assert raw_scan(path, secret) == []
+
+
+def test_purge_then_gc_now_leaves_no_trace_of_a_vcf_sample(cli, tmp_path, data):
+    """A batch converted from VCF carries its header (root attributes), which names the samples
+    (e.g. a `##bcftools_viewCommand=view -s A,B` line): purge scrubs it too."""
+    path = tmp_path / "r"
+    cli("init", path, data / "sample-part1.vcf.gz")
+    cli("append", path, data / "sample-part2.vcf.gz")
+    cli("remove", path, "NA00002")
+    assert cli("audit", path, "NA00002", ok=False).exit_code == 9
+    cli("purge", path, "NA00002")
+    cli("gc", path, "--now")
+    assert cli("audit", path, "NA00002").exit_code == 0
+    assert raw_scan(path, "NA00002") == []
+    assert cli("samples", path).output.split() == ["NA00001", "NA00003"]

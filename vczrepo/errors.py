@@ -2,7 +2,8 @@
 
 Families: 1 storage or OS failure, 2 usage, 3 repository/ref problems, 4 unreadable
 source, 5 incompatible batch, 6 sample problems, 7 concurrent update not applied,
-8 integrity (damage found), 130 interrupted.
+8 integrity (damage found); the CLI adds 9 (`audit` found an id), 130 (interrupted) and
+141 (the reader of the output went away).
 
 icechunk's own exceptions are mapped here (`from_icechunk`), by their class and `kind`,
 so a storage failure is never reported as a concurrent update or a missing ref.

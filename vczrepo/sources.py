@@ -127,7 +127,8 @@ def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_
                 worker_processes=workers,
             )
     except Exception as e:
-        raise SourceError(f"cannot convert VCF {path}: {type(e).__name__}: {e}") from e
+        hint = " (index it: bcftools index FILE, or tabix -p vcf FILE)" if "indexed" in str(e) else ""
+        raise SourceError(f"cannot convert VCF {path}: {type(e).__name__}: {e}{hint}") from e
 
 
 @contextlib.contextmanager

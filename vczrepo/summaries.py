@@ -61,6 +61,9 @@ LINEAR = ("AC", "AN", "NS", "AC_Het", "AC_Hom", "AC_Hemi")
 DERIVED = ("AF", "MAF", "F_MISSING")
 MAINTAINED = LINEAR + DERIVED
 HIDDEN_COUNTS = "vczrepo_allele_counts"
+# INFO keys the VCF specification reserves for facts about the site, not the samples or reads
+SITE_ANNOTATIONS = {"AA", "CIGAR", "DB", "END", "H2", "H3", "SOMATIC", "VALIDATED", "1000G",
+                    "SVTYPE", "SVLEN", "CIPOS", "CIEND", "IMPRECISE"}
 # per-variant fields vcztools reads as the record itself, never INFO
 RECORD_FIELDS = {"variant_contig", "variant_position", "variant_length", "variant_allele", "variant_id",
                  "variant_id_mask", "variant_quality", "variant_filter"}
@@ -163,9 +166,11 @@ def maintained_fields(root: zarr.Group) -> list[str]:
 
 def stale_fields(root: zarr.Group) -> list[str]:
     """INFO fields that cannot be maintained as the sample set changes (site DP, QUAL-like
-    scores, annotations computed from reads or from samples no longer there)."""
+    scores, annotations computed from reads or from samples no longer there). Annotations of
+    the site itself (SITE_ANNOTATIONS: ancestral allele, dbSNP membership, END, …) stay true
+    whatever the samples, so they are never stale."""
     state = summary_state(root)
-    keep = set(state["maintained"]) if state else set(MAINTAINED)
+    keep = (set(state["maintained"]) if state else set(MAINTAINED)) | SITE_ANNOTATIONS
     return sorted(f for f in info_fields(root) if f not in keep)
 
 
@@ -261,6 +266,7 @@ def _agrees(stored: np.ndarray, want: np.ndarray, n_alt: np.ndarray) -> bool:
     return bool((stored[mask] == np.asarray(want)[mask]).all())
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def verify(root: zarr.Group, columns: Sequence[int] | None = None) -> list[str]:
     """The MAINTAINED fields whose stored values equal those computed from the genotypes of
     `columns` (default: all live samples). One pass over call_genotype."""
@@ -287,6 +293,7 @@ def summary_state(root: zarr.Group) -> dict | None:
     return dict(state) if state else None
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def decide(root: zarr.Group, columns: Sequence[int] | None = None) -> dict:
     """Verify the maintained fields on `columns` (the current sample set) and record the result."""
     maintained = verify(root, columns)
@@ -296,6 +303,7 @@ def decide(root: zarr.Group, columns: Sequence[int] | None = None) -> dict:
     return state
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Sequence[int] = (),
                      removed_from: zarr.Group | None = None) -> dict:
     """Make the maintained INFO fields true for the repository's new sample set.
@@ -410,6 +418,7 @@ def _old(array: zarr.Array, block: slice, n_alt: np.ndarray) -> np.ndarray:
     return np.where(_amask(values, n_alt) & (values >= 0), values, 0)
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def recompute(root: zarr.Group) -> dict:
     """Recompute the maintained fields from scratch over all live samples (reference/repair)."""
     fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}

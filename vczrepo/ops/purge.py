@@ -198,8 +198,11 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
 
     def apply(root: zarr.Group) -> dict:
         sync(_copy_keys(source.store, root.store, keys))
+        fresh = zarr.open_group(root.store, mode="r+")
+        attrs = dict(fresh.attrs)
+        if _scrub_value(attrs, names) != attrs:  # e.g. a VCF header line naming the samples
+            fresh.attrs.put(_scrub_value(attrs, names))
         if columns:
-            fresh = zarr.open_group(root.store, mode="r+")
             if wrote_summaries:
                 update_summaries(fresh, removed=columns, removed_from=source)
             null_columns(repo.pipe, fresh, columns)
