@@ -21,6 +21,7 @@ def with_codecs(array: zarr.Array, codecs: tuple) -> zarr.Array:
     """The same stored array, encoding the chunks it writes with `codecs`.
 
     Only chunk writes go through it; its metadata is never stored."""
+    assert array.metadata.zarr_format == 3  # format 2 metadata has no codec chain
     meta = dataclasses.replace(array.metadata, codecs=codecs)
     return zarr.Array(AsyncArray(meta, array.async_array.store_path, array.async_array.config))
 
