@@ -28,27 +28,33 @@ def repo_path(tmp_path):
 def test_ref_expressions_prefixes_and_ancestors(cli, repo_path):
     repo = vczrepo.Repository.open(repo_path)
     history = [c.id for c in repo.log()]
-    assert repo.resolve("main~1") == history[1] and repo.resolve("main~") == history[1]
+    assert repo.resolve("main~1") == history[1]
+    assert repo.resolve("main~") == history[1]
     assert repo.resolve("main~2") == repo.resolve("release-1")
     assert repo.resolve(history[1][:6]) == history[1]
     assert repo.resolve(history[1][:6].lower()) == history[1]
     assert cli("samples", repo_path, "--at", "main~1").output.split() == ["S0", "S1", "S2", "T0"]
     result = cli("samples", repo_path, "--at", "main~9", ok=False)
-    assert result.exit_code == 3 and "has only 3 ancestor(s)" in result.stderr
+    assert result.exit_code == 3
+    assert "has only 3 ancestor(s)" in result.stderr
 
 
 def test_tag_list_and_delete(cli, repo_path):
     rows = json.loads(cli("tag", repo_path, "--list", "--json").output)
-    assert [r["name"] for r in rows] == ["release-1"] and set(rows[0]) == {"name", "snapshot", "message"}
+    assert [r["name"] for r in rows] == ["release-1"]
+    assert set(rows[0]) == {"name", "snapshot", "message"}
     cli("tag", repo_path, "t2", "--at", "main~1")
     before = state(repo_path)
     refused = cli("tag", repo_path, "t2", "--delete", ok=False)
-    assert refused.exit_code == 2 and "permanent" in refused.stderr and state(repo_path) == before
+    assert refused.exit_code == 2
+    assert "permanent" in refused.stderr
+    assert state(repo_path) == before
     out = json.loads(cli("tag", repo_path, "t2", "--delete", "--yes", "--json").output)
     assert out["deleted"] == "t2"
     assert "t2" not in cli("tag", repo_path, "--list").output
     again = cli("tag", repo_path, "t2", ok=False)  # icechunk never reuses a deleted tag's name
-    assert again.exit_code == 3 and len(again.stderr.strip().splitlines()) == 1
+    assert again.exit_code == 3
+    assert len(again.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args", [
@@ -64,11 +70,12 @@ def test_every_command_speaks_json_with_a_stable_key_order(cli, repo_path, args)
 
 def test_mutations_print_the_commit_they_made(cli, repo_path, tmp_path):
     out = json.loads(cli("append", repo_path, make_vcz(tmp_path, "c", ["U0"], seed=2), "--json").output)
-    assert out["op"] == "append" and out["n_samples"] == 4
+    assert out["op"] == "append"
+    assert out["n_samples"] == 4
     assert out["snapshot"] == vczrepo.Repository.open(repo_path).resolve("main")
 
 
-@pytest.mark.parametrize("args, text", [
+@pytest.mark.parametrize(("args", "text"), [
     (["log", "{repo}", "--bogus"], "No such option '--bogus'"),
     (["nosuchcommand"], "No such command"),
     (["gc", "{repo}", "--older-than", "5m"], "--older-than 5m is inside the safety margin of 10m"),
@@ -82,14 +89,17 @@ def test_usage_errors_are_one_line_with_exit_2(cli, repo_path, tmp_path, args, t
     result = cli(*[a.format(repo=repo_path, batch=batch) for a in args], ok=False)
     assert result.exit_code == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vczrepo: error:") and text in lines[0], result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("vczrepo: error:"), result.stderr
+    assert text in lines[0], result.stderr
     assert state(repo_path) == before
 
 
 def test_lists_in_errors_are_capped(cli, repo_path, tmp_path):
     names = [f"N{i}" for i in range(40)]
     result = cli("remove", repo_path, *names, ok=False)
-    assert result.exit_code == 6 and len(result.stderr) < 300
+    assert result.exit_code == 6
+    assert len(result.stderr) < 300
 
 
 def test_revert_takes_a_message_and_info_summarises_contigs(cli, repo_path):
@@ -97,7 +107,8 @@ def test_revert_takes_a_message_and_info_summarises_contigs(cli, repo_path):
     repo = vczrepo.Repository.open(repo_path)
     assert repo.log()[0].message == "undo the withdrawal"
     text = cli("info", repo_path).output
-    assert "contigs:" in text and "in the header; with variants:" in text
+    assert "contigs:" in text
+    assert "in the header; with variants:" in text
 
 
 def test_help_imports_neither_vcztools_nor_pandas():

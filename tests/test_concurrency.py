@@ -63,7 +63,9 @@ def _one_init_wins(results: list[tuple[int, str]]) -> int:
     assert len(winners) == 1, results
     for k, (code, err) in enumerate(results):
         if k != winners[0]:
-            assert code == 3 and "refusing to" in err and len(err.strip().splitlines()) == 1, (code, err)
+            assert code == 3, (code, err)
+            assert "refusing to" in err, (code, err)
+            assert len(err.strip().splitlines()) == 1, (code, err)
     return winners[0]
 
 

@@ -111,7 +111,8 @@ def test_sigkill_during_append_never_leaves_a_partial_commit(setup):
             assert r.samples() == old_samples
             outcomes["old"] += 1
         else:
-            assert r.log()[0].op == "append" and r.log()[1].id == old_head
+            assert r.log()[0].op == "append"
+            assert r.log()[1].id == old_head
             assert r.samples() == new_samples
             outcomes["new"] += 1
         report = _check(r)

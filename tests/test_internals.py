@@ -14,10 +14,10 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 import vczrepo
-from vczrepo.internals import chunk_key
 from vczrepo import chunks, storage
 from vczrepo.internals import SessionStore, session_store
 from vczrepo.errors import IntegrityError
+from vczrepo.internals import chunk_key
 
 PROTO = default_buffer_prototype()
 
@@ -54,11 +54,13 @@ def test_every_key_reads_as_icechunk_reads_it_and_chunks_come_from_files(repo, m
     expected = {key: _get(store._store, key) for key in keys}
     asked = []
     original = IcechunkStore.get
-    monkeypatch.setattr(IcechunkStore, "get", lambda self, key, *a, **k: asked.append(key) or original(self, key, *a, **k))
+    monkeypatch.setattr(IcechunkStore, "get",
+                        lambda self, key, *a, **k: asked.append(key) or original(self, key, *a, **k))
     assert {key: _get(store, key) for key in keys} == expected
     # icechunk is asked for metadata and for chunks never written (they read as fill), no more
     stored_chunks = {k for k in keys if not k.endswith("zarr.json") and expected[k] is not None}
-    assert stored_chunks and not stored_chunks & set(asked)
+    assert stored_chunks
+    assert not stored_chunks & set(asked)
     assert {k for k in keys if k.endswith("zarr.json")} <= set(asked)
 
 

@@ -23,7 +23,7 @@ import itertools
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import icechunk
 import numpy as np
@@ -148,7 +148,7 @@ def _check_array(pipe: Pipeline, name: str, array: zarr.Array, root_arrays: dict
     if target is not None and root_arrays[target].shape != array.shape:
         report.problems.append(f"{name}: shape {array.shape} differs from {target}'s {root_arrays[target].shape}")
         target = None
-    mismatched = [0, None]  # count, first sample index
+    mismatched: list[Any] = [0, None]  # count, first sample index
 
     def one(region):
         try:
@@ -198,7 +198,7 @@ def _journal_problems(repo: Repository, sid: str, ids: list[str]) -> list[str]:
     commits = [c for c in repo.log(sid) if c.op != "root"][::-1]
     if any("vczrepo" not in c.metadata for c in commits):
         return []
-    removed = {}
+    removed: dict[int, str] = {}
     for c in commits:
         for i, name in zip(c.metadata.get("sample_indexes_removed", []), c.metadata.get("samples_removed", []),
                            strict=True):
@@ -439,6 +439,7 @@ def add_checksums(pipe: Pipeline, root: zarr.Group) -> dict:
                     await store.set(key, proto.buffer.from_array_like(summed))
 
         await asyncio.gather(*(one(k) for k in keys))
+        assert array.metadata.zarr_format == 3  # repository arrays are format 3
         meta = dataclasses.replace(array.metadata, codecs=checksums.with_checksum_codec(array.metadata.codecs))
         await store.set(f"{array.path}/zarr.json", meta.to_buffer_dict(proto)["zarr.json"])
         return len(keys)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import click
 import icechunk
+import numpy as np
 import zarr
 from icechunk.store import IcechunkStore
 from zarr.abc.store import ByteRequest
@@ -54,7 +55,8 @@ from .storage import Location
 
 ChunkRef = tuple[str, int, int]  # chunk id (in an index) or chunk file path, offset, length
 _CHUNK_KEY = re.compile(r"^(?:(?P<array>.*)/)?c(?P<coords>(?:/\d+)*)$")  # default "/" chunk key encoding
-_NATIVE = int(icechunk.ChunkType.native)  # array_chunk_iterator gives kinds as these ints
+# array_chunk_iterator gives kinds as these ints (icechunk's stub lacks ChunkType.__int__, which it has)
+_NATIVE = int(icechunk.ChunkType.native)  # type: ignore[call-overload]
 _OBJECT = re.compile(r'path="(?:[^"]*/)?(snapshots|manifests|chunks|transactions)/([0-9A-Z]+)"')
 _OBJECT_ID = re.compile(r"\b(snapshot|manifest)_id=([0-9A-Z]{20})\b")
 
@@ -63,6 +65,7 @@ def with_codecs(array: zarr.Array, codecs: tuple) -> zarr.Array:
     """The same stored array, encoding the chunks it writes with `codecs`.
 
     Only chunk writes go through it; its metadata is never stored."""
+    assert array.metadata.zarr_format == 3  # format 2 metadata has no codec chain
     meta = dataclasses.replace(array.metadata, codecs=codecs)
     return zarr.Array(AsyncArray(meta, array.async_array.store_path, array.async_array.config))
 
@@ -195,8 +198,8 @@ class SessionStore(WrapperStore[IcechunkStore]):
         if match is None:  # metadata: icechunk answers for it
             return await self._store.get(key, prototype, byte_range)
         location = await self._location(key) if byte_range is None else None
-        data = await asyncio.to_thread(self._read, location) if location else None
-        if data is not None and len(data) != location[2]:
+        data: bytes | np.ndarray | None = await asyncio.to_thread(self._read, location) if location else None
+        if data is not None and location is not None and len(data) != location[2]:
             raise IntegrityError(f"corrupt chunk {key} at {self._where()}: "
                                  f"chunk file holds {len(data)} of its {location[2]} bytes (truncated)")
         if data is None:  # not a native chunk, or its file is not where expected: ask icechunk

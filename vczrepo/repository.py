@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import icechunk
+import numpy as np
 import zarr
 
 from . import refs, schema, storage
@@ -31,7 +32,7 @@ from .errors import OutputExistsError, RefError, RepositoryError, UsageError, Vc
 from .journal import Commit
 from .settings import DEFAULT, Settings
 from .sources import open_source, union_source
-from .transaction import Apply, Transaction
+from .transaction import Apply, OpenMode, Transaction
 
 DEFAULT_BRANCH = "main"
 RENAMED_TAGS = "vczrepo_renamed_tags"
@@ -152,6 +153,7 @@ class Repository:
                     if variants_from:
                         src = stack.enter_context(union_source(variants_from))
                     else:
+                        assert source is not None  # checked above: a source or variants_from
                         src = stack.enter_context(open_source(
                             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
                             storage_options=loc.options))
@@ -324,7 +326,7 @@ class Repository:
             pointers.setdefault(s, ([], []))[0].append(b)
         for t, s in self.tags().items():
             pointers.setdefault(s, ([], []))[1].append(t)
-        out = []
+        out: list[Commit] = []
         for snap in self.icechunk.ancestry(snapshot_id=sid):
             if limit is not None and len(out) >= limit:
                 break
@@ -361,8 +363,8 @@ class Repository:
         root = self.group(sid)
         ids = schema.sample_ids(root)
         padding = sum(c.metadata.get("n_padding", 0) for c in self.log(sid))  # null columns from padding
-        contigs = [str(c) for c in root["contig_id"][:]]
-        used = sorted({int(i) for i in root["variant_contig"][:]})
+        contigs = [str(c) for c in np.asarray(schema.array(root, "contig_id")[:])]
+        used = sorted({int(i) for i in np.asarray(schema.array(root, "variant_contig")[:])})
         from .summaries import maintained_fields, stale_fields
 
         return {
@@ -373,10 +375,10 @@ class Repository:
             "n_samples": int((ids != schema.NULL_SAMPLE).sum()),
             "n_removed": int((ids == schema.NULL_SAMPLE).sum()) - padding,
             "n_padding": padding,
-            "n_variants": int(root["variant_position"].shape[0]),
+            "n_variants": int(schema.array(root, "variant_position").shape[0]),
             "n_contigs": len(contigs),
             "contigs_with_variants": [contigs[i] for i in used],
-            "variants_chunk_size": int(root["variant_position"].chunks[0]),
+            "variants_chunk_size": int(schema.array(root, "variant_position").chunks[0]),
             "samples_chunk_size": schema.samples_chunk_size(root),
             "branches": [b for b, s in self.branches().items() if s == sid],
             "tags": [t for t, s in self.tags().items() if s == sid],
@@ -446,7 +448,7 @@ class Repository:
             return normalise(src.group, self.group(at), out, allow_new_alleles=allow_new_alleles, pipe=self.pipe)
 
     # ----- data mutations -----
-    def _commit(self, branch: str, op: str, message: str, apply: Apply, mode: str = "r+") -> CommitResult:
+    def _commit(self, branch: str, op: str, message: str, apply: Apply, mode: OpenMode = "r+") -> CommitResult:
         sid, metadata = self.tx.commit(branch, op, message, apply, context=self, mode=mode)
         return CommitResult(sid, branch, metadata)
 
@@ -498,8 +500,8 @@ class Repository:
         head = self._require_branch(branch)
         if variants_chunk_size is None or samples_chunk_size is None:
             root = self.group(head)
-            variants_chunk_size = variants_chunk_size or int(root["variant_position"].chunks[0])
-            if "sample_id" in root and root["sample_id"].shape[0]:
+            variants_chunk_size = variants_chunk_size or int(schema.array(root, "variant_position").chunks[0])
+            if "sample_id" in root and schema.array(root, "sample_id").shape[0]:
                 samples_chunk_size = samples_chunk_size or schema.samples_chunk_size(root)
         options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
         with open_source(

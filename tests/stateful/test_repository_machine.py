@@ -68,7 +68,7 @@ OPERATION_SITES = {
 }
 
 
-class InjectedFault(Exception):
+class InjectedFaultError(Exception):
     pass
 
 
@@ -226,12 +226,12 @@ class RepositoryMachine(RuleBasedStateMachine):
                 self._read_all_refs(candidates)
             if site == fault_site and met[site] == fault_at + 1:
                 self.fired.add(site)  # (chunk sites run on worker threads: no Hypothesis calls here)
-                raise InjectedFault(f"{site} #{fault_at}")
+                raise InjectedFaultError(f"{site} #{fault_at}")
 
         handle = vczrepo.Repository.open(self.url, settings=Settings(checkpoint=checkpoint))
         try:
             return action(handle), False
-        except InjectedFault as e:
+        except InjectedFaultError as e:
             note(f"injected: {e}")
             event(f"fault fired at {fault_site}")
             return None, True
@@ -498,7 +498,8 @@ class ParallelWritersMachine(RuleBasedStateMachine):
         for kind, names in ((kind_b, names_b), (kind_a, names_a)):
             getattr(self.model, kind)(names, "?")
         commits = [c for c in self.repo.log() if c.op != "root"]
-        assert commits[0].id == result.snapshot_id and commits[0].op == kind_a
+        assert commits[0].id == result.snapshot_id
+        assert commits[0].op == kind_a
         assert commits[1].op == kind_b
 
     @invariant()

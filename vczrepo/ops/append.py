@@ -43,7 +43,7 @@ def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.G
     """Create the batch's call fields the repository lacks, missing for the samples already there,
     chunked as the repository chunks variants and samples."""
     fields = schema.sample_arrays(root)
-    variants_chunk = int(root["variant_position"].chunks[0])
+    variants_chunk = int(schema.array(root, "variant_position").chunks[0])
     samples_chunk = schema.samples_chunk_size(root)
     added = []
     for name, src in schema.sample_arrays(batch).items():

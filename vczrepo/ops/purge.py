@@ -174,7 +174,7 @@ def _changed_keys(repo: Repository, parent: str, commit: str, root: zarr.Group) 
     for path in sorted(d.new_groups | d.updated_groups | d.new_arrays | d.updated_arrays):
         keys.append(f"{path.strip('/')}/zarr.json".lstrip("/"))
     for path, coords in d.updated_chunks.items():
-        array = root[path.strip("/")]
+        array = schema.array(root, path.strip("/"))
         keys.extend(chunk_key(array, tuple(c)) for c in coords)
     return keys
 
