@@ -132,7 +132,8 @@ def test_view_writes_bgzf_when_the_output_ends_in_gz(cli, repo_path, tmp_path):
     cli("view", repo_path, "--at", "release-1", "-o", plain)
     cli("view", repo_path, "--at", "release-1", "-o", packed)
     data = packed.read_bytes()
-    assert data[:4] == b"\x1f\x8b\x08\x04" and data[12:14] == b"BC"  # gzip members with bgzip's BC field
+    assert data[:4] == b"\x1f\x8b\x08\x04"
+    assert data[12:14] == b"BC"
     assert data.endswith(bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000"))
     body = [line for line in gzip.decompress(data).decode().splitlines() if not line.startswith("##vcztools")]
     assert body == [line for line in plain.read_text().splitlines() if not line.startswith("##vcztools")]
@@ -149,7 +150,10 @@ def test_disk_full_is_one_line_naming_the_path_and_gc_now_collects_what_it_left(
     repo_path = tmp_path / "big.vczrepo"
     vczrepo.Repository.init(repo_path, make_vcz(tmp_path, "base", [f"B{i}" for i in range(20)], seed=4, **shape))
     batch = make_vcz(tmp_path, "big", [f"D{i}" for i in range(40)], seed=5, **shape)
-    chunk_files = lambda: {p.name for p in (repo_path / "chunks").glob("*")} if (repo_path / "chunks").exists() else set()  # noqa: E731
+
+    def chunk_files() -> set[str]:
+        return {p.name for p in (repo_path / "chunks").glob("*")}
+
     before, files = state(repo_path), chunk_files()
     real_set, written = SessionStore.set, []
 
@@ -163,8 +167,10 @@ def test_disk_full_is_one_line_naming_the_path_and_gc_now_collects_what_it_left(
     result = cli("append", repo_path, batch, ok=False)
     monkeypatch.undo()
     lines = result.stderr.strip().splitlines()
-    assert result.exit_code == 1 and len(lines) == 1, result.stderr
-    assert "No space left on device" in lines[0] and str(repo_path) in lines[0]
+    assert result.exit_code == 1, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "No space left on device" in lines[0]
+    assert str(repo_path) in lines[0]
     assert state(repo_path) == before
     assert chunk_files() - files  # the chunks written before the disk filled up
     cli("gc", repo_path, "--now")  # a local repository under its lock: collectable at once

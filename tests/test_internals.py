@@ -15,9 +15,8 @@ from zarr.core.sync import sync
 
 import vczrepo
 from vczrepo import chunks, storage
-from vczrepo.internals import SessionStore, session_store
 from vczrepo.errors import IntegrityError
-from vczrepo.internals import chunk_key
+from vczrepo.internals import SessionStore, chunk_key, session_store
 
 PROTO = default_buffer_prototype()
 

@@ -31,7 +31,8 @@ def s3():
 def _integrity(report: writers.Report) -> None:
     print(writers.summary(report))
     assert not report.problems, "\n".join(report.problems) + "\n" + writers.summary(report)
-    assert report.solo_append_seconds > 0 and report.solo_remove_seconds > 0
+    assert report.solo_append_seconds > 0
+    assert report.solo_remove_seconds > 0
 
 
 def test_16_local_writers_all_complete(tmp_path):

@@ -52,7 +52,6 @@ from . import checksums
 from .errors import IntegrityError, short_message
 from .storage import Location
 
-
 ChunkRef = tuple[str, int, int]  # chunk id (in an index) or chunk file path, offset, length
 _CHUNK_KEY = re.compile(r"^(?:(?P<array>.*)/)?c(?P<coords>(?:/\d+)*)$")  # default "/" chunk key encoding
 # array_chunk_iterator gives kinds as these ints (icechunk's stub lacks ChunkType.__int__, which it has)

@@ -12,9 +12,9 @@ import numpy as np
 import zarr
 
 from . import schema
-from .internals import session_store
 from .chunks import Pipeline
 from .errors import OutputExistsError, ReadError
+from .internals import session_store
 
 if TYPE_CHECKING:
     from .repository import Repository

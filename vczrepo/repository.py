@@ -26,9 +26,9 @@ import numpy as np
 import zarr
 
 from . import refs, schema, storage
-from .internals import session_store
 from .chunks import Pipeline
 from .errors import OutputExistsError, RefError, RepositoryError, UsageError, VczRepoError, from_icechunk
+from .internals import session_store
 from .journal import Commit
 from .settings import DEFAULT, Settings
 from .sources import open_source, union_source
@@ -302,8 +302,8 @@ class Repository:
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
         except icechunk.IcechunkError as e:  # a missing or corrupt snapshot: damage (exit 8)
-            from .internals import damaged_object
             from .errors import IntegrityError
+            from .internals import damaged_object
 
             raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
 

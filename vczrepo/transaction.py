@@ -33,8 +33,8 @@ import icechunk
 import zarr
 
 from . import journal
-from .internals import session_store
 from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk
+from .internals import session_store
 from .settings import Settings
 from .storage import Location, write_lock
 
