@@ -104,9 +104,9 @@ def test_audit_and_erasure_on_object_storage(tmp_path):
     from servers import ENV, UNSET_ENV, moto_server
 
     with pytest.MonkeyPatch.context() as mp:
-        for key in UNSET_ENV:
+        for key in UNSET_ENV["s3"]:
             mp.delenv(key, raising=False)
-        for key, value in ENV.items():
+        for key, value in ENV["s3"].items():
             mp.setenv(key, value)
         with moto_server() as s3:
             url, opts = s3.url(f"t-{uuid.uuid4().hex[:12]}/cohort"), s3.options
