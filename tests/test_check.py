@@ -32,7 +32,7 @@ def test_healthy_repository_passes(cli, repo_path):
     out = cli("check", repo_path).output
     assert out.endswith(": ok\n")
     assert "arrays" in out
-    assert vczrepo.check(vczrepo.Repository.open(repo_path), "main").ok
+    assert vczrepo.Repository.open(repo_path).check("main").ok
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,7 @@ import numpy as np  # noqa: E402
 
 from vczrepo import schema  # noqa: E402
 from vczrepo.check import check_path, repair_masks  # noqa: E402
+from vczrepo.chunks import Pipeline  # noqa: E402
 
 
 def _damage(path, how):
@@ -110,14 +111,14 @@ def tagged(tmp_path):
 
 
 def test_every_ref_is_checked_by_default(tagged):
-    report = vczrepo.check(vczrepo.Repository.open(tagged))
+    report = vczrepo.Repository.open(tagged).check()
     assert report.ok
     assert [r.ref for r in report.refs] == ["main", "t1"]
     doc = report.to_json()
     assert list(doc) == ["ok", "deep", "refs", "repository_problems", "chunks_verified", "unverified", "problems"]
     assert list(doc["refs"][0]) == ["ref", "snapshot", "ok", "arrays_read", "chunks_read", "problems"]
     json.dumps(doc)
-    one = vczrepo.check(vczrepo.Repository.open(tagged), at="t1")
+    one = vczrepo.Repository.open(tagged).check(at="t1")
     assert [r.ref for r in one.refs] == ["t1"]
     assert one.snapshot == vczrepo.Repository.open(tagged).resolve("t1")
 
@@ -156,7 +157,7 @@ def test_a_ref_to_a_missing_snapshot_is_reported(tagged):
     repo = vczrepo.Repository.open(tagged)
     repo.create_branch("side", "t1")
     (tagged / "snapshots" / repo.resolve("t1")).unlink()
-    report = vczrepo.check(vczrepo.Repository.open(tagged))
+    report = vczrepo.Repository.open(tagged).check()
     assert {r.ref for r in report.refs if not r.ok} == {"side", "t1"}
     assert all("object not found" in "; ".join(r.problems) for r in report.refs if r.ref != "main")
 
@@ -176,7 +177,7 @@ def test_mask_invariant_after_remove_and_padding(tmp_path):
     root = repo.group("main")
     assert _mask_ok(root)
     assert root["call_genotype_mask"][:, 1].all()
-    assert vczrepo.check(repo).ok
+    assert repo.check().ok
 
 
 def test_old_masks_are_reported_and_repaired(tmp_path, monkeypatch):
@@ -190,15 +191,15 @@ def test_old_masks_are_reported_and_repaired(tmp_path, monkeypatch):
         repo.remove(["S1"])
     repo = vczrepo.Repository.open(path)
     assert not _mask_ok(repo.group("main"))
-    report = vczrepo.check(repo)
+    report = repo.check()
     assert any("call_genotype_mask:" in p and "disagree with call_genotype" in p for p in report.problems)
     session = repo.icechunk.writable_session("main")
-    summary = repair_masks(zarr.open_group(session.store, mode="r+"))
+    summary = repair_masks(Pipeline(), zarr.open_group(session.store, mode="r+"))
     assert summary["chunks_rewritten"]["call_genotype_mask"] >= 1
     session.commit("repair masks", metadata={"vczrepo": 2, "op": "repair", **summary})
     repo = vczrepo.Repository.open(path)
     assert _mask_ok(repo.group("main"))
-    assert vczrepo.check(repo).ok
+    assert repo.check().ok
 
 
 def test_missing_repo_document_is_named_not_not_a_repository(tagged, tmp_path):
@@ -211,17 +212,15 @@ def test_missing_repo_document_is_named_not_not_a_repository(tagged, tmp_path):
 
 
 def test_mask_invariant_after_purge(tmp_path):
-    from vczrepo.purge import purge
-
     path = tmp_path / "p"
     repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2", "S3"], samples_chunk_size=2))
     repo.create_tag("t1")
     repo.append(make_vcz(tmp_path, "b", ["S4", "S5"], samples_chunk_size=2))
-    purge(repo, ["S1"])
+    repo.purge(["S1"])
     repo = vczrepo.Repository.open(path)
     for ref in ("main", "t1"):
         root = repo.group(ref)
         assert _mask_ok(root)
         assert root["call_genotype_mask"][:, 1].all()
         assert (root["call_genotype"][:, 1] == -1).all()
-    assert vczrepo.check(repo, deep=True).ok
+    assert repo.check(deep=True).ok

@@ -175,3 +175,13 @@ def test_disk_full_is_one_line_naming_the_path_and_gc_now_collects_what_it_left(
     assert chunk_files() - files  # the chunks written before the disk filled up
     cli("gc", repo_path, "--now")  # a local repository under its lock: collectable at once
     assert not chunk_files() - files
+
+
+def test_shell_completion_offers_the_repositorys_refs(repo_path):
+    import os
+
+    for words, cword in ((f"vczrepo log {repo_path} --at re", "4"), (f"vczrepo promote {repo_path} ", "3")):
+        env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": cword, "_VCZREPO_COMPLETE": "bash_complete"}
+        out = subprocess.run([sys.executable, "-m", "vczrepo"], env=env, capture_output=True, text=True).stdout
+        offered = [line.split(",", 1)[1] for line in out.splitlines()]
+        assert "release-1" in offered, (words, out)

@@ -80,7 +80,7 @@ def test_concurrent_inits_at_one_path_leave_one_intact_repository(tmp_path):
     repo = vczrepo.Repository.open(target)
     assert repo.samples() == [f"I{winner}a", f"I{winner}b"]
     assert [c.op for c in repo.log()] == ["init", "root"]
-    assert vczrepo.check(repo).ok
+    assert repo.check().ok
 
 
 def test_concurrent_inits_in_threads_leave_one_intact_repository(tmp_path):
@@ -105,4 +105,4 @@ def test_concurrent_inits_in_threads_leave_one_intact_repository(tmp_path):
     winner = _one_init_wins(results)
     repo = vczrepo.Repository.open(target)
     assert repo.samples() == [f"T{winner}a"]
-    assert vczrepo.check(repo).ok
+    assert repo.check().ok

@@ -379,7 +379,7 @@ def check_path(url, storage_options: dict | None = None, at: str | None = None, 
 
     try:
         repo = Repository.open(url, storage_options)
-    except RepositoryError as e:
+    except (RepositoryError, IntegrityError) as e:
         loc = storage.parse_location(url, storage_options)
         from pathlib import Path
 

@@ -69,10 +69,18 @@ def _complete_refs(ctx: click.Context, param: click.Parameter, incomplete: str) 
     """Shell completion of ref arguments: the repository's branches and tags."""
     from click.shell_completion import CompletionItem
 
+    path = ctx.params.get("repo")
+    if path is None:  # click stops parsing at an option still waiting for its value: read the line
+        import shlex
+
+        words = shlex.split(os.environ.get("COMP_WORDS", ""))
+        after = words[words.index(ctx.info_name) + 1:] if ctx.info_name in words else []
+        path = next((w for w in after if not w.startswith("-")), None)
+    os.environ.setdefault("ICECHUNK_LOG", "error")  # (the group callback, which sets it, does not run)
     try:
         from .repository import Repository
 
-        repo = Repository.open(ctx.params["repo"])
+        repo = Repository.open(path)
         names = sorted(set(repo.branches()) | set(repo.tags()))
     except Exception:  # noqa: BLE001 - completion must never fail the shell
         return []

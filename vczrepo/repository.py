@@ -27,7 +27,17 @@ import zarr
 
 from . import refs, schema, storage
 from .chunks import Pipeline
-from .errors import OutputExistsError, RefError, RepositoryError, UsageError, VczRepoError, from_icechunk
+from .errors import (
+    IntegrityError,
+    OutputExistsError,
+    RefError,
+    RepositoryError,
+    StorageError,
+    UsageError,
+    VczRepoError,
+    from_icechunk,
+    short_message,
+)
 from .internals import session_store
 from .journal import Commit
 from .settings import DEFAULT, Settings
@@ -101,7 +111,12 @@ class Repository:
                 raise RepositoryError(f"not a vczrepo repository: {loc.url}")
             repo = icechunk.Repository.open(st)
         except icechunk.IcechunkError as e:
-            raise from_icechunk(e, f"opening {loc.url}") from e
+            mapped = from_icechunk(e, f"opening {loc.url}")
+            if loc.is_local and (Path(loc.path) / "repo").is_file() and isinstance(mapped, StorageError):
+                # the repository document is there but cannot be read: damage, not a storage failure
+                raise IntegrityError(f"damaged repository document {Path(loc.path) / 'repo'}: "
+                                     f"{short_message(e)}") from e
+            raise mapped from e
         return cls(loc, repo, settings or DEFAULT)
 
     @classmethod

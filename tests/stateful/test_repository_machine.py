@@ -55,6 +55,7 @@ SAMPLES_CHUNK = 2
 SITES = ("copy-encoded", "recompose", "fill", "restore", "purge-rewrite", "purge-branch", "purge-tag",
          "replay", "plan", "gc", "ref-move", "before-commit", "after-commit")
 FIRED: dict[str, set[str]] = {}
+TURNS: dict[str, int] = {}  # faults aimed per operation kind, to take unfired sites in turn
 # the write sites each kind of operation meets (faults are drawn among these)
 OPERATION_SITES = {
     "append": ("copy-encoded", "recompose", "fill", "before-commit", "after-commit"),
@@ -210,8 +211,17 @@ class RepositoryMachine(RuleBasedStateMachine):
         """Run `action(repo)` with a fault maybe drawn at one of its write sites, and a reader at
         another. Returns (result, fault fired?)."""
         sites = list(OPERATION_SITES[label])
-        fault_site = data.draw(st.sampled_from([None, *sites]), label=f"{label} fault site")
-        fault_at = data.draw(st.sampled_from([0, 0, 0, 1, 2, 3]), label=f"{label} fault at")
+        # aim at the sites not exercised yet first, in turn (an operation may not meet every site
+        # in every state), then anywhere
+        unfired = [s for s in sites if s not in self.fired]
+        turn = TURNS[label] = TURNS.get(label, -1) + 1
+        if not data.draw(st.booleans(), label=f"{label} faulty"):
+            fault_site = None
+        elif unfired:
+            fault_site = unfired[turn % len(unfired)]
+        else:
+            fault_site = data.draw(st.sampled_from(sites), label=f"{label} fault site")
+        fault_at = 0 if fault_site in unfired else data.draw(st.integers(0, 3), label=f"{label} fault at")
         # once the commit is made, a data operation's readers see the new state: not a candidate here
         readable = sites if after else [s for s in sites if s != "after-commit"]
         read_site = data.draw(st.one_of(st.none(), st.sampled_from(readable)), label=f"{label} read site")
