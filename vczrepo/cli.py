@@ -313,6 +313,21 @@ def append(state: State, repo, source, branch, message, variants_chunk_size, sam
 
 @main.command()
 @click.argument("repo")
+@click.argument("source", type=click.Path())
+@branch_option
+@message_option
+@storage_option
+@json_option
+@pass_state
+def extend(state: State, repo, source, branch, message, storage_options, as_json):
+    """Add the variants of SOURCE (VCZ or VCF/BCF; the repository's samples, variants after its
+    last one or on new contigs) to REPO as one commit."""
+    result = state.open(repo, storage_options).extend(source, branch=branch, message=message)
+    _print_commit(result, as_json)
+
+
+@main.command()
+@click.argument("repo")
 @click.argument("samples", nargs=-1, required=True)
 @branch_option
 @message_option
