@@ -248,3 +248,39 @@ def test_refusals_leave_the_repository_unchanged(tmp_path, genome):
             "filters differ")
     # and the valid batch still extends afterwards
     vczrepo.Repository.open(path).extend(parts[2])
+
+
+def test_revert_removes_the_last_extend(tmp_path, genome):
+    whole_vcf, _ = genome
+    rows = records()
+    parts = split(whole_vcf, ["chr1:1-250", "chr1:251-5000,chr2:1-300", "chr2:301-4000,chr3"], tmp_path)
+    only_first = [r for r in rows if r.startswith("chr1\t")]
+    path = tmp_path / "r.vczrepo"
+    repo, _ = vczrepo.Repository.init(path, convert(vcf(tmp_path / "a.vcf.gz", only_first[:5], contigs=("chr1",))))
+    bodies = [vcf_body(repo.group())]
+    arrays = [{k: repo.group()[k][...] for k in repo.group().array_keys()}]
+    first = repo.extend(parts[1])  # adds chr2 and chr3 (to the contig table) off a chunk boundary
+    assert first.metadata["contigs_added"] == ["chr2", "chr3"]
+    bodies.append(vcf_body(repo.group()))
+    second = repo.extend(parts[2])
+    with pytest.raises(vczrepo.errors.VczRepoError, match="revert the later extends first"):
+        repo.revert(first.snapshot_id)
+    result = repo.revert(second.snapshot_id)
+    assert result.metadata["n_variants_removed"] == second.metadata["n_variants_added"]
+    assert vcf_body(repo.group()) == bodies[1]
+    assert repo.diff("main~1", "main").variants_added == -second.metadata["n_variants_added"]
+    repo.revert(first.snapshot_id)
+    root = repo.group()
+    assert vcf_body(root) == bodies[0]
+    for name, values in arrays[0].items():
+        got = root[name][...]
+        assert got.shape == values.shape, name
+        if values.dtype.kind not in "fOTU":
+            assert np.array_equal(got, values), name
+    assert repo.check(deep=True).problems == []
+    with pytest.raises(vczrepo.errors.VczRepoError, match="reverted already"):
+        repo.revert(first.snapshot_id)
+    # the shrunk repository extends again, to the same result as before
+    again = repo.extend(parts[1])
+    assert again.metadata["variant_range"] == first.metadata["variant_range"]
+    assert vcf_body(repo.group()) == bodies[1]

@@ -241,3 +241,54 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
                   "recompose" if all(p == "recompose" for p in paths.values()) else "mixed",
         "source": source.provenance(),
     }
+
+
+def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: int,
+                    contigs_added: list[str]) -> dict:
+    """Undo an extend whose variants [start, stop) are the repository's last ones: every
+    variant-dimensioned array is cut back to `start` variants, the contigs it added are dropped
+    and the region index rows of the chunks it touched are recomputed. The chunk row cut in the
+    middle is rewritten, so nothing of the removed variants stays stored beyond the new shape."""
+    n = int(root["variant_position"].shape[0])
+    if n != stop:
+        raise IncompatibleBatchError(
+            f"cannot revert an extend of variants {start}..{stop}: the repository now has {n} variants "
+            f"(only the last extend's variants can be removed)")
+    contigs = schema.as_str(root["contig_id"][:]).tolist()
+    if contigs_added and contigs[-len(contigs_added):] != list(contigs_added):
+        raise IncompatibleBatchError(
+            f"cannot revert an extend: its contigs {', '.join(contigs_added)} are no longer the last ones")
+    arrays = variant_arrays(root)
+    vc = int(root["variant_position"].chunks[0])
+    floor = start // vc * vc
+
+    for array in arrays.values():  # one at a time: concurrent resizes of a session's arrays deadlock
+        pipe.settings.at("recompose")
+        kept = array[floor:start] if start > floor else None
+        _grow(array, floor)  # deletes every chunk row from the cut on
+        _grow(array, start)
+        if kept is not None:
+            pipe.writer(array)[floor:start] = kept
+    if contigs_added:
+        keep = len(contigs) - len(contigs_added)
+        for name in ("contig_id", "contig_length"):
+            if name in root:
+                old = root[name][:keep]
+                root[name].resize((keep,))
+                root[name][...] = old
+    if "region_index" in root:
+        index = root["region_index"]
+        old = np.asarray(index[:])
+        rows = old[old[:, 0] < floor // vc]
+        if start > floor:
+            contig = np.asarray(root["variant_contig"][floor:start], dtype=np.int64)
+            pos = np.asarray(root["variant_position"][floor:start], dtype=np.int64)
+            length = (np.asarray(root["variant_length"][floor:start], dtype=np.int64) if "variant_length" in root
+                      else np.ones_like(pos))
+            rows = np.concatenate([rows, region_rows(contig, pos, length, vc, floor // vc)])
+        rows = rows.astype(index.dtype)
+        index.resize(rows.shape)
+        if rows.size:
+            index[...] = rows
+    return {"variant_range_removed": [start, stop], "n_variants_removed": stop - start,
+            "contigs_removed": list(contigs_added), "n_variants": start}
