@@ -197,11 +197,18 @@ def test_cli_extend_and_diff(tmp_path, genome, cli):
     vczrepo.Repository.init(path, parts[0])
     out = cli("extend", path, parts[1], "-m", "add chr2 and chr3", "--json")
     meta = json.loads(out.stdout)
-    assert meta["metadata"]["n_variants_added"] == COUNTS["chr2"] + COUNTS["chr3"] if "metadata" in meta else True
+    assert meta["op"] == "extend" and meta["metadata"]["n_variants_added"] == 20
+    assert meta["metadata"]["variant_range"] == [COUNTS["chr1"], COUNTS["chr1"] + 20]
+    plain = cli("revert", path, "main", "-m", "undo").stdout
+    assert "20 variants removed, 13 in total" in plain
+    assert vczrepo.Repository.open(path).diff("main~1", "main").variants_added == -20
+    assert "variants added, 33 in total" in cli("extend", path, parts[1]).stdout
     repo = vczrepo.Repository.open(path)
     d = repo.diff("main~1", "main")
     assert d.variants_added == COUNTS["chr2"] + COUNTS["chr3"]
     assert d.samples_added == [] and d.samples_removed == []
+    assert "variants added: 20" in cli("diff", path, "main~1", "main").stdout
+    assert json.loads(cli("diff", path, "main~1", "main", "--json").stdout)["variants_added"] == 20
     assert vcf_body(repo.group()) == vcf_body(str(whole))
 
 
