@@ -291,3 +291,18 @@ def test_revert_removes_the_last_extend(tmp_path, genome):
     again = repo.extend(parts[1])
     assert again.metadata["variant_range"] == first.metadata["variant_range"]
     assert vcf_body(repo.group()) == bodies[1]
+
+
+def test_extend_from_vcf(tmp_path, genome):
+    """A VCF part is converted with the repository's chunking, then extended."""
+    whole_vcf, whole = genome
+    subprocess.run(["bcftools", "view", "-r", "chr1", "-Oz", "-o", str(tmp_path / "a.vcf.gz"), str(whole_vcf)],
+                   check=True)
+    subprocess.run(["bcftools", "view", "-r", "chr2,chr3", "-Oz", "-o", str(tmp_path / "b.vcf.gz"), str(whole_vcf)],
+                   check=True)
+    subprocess.run(["bcftools", "index", "-f", str(tmp_path / "b.vcf.gz")], check=True)
+    repo, _ = vczrepo.Repository.init(tmp_path / "r.vczrepo", tmp_path / "a.vcf.gz", variants_chunk_size=VC,
+                                      samples_chunk_size=SC)
+    repo.extend(tmp_path / "b.vcf.gz")
+    assert vcf_body(repo.group()) == vcf_body(str(whole))
+    assert_same_arrays(repo.group(), zarr.open_group(str(whole), mode="r"))
