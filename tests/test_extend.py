@@ -253,6 +253,10 @@ def test_refusals_leave_the_repository_unchanged(tmp_path, genome):
     no_filter = [r.replace("\tq10\t", "\tPASS\t") for r in chr2]
     refused(path, convert(vcf(tmp_path / "nf.vcf.gz", no_filter, drop="FILTER=<ID=q10")), IncompatibleBatchError,
             "filters differ")
+    # narrower alleles: every site biallelic
+    biallelic = [r.replace("\tG,T\t", "\tC\t") for r in chr2]
+    refused(path, convert(vcf(tmp_path / "b.vcf.gz", biallelic)), IncompatibleBatchError,
+            "variant_allele: trailing dimensions differ")
     # and the valid batch still extends afterwards
     vczrepo.Repository.open(path).extend(parts[2])
 
