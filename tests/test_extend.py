@@ -310,3 +310,33 @@ def test_extend_from_vcf(tmp_path, genome):
     repo.extend(tmp_path / "b.vcf.gz")
     assert vcf_body(repo.group()) == vcf_body(str(whole))
     assert_same_arrays(repo.group(), zarr.open_group(str(whole), mode="r"))
+
+
+@pytest.mark.parametrize("regions, site", [
+    (["chr1", "chr2,chr3"], "recompose"),
+    (["chr1:1-390", "chr1:391-5000,chr2,chr3"], "copy-encoded"),
+    (["chr1", "chr2,chr3"], "before-commit"),
+])
+def test_a_fault_mid_extend_leaves_the_repository_unchanged(tmp_path, genome, regions, site):
+    whole_vcf, whole = genome
+    parts = split(whole_vcf, regions, tmp_path)
+    path = tmp_path / "r.vczrepo"
+    vczrepo.Repository.init(path, parts[0])
+    before, body = state(path), vcf_body(vczrepo.Repository.open(path).group())
+    seen = []
+
+    class Fault(Exception):
+        pass
+
+    def cut(at: str) -> None:
+        seen.append(at)
+        if at == site and seen.count(site) == (1 if site == "before-commit" else 2):
+            raise Fault(site)
+
+    with pytest.raises(Fault):
+        vczrepo.Repository.open(path, settings=vczrepo.Settings(checkpoint=cut)).extend(parts[1])
+    assert state(path) == before
+    repo = vczrepo.Repository.open(path)
+    assert vcf_body(repo.group()) == body
+    repo.extend(parts[1])  # and it goes through afterwards
+    assert vcf_body(repo.group()) == vcf_body(str(whole))
