@@ -175,6 +175,15 @@ def region_rows(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk: 
     return np.array(rows, dtype=np.int64).reshape(-1, 6)
 
 
+def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """variant_contig, variant_position and variant_length (1 if absent) over a block of variants."""
+    contig = np.asarray(root["variant_contig"][block], dtype=np.int64)
+    pos = np.asarray(root["variant_position"][block], dtype=np.int64)
+    length = (np.asarray(root["variant_length"][block], dtype=np.int64) if "variant_length" in root
+              else np.ones_like(pos))
+    return contig, pos, length
+
+
 def _extend_region_index(root: zarr.Group, n_old: int) -> None:
     """Keep the index rows of the chunks before the first chunk the batch touched and
     compute the rest from the stored variants."""
@@ -185,12 +194,13 @@ def _extend_region_index(root: zarr.Group, n_old: int) -> None:
     first_chunk = n_old // vc
     old = np.asarray(index[:])
     kept = old[old[:, 0] < first_chunk]
-    start = first_chunk * vc
-    contig = np.asarray(root["variant_contig"][start:], dtype=np.int64)
-    pos = np.asarray(root["variant_position"][start:], dtype=np.int64)
-    length = (np.asarray(root["variant_length"][start:], dtype=np.int64) if "variant_length" in root
-              else np.ones_like(pos))
-    rows = np.concatenate([kept, region_rows(contig, pos, length, vc, first_chunk)]).astype(index.dtype)
+    blocks = [kept]
+    for block in schema.variant_blocks(root, max(vc, validate.VARIANT_BLOCK // vc * vc)):
+        if block.stop <= first_chunk * vc:
+            continue
+        block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
+        blocks.append(region_rows(*_site_columns(root, block), vc, block.start // vc))
+    rows = np.concatenate(blocks).astype(index.dtype)
     index.resize(rows.shape)
     index[...] = rows
 
@@ -281,11 +291,7 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
         old = np.asarray(index[:])
         rows = old[old[:, 0] < floor // vc]
         if start > floor:
-            contig = np.asarray(root["variant_contig"][floor:start], dtype=np.int64)
-            pos = np.asarray(root["variant_position"][floor:start], dtype=np.int64)
-            length = (np.asarray(root["variant_length"][floor:start], dtype=np.int64) if "variant_length" in root
-                      else np.ones_like(pos))
-            rows = np.concatenate([rows, region_rows(contig, pos, length, vc, floor // vc)])
+            rows = np.concatenate([rows, region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)])
         rows = rows.astype(index.dtype)
         index.resize(rows.shape)
         if rows.size:
