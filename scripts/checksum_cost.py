@@ -53,5 +53,6 @@ if __name__ == "__main__":
         for with_sums in (False, True):
             r = run(data, with_sums)
             print(f"{'crc32c' if with_sums else 'none  '} run {i}: init {r['init_s']:.2f}s  "
-                  f"aligned append {r['append_s']:.2f}s (CPU {r['append_cpu_s']:.2f}s)  chunks+manifests {r['bytes']:,} B  "
+                  f"aligned append {r['append_s']:.2f}s (CPU {r['append_cpu_s']:.2f}s)  "
+                  f"chunks+manifests {r['bytes']:,} B  "
                   f"check --deep {r['check_deep_s']:.2f}s ({r['verified']} chunks verified)", flush=True)

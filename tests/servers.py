@@ -77,7 +77,7 @@ UNSET_ENV = {
 }
 
 
-class Unavailable(Exception):
+class UnavailableError(Exception):
     """The server's program is not installed here (a reason to skip, outside CI)."""
 
 
@@ -199,7 +199,7 @@ def azurite_program() -> Path:
     found = shutil.which("azurite-blob")
     if found:
         return Path(found)
-    raise Unavailable(f"azurite is not installed: npm install --prefix {AZURITE_DIR} "
+    raise UnavailableError(f"azurite is not installed: npm install --prefix {AZURITE_DIR} "
                       f"azurite@{AZURITE_VERSION} (.ci/run does this)")
 
 

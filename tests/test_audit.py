@@ -6,12 +6,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from vcfgen import make_vcz
 
 import vczrepo
 from vczrepo import audit
 from vczrepo.ops.gc import gc as collect
-
-from vcfgen import make_vcz
 
 SECRET = "ZQX9WITHDRAWN"
 
@@ -60,16 +59,19 @@ def test_audit_finds_id_before_and_nothing_after_erasure(withdrawn):
     repo.purge([SECRET])
     collect(repo, dt.timedelta(0), safe_margin=dt.timedelta(0))
     left = audit.audit(repo, [SECRET])
-    assert left and {f.kind for f in left} <= {"overwritten"}, left  # only icechunk's superseded documents
+    assert left
+    assert {f.kind for f in left} <= {"overwritten"}, left  # only icechunk's superseded documents
 
     erased = audit.erase_overwritten(repo)
-    assert erased and all(k.startswith("overwritten/") for k in erased)
+    assert erased
+    assert all(k.startswith("overwritten/") for k in erased)
     assert audit.audit(repo, [SECRET]) == []
     assert raw_scan(withdrawn, SECRET) == []
     # the other samples are still found (the scan sees them), and the repository still works
     assert {f.name for f in audit.audit(repo, ["NA3"])} == {"NA3"}
     repo = vczrepo.Repository.open(withdrawn)
-    assert SECRET not in repo.samples() and "NA3" in repo.samples()
+    assert SECRET not in repo.samples()
+    assert "NA3" in repo.samples()
     assert len(repo.log()) >= 3
     repo.remove(["NA3"], message="second withdrawal")  # commits still work
 
@@ -87,7 +89,8 @@ def test_erasing_superseded_documents_keeps_icechunk_working(withdrawn):
     # ops_log reads the current document's latest updates (up to 1000): unchanged
     assert [str(u.kind) for u in repo.icechunk.ops_log()] == ops_before
     assert [c.id for c in repo.log()] == history
-    assert repo.tags() and repo.branches()
+    assert repo.tags()
+    assert repo.branches()
     repo.icechunk.expire_snapshots(dt.datetime.now(dt.UTC))
     repo.icechunk.garbage_collect(dt.datetime.now(dt.UTC))
     assert isinstance(repo.icechunk, icechunk.Repository)
@@ -101,9 +104,9 @@ def test_audit_and_erasure_on_object_storage(tmp_path):
     from servers import ENV, UNSET_ENV, moto_server
 
     with pytest.MonkeyPatch.context() as mp:
-        for key in UNSET_ENV:
+        for key in UNSET_ENV["s3"]:
             mp.delenv(key, raising=False)
-        for key, value in ENV.items():
+        for key, value in ENV["s3"].items():
             mp.setenv(key, value)
         with moto_server() as s3:
             url, opts = s3.url(f"t-{uuid.uuid4().hex[:12]}/cohort"), s3.options
@@ -117,14 +120,16 @@ def test_audit_and_erasure_on_object_storage(tmp_path):
             assert audit.erase_overwritten(repo)
             assert audit.audit(url, [SECRET], storage_options=opts) == []
             keys = s3.objects(url.split("/", 3)[3])
-            assert keys and not any(k.startswith("overwritten/") or "/overwritten/" in k for k in keys)
+            assert keys
+            assert not any(k.startswith("overwritten/") or "/overwritten/" in k for k in keys)
 
 
 def test_audit_command(cli, withdrawn):
     import json
 
     found = cli("audit", withdrawn, SECRET, "--json", ok=False)
-    assert found.exit_code == 9 and json.loads(found.output)["findings"]
+    assert found.exit_code == 9
+    assert json.loads(found.output)["findings"]
     assert cli("audit", withdrawn, "NOBODY-SUCH").exit_code == 0
 
 
@@ -147,3 +152,18 @@ def test_audit_decodes_chunk_files(tmp_path):
     repo.gc(now=True)  # collects and erases the superseded repository documents
     assert audit.audit(repo, [secret]) == []
     assert raw_scan(path, secret) == []
+
+
+def test_purge_then_gc_now_leaves_no_trace_of_a_vcf_sample(cli, tmp_path, data):
+    """A batch converted from VCF carries its header (root attributes), which names the samples
+    (e.g. a `##bcftools_viewCommand=view -s A,B` line): purge scrubs it too."""
+    path = tmp_path / "r"
+    cli("init", path, data / "sample-part1.vcf.gz")
+    cli("append", path, data / "sample-part2.vcf.gz")
+    cli("remove", path, "NA00002")
+    assert cli("audit", path, "NA00002", ok=False).exit_code == 9
+    cli("purge", path, "NA00002")
+    cli("gc", path, "--now")
+    assert cli("audit", path, "NA00002").exit_code == 0
+    assert raw_scan(path, "NA00002") == []
+    assert cli("samples", path).output.split() == ["NA00001", "NA00003"]

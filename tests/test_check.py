@@ -30,14 +30,16 @@ def _tamper(path, edit, metadata=None):
 
 def test_healthy_repository_passes(cli, repo_path):
     out = cli("check", repo_path).output
-    assert out.endswith(": ok\n") and "arrays" in out
-    assert vczrepo.check(vczrepo.Repository.open(repo_path), "main").ok
+    assert out.endswith(": ok\n")
+    assert "arrays" in out
+    assert vczrepo.Repository.open(repo_path).check("main").ok
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda g: g["call_genotype"].__setitem__((0, 1, 0), 1), "call_genotype: null sample(s) at index [1] hold data"),
+        (lambda g: g["call_genotype"].__setitem__((0, 1, 0), 1),
+         "call_genotype: null sample(s) at index [1] hold data"),
         (lambda g: g["call_DP"].__setitem__((slice(None), 1), 5), "call_DP: null sample(s) at index [1] hold data"),
         (lambda g: g["sample_id"].__setitem__(4, "S0"), "duplicate sample ids: S0"),
         (lambda g: g["call_DP"].resize((12, 4)), "call_DP: 4 samples, expected 6"),  # 5 + 1 padding
@@ -55,7 +57,8 @@ def test_journal_disagreement_is_caught(cli, repo_path):
     fake = {"vczrepo": 2, "op": "relabel"}  # journalled as vczrepo's, but renaming a sample
     _tamper(repo_path, lambda g: g["sample_id"].__setitem__(0, "S8"), metadata=fake)
     result = cli("check", repo_path, ok=False)
-    assert result.exit_code == 8 and "disagrees with the commit journal" in result.stderr
+    assert result.exit_code == 8
+    assert "disagrees with the commit journal" in result.stderr
 
 
 def test_missing_storage_objects_are_caught(cli, repo_path):
@@ -64,7 +67,8 @@ def test_missing_storage_objects_are_caught(cli, repo_path):
     for victim in random.Random(1).sample(manifests, len(manifests) // 2):
         victim.unlink()
     result = cli("check", repo_path, ok=False)
-    assert result.exit_code == 8 and "unreadable" in result.stderr
+    assert result.exit_code == 8
+    assert "unreadable" in result.stderr
 
 
 def test_check_at_an_older_ref(cli, repo_path):
@@ -83,6 +87,7 @@ import numpy as np  # noqa: E402
 
 from vczrepo import schema  # noqa: E402
 from vczrepo.check import check_path, repair_masks  # noqa: E402
+from vczrepo.chunks import Pipeline  # noqa: E402
 
 
 def _damage(path, how):
@@ -106,14 +111,16 @@ def tagged(tmp_path):
 
 
 def test_every_ref_is_checked_by_default(tagged):
-    report = vczrepo.check(vczrepo.Repository.open(tagged))
-    assert report.ok and [r.ref for r in report.refs] == ["main", "t1"]
+    report = vczrepo.Repository.open(tagged).check()
+    assert report.ok
+    assert [r.ref for r in report.refs] == ["main", "t1"]
     doc = report.to_json()
     assert list(doc) == ["ok", "deep", "refs", "repository_problems", "chunks_verified", "unverified", "problems"]
     assert list(doc["refs"][0]) == ["ref", "snapshot", "ok", "arrays_read", "chunks_read", "problems"]
     json.dumps(doc)
-    one = vczrepo.check(vczrepo.Repository.open(tagged), at="t1")
-    assert [r.ref for r in one.refs] == ["t1"] and one.snapshot == vczrepo.Repository.open(tagged).resolve("t1")
+    one = vczrepo.Repository.open(tagged).check(at="t1")
+    assert [r.ref for r in one.refs] == ["t1"]
+    assert one.snapshot == vczrepo.Repository.open(tagged).resolve("t1")
 
 
 @pytest.mark.parametrize("how", ["delete", "truncate", "flip"])
@@ -132,7 +139,8 @@ def test_damaged_objects_are_named(tagged, tmp_path, what, how):
     if report.ok:
         # icechunk's snapshot and repository documents carry no checksum of their own: a flip
         # may land where nothing reads it (a timestamp, a message). Then nothing may differ.
-        assert how == "flip" and what != "manifests"
+        assert how == "flip"
+        assert what != "manifests"
         fresh = vczrepo.Repository.open(tagged)
         assert {ref: vcf_body(fresh.group(ref)) for ref in bodies} == bodies
         return
@@ -149,7 +157,7 @@ def test_a_ref_to_a_missing_snapshot_is_reported(tagged):
     repo = vczrepo.Repository.open(tagged)
     repo.create_branch("side", "t1")
     (tagged / "snapshots" / repo.resolve("t1")).unlink()
-    report = vczrepo.check(vczrepo.Repository.open(tagged))
+    report = vczrepo.Repository.open(tagged).check()
     assert {r.ref for r in report.refs if not r.ok} == {"side", "t1"}
     assert all("object not found" in "; ".join(r.problems) for r in report.refs if r.ref != "main")
 
@@ -163,11 +171,13 @@ def test_mask_invariant_after_remove_and_padding(tmp_path):
     repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2"], samples_chunk_size=2))
     repo.append(make_vcz(tmp_path, "b", ["S3", "S4", "S5", "S6"], samples_chunk_size=2))  # pads column 3
     root = repo.group("main")
-    assert schema.sample_ids(root).tolist()[3] == "" and _mask_ok(root)
+    assert schema.sample_ids(root).tolist()[3] == ""
+    assert _mask_ok(root)
     repo.remove(["S1", "S5"])
     root = repo.group("main")
-    assert _mask_ok(root) and root["call_genotype_mask"][:, 1].all()
-    assert vczrepo.check(repo).ok
+    assert _mask_ok(root)
+    assert root["call_genotype_mask"][:, 1].all()
+    assert repo.check().ok
 
 
 def test_old_masks_are_reported_and_repaired(tmp_path, monkeypatch):
@@ -181,14 +191,15 @@ def test_old_masks_are_reported_and_repaired(tmp_path, monkeypatch):
         repo.remove(["S1"])
     repo = vczrepo.Repository.open(path)
     assert not _mask_ok(repo.group("main"))
-    report = vczrepo.check(repo)
+    report = repo.check()
     assert any("call_genotype_mask:" in p and "disagree with call_genotype" in p for p in report.problems)
     session = repo.icechunk.writable_session("main")
-    summary = repair_masks(zarr.open_group(session.store, mode="r+"))
+    summary = repair_masks(Pipeline(), zarr.open_group(session.store, mode="r+"))
     assert summary["chunks_rewritten"]["call_genotype_mask"] >= 1
     session.commit("repair masks", metadata={"vczrepo": 2, "op": "repair", **summary})
     repo = vczrepo.Repository.open(path)
-    assert _mask_ok(repo.group("main")) and vczrepo.check(repo).ok
+    assert _mask_ok(repo.group("main"))
+    assert repo.check().ok
 
 
 def test_missing_repo_document_is_named_not_not_a_repository(tagged, tmp_path):
@@ -201,15 +212,15 @@ def test_missing_repo_document_is_named_not_not_a_repository(tagged, tmp_path):
 
 
 def test_mask_invariant_after_purge(tmp_path):
-    from vczrepo.purge import purge
-
     path = tmp_path / "p"
     repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2", "S3"], samples_chunk_size=2))
     repo.create_tag("t1")
     repo.append(make_vcz(tmp_path, "b", ["S4", "S5"], samples_chunk_size=2))
-    purge(repo, ["S1"])
+    repo.purge(["S1"])
     repo = vczrepo.Repository.open(path)
     for ref in ("main", "t1"):
         root = repo.group(ref)
-        assert _mask_ok(root) and root["call_genotype_mask"][:, 1].all() and (root["call_genotype"][:, 1] == -1).all()
-    assert vczrepo.check(repo, deep=True).ok
+        assert _mask_ok(root)
+        assert root["call_genotype_mask"][:, 1].all()
+        assert (root["call_genotype"][:, 1] == -1).all()
+    assert repo.check(deep=True).ok

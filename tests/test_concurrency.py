@@ -63,7 +63,9 @@ def _one_init_wins(results: list[tuple[int, str]]) -> int:
     assert len(winners) == 1, results
     for k, (code, err) in enumerate(results):
         if k != winners[0]:
-            assert code == 3 and "refusing to" in err and len(err.strip().splitlines()) == 1, (code, err)
+            assert code == 3, (code, err)
+            assert "refusing to" in err, (code, err)
+            assert len(err.strip().splitlines()) == 1, (code, err)
     return winners[0]
 
 
@@ -78,7 +80,7 @@ def test_concurrent_inits_at_one_path_leave_one_intact_repository(tmp_path):
     repo = vczrepo.Repository.open(target)
     assert repo.samples() == [f"I{winner}a", f"I{winner}b"]
     assert [c.op for c in repo.log()] == ["init", "root"]
-    assert vczrepo.check(repo).ok
+    assert repo.check().ok
 
 
 def test_concurrent_inits_in_threads_leave_one_intact_repository(tmp_path):
@@ -103,4 +105,4 @@ def test_concurrent_inits_in_threads_leave_one_intact_repository(tmp_path):
     winner = _one_init_wins(results)
     repo = vczrepo.Repository.open(target)
     assert repo.samples() == [f"T{winner}a"]
-    assert vczrepo.check(repo).ok
+    assert repo.check().ok

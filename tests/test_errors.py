@@ -78,7 +78,8 @@ def test_fields_and_dtypes_are_checked(cli, tmp_path):
         (_direct(tmp_path, "wide", ["B2"], dp_dtype=np.int32), "field call_DP: batch dtype int32"),
     ]:
         result = cli("append", path, batch, ok=False)
-        assert result.exit_code == 5 and message in result.stderr, result.stderr
+        assert result.exit_code == 5, result.stderr
+        assert message in result.stderr, result.stderr
     assert state(path) == before
     cli("append", path, _direct(tmp_path, "narrow", ["B3"], dp_dtype=np.int8))  # safe widening
     assert vczrepo.Repository.open(path).group()["call_DP"].dtype == np.int16
@@ -119,14 +120,16 @@ def test_removing_an_already_removed_sample(cli, repo_path):
     cli("remove", repo_path, "S2")
     before = state(repo_path)
     result = cli("remove", repo_path, "S2", ok=False)
-    assert result.exit_code == 6 and "cannot remove S2: already removed" in result.stderr
+    assert result.exit_code == 6
+    assert "cannot remove S2: already removed" in result.stderr
     assert state(repo_path) == before
 
 
 def test_failed_init_leaves_no_repository(cli, tmp_path, data):
     target = tmp_path / "new"
     result = cli("init", target, tmp_path / "missing.vcz", ok=False)
-    assert result.exit_code == 4 and not target.exists()
+    assert result.exit_code == 4
+    assert not target.exists()
 
 
 def test_removed_sample_can_be_added_again_as_a_new_column(cli, repo_path, tmp_path):
@@ -143,12 +146,14 @@ def test_fill_missing_fields_fills_gaps_with_missing_values(cli, tmp_path, data,
     vczrepo.Repository.init(path, _direct(tmp_path, "base", ["A1", "A2"], with_dp=False))
     with_dp = _direct(tmp_path, "dp", ["B1"])
     result = cli("append", path, with_dp, ok=False)
-    assert result.exit_code == 5 and "call fields differ (not in repository: call_DP)" in result.stderr
+    assert result.exit_code == 5
+    assert "call fields differ (not in repository: call_DP)" in result.stderr
     cli("append", path, with_dp, "--fill-missing-fields")
     cli("append", path, _direct(tmp_path, "nodp", ["C1"], with_dp=False), "--fill-missing-fields")
     root = vczrepo.open_group(path)
     dp = root["call_DP"][:]
-    assert (dp[:, [0, 1, 3]] == -1).all() and (dp[:, 2] >= 3).all()
+    assert (dp[:, [0, 1, 3]] == -1).all()
+    assert (dp[:, 2] >= 3).all()
     assert root["call_DP"].chunks == root["call_genotype"].chunks[:2]
     assert vczrepo.Repository.open(path).log()[1].metadata["fields_added"] == ["call_DP"]
     assert vczrepo.Repository.open(path).check().ok
@@ -178,7 +183,8 @@ def test_truncated_chunk_in_batch_is_refused(cli, tmp_path, aligned, monkeypatch
     monkeypatch.setattr(chunks.Pipeline, "_copy_encoded", _spy(chunks.Pipeline._copy_encoded, used))
     before = state(path)
     result = cli("append", path, batch, *([] if aligned else ["--no-align"]), ok=False)
-    assert result.exit_code == 4 and "cannot read call_genotype" in result.stderr, result.stderr
+    assert result.exit_code == 4, result.stderr
+    assert "cannot read call_genotype" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert state(path) == before
     assert bool(used) == aligned
@@ -198,7 +204,8 @@ def test_batch_with_a_missing_chunk_is_refused(cli, repo_path, tmp_path):
     before = state(repo_path)
     result = cli("append", repo_path, batch, ok=False)
     assert result.exit_code == 4
-    assert "incomplete VCZ" in result.stderr and "variant_position is missing 1 of 3 chunks" in result.stderr
+    assert "incomplete VCZ" in result.stderr
+    assert "variant_position is missing 1 of 3 chunks" in result.stderr
     assert state(repo_path) == before
 
 
@@ -218,6 +225,7 @@ def test_distributed_append_that_must_pad_is_refused(cli, tmp_path):
     before = state(path)
     result = cli("append", path, make_vcz(tmp_path, "b", ["B0", "B1"], samples_chunk_size=2),
                  "--align", "--workers", "2", ok=False)
-    assert result.exit_code == 4 and "cannot pad" in result.stderr, result.stderr
+    assert result.exit_code == 4, result.stderr
+    assert "cannot pad" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert state(path) == before

@@ -15,8 +15,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 import vczrepo
+from vczrepo import schema
 from vczrepo.internals import chunk_key
-from vczrepo import chunks, schema
 from vczrepo.ops import promote as promote_module
 from vczrepo.ops.gc import gc
 
@@ -42,7 +42,8 @@ def test_branch_list_and_delete(cli, repo_path, tmp_path):
     assert "trial" not in vczrepo.Repository.open(repo_path).branches()
     assert head in [c["id"] for c in json.loads(cli("log", repo_path, "--all", "--json").output)]
     result = cli("branch", repo_path, "--delete", "main", ok=False)
-    assert result.exit_code == 3 and "refusing to delete the default branch" in result.stderr
+    assert result.exit_code == 3
+    assert "refusing to delete the default branch" in result.stderr
 
 
 def test_promote_fast_forwards_main(cli, repo_path, tmp_path):
@@ -101,7 +102,8 @@ def test_reset_moves_a_branch_and_keeps_the_old_head_findable(cli, repo_path, tm
     repo = vczrepo.Repository.open(repo_path)
     head = repo.resolve("main")
     result = cli("reset", repo_path, "-b", "main", "--at", "release-1", "--expect", "0" * 20, ok=False)
-    assert result.exit_code == 7 and "moved since you looked" in result.stderr
+    assert result.exit_code == 7
+    assert "moved since you looked" in result.stderr
     assert repo.resolve("main") == head
     cli("reset", repo_path, "-b", "main", "--at", "release-1", "--expect", head)
     assert repo.samples() == ["S0", "S1", "S2"]
@@ -126,7 +128,8 @@ def test_revert_append_and_remove(cli, repo_path, tmp_path):
     assert [c.op for c in repo.log()[:2]] == ["revert", "revert"]
     assert repo.check().ok
     result = cli("revert", repo_path, repo.log()[-1].id, ok=False)  # the root commit
-    assert result.exit_code == 1 and "cannot revert" in result.stderr
+    assert result.exit_code == 1
+    assert "cannot revert" in result.stderr
 
 
 def _sample_chunk_bytes(repo: vczrepo.Repository, ref: str, sample: str) -> list[bytes]:
@@ -139,7 +142,8 @@ def _sample_chunk_bytes(repo: vczrepo.Repository, ref: str, sample: str) -> list
             continue
         axis = schema.sample_axis(array)
         c = column // array.chunks[axis]
-        grid = [range(-(-n // k)) if i != axis else [c] for i, (n, k) in enumerate(zip(array.shape, array.chunks))]
+        grid = [range(-(-n // k)) if i != axis else [c]
+                for i, (n, k) in enumerate(zip(array.shape, array.chunks, strict=True))]
         for coords in __import__("itertools").product(*grid):
             data = sync(root.store.get(chunk_key(array, coords), prototype=default_buffer_prototype()))
             if data is not None:
@@ -170,11 +174,14 @@ def test_purge_then_gc_erases_the_sample_from_storage(cli, tmp_path):
     repo.create_tag("release-2")
     # chunks big enough to be stored as objects of their own (small ones are inlined in manifests)
     needles = [b for b in _sample_chunk_bytes(repo, "release-1", "W1") if len(b) > 1024]
-    assert len(needles) >= 2 and _storage_holds(path, needles) == len(needles)
+    assert len(needles) >= 2
+    assert _storage_holds(path, needles) == len(needles)
 
     dry = json.loads(cli("purge", path, "W1", "--dry-run", "--json").output)
-    assert dry["dry_run"] and set(dry["branches"]) == {"main", "trial"}
-    assert set(dry["tags"]) == {"release-1", "release-2"} and len(dry["rewrite"]) == 3  # append, trial append, remove
+    assert dry["dry_run"]
+    assert set(dry["branches"]) == {"main", "trial"}
+    assert set(dry["tags"]) == {"release-1", "release-2"}
+    assert len(dry["rewrite"]) == 3  # append, trial append, remove
     assert vczrepo.Repository.open(path).tags().keys() == {"before", "release-1", "release-2"}
 
     cli("purge", path, "W1")
@@ -209,13 +216,15 @@ def test_purge_nulls_a_sample_in_chunks_a_later_commit_rewrote(tmp_path):
 def test_purge_unknown_sample_changes_nothing(cli, repo_path):
     before = state(repo_path)
     result = cli("purge", repo_path, "NOPE", ok=False)
-    assert result.exit_code == 6 and "nothing to purge" in result.stderr
+    assert result.exit_code == 6
+    assert "nothing to purge" in result.stderr
     assert state(repo_path) == before
 
 
 def test_gc_refuses_thresholds_inside_the_safety_margin(cli, repo_path):
     result = cli("gc", repo_path, "--older-than", "1m", ok=False)
-    assert result.exit_code == 2 and "--older-than 1m is inside the safety margin of 10m" in result.stderr
+    assert result.exit_code == 2
+    assert "--older-than 1m is inside the safety margin of 10m" in result.stderr
     assert "deleted" in cli("gc", repo_path, "--older-than", "1h").output
     assert "would delete" in cli("gc", repo_path, "--dry-run").output
 

@@ -117,7 +117,8 @@ def test_new_alleles_are_added_when_allowed(cli, tmp_path, panels):
     newer = _write(tmp_path, "n", ["N1"], [(120, "T", ["C", "G"])], 0)
     before = state(repo)
     result = cli("append", repo, newer, "--normalise", ok=False)
-    assert result.exit_code == 5 and "--allow-new-alleles" in result.stderr
+    assert result.exit_code == 5
+    assert "--allow-new-alleles" in result.stderr
     assert state(repo) == before
     cli("append", repo, newer, "--normalise", "--allow-new-alleles")
     root = vczrepo.open_group(repo)

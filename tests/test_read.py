@@ -74,9 +74,11 @@ def test_removed_samples_hidden_after_removal_only(cli, history):
     assert cli("query", path, "--at", "b", "-l").output.split() == NAMES
     for ref in ("c", "main"):
         listed = cli("query", path, "--at", ref, "-l").output.split()
-        assert "S1" not in listed and "S5" not in listed
+        assert "S1" not in listed
+        assert "S5" not in listed
         header = next(x for x in cli("view", path, "--at", ref).output.splitlines() if x.startswith("#CHROM"))
-        assert "S1" not in header.split("\t") and "S5" not in header.split("\t")
+        assert "S1" not in header.split("\t")
+        assert "S5" not in header.split("\t")
     assert "S5" in cli("view", path, "--at", "b", "-s", "S5").output
 
 
@@ -95,13 +97,15 @@ def test_python_api_reads_any_ref(history):
 def test_diff_between_refs(cli, history):
     path, _ = history
     d = json.loads(cli("diff", path, "a", "c", "--json").output)
-    assert d["samples_added"] == ["S3", "S4", "S6"] and d["samples_removed"] == ["S1"]
+    assert d["samples_added"] == ["S3", "S4", "S6"]
+    assert d["samples_removed"] == ["S1"]
     assert d["variant_arrays_changed"] is False
     assert {"sample_id", "call_genotype", "call_DP"} <= set(d["arrays_changed"])
     assert "variant_position" not in d["arrays_changed"]
     assert [o["op"] for o in d["operations"]] == ["append", "remove"]
     back = vczrepo.Repository.open(path).diff("c", "a")
-    assert back.samples_added == ["S1"] and back.samples_removed == ["S3", "S4", "S6"]
+    assert back.samples_added == ["S1"]
+    assert back.samples_removed == ["S3", "S4", "S6"]
     text = cli("diff", path, "b", "c").output
     assert "samples removed (2): S1 S5" in text
 
@@ -112,7 +116,8 @@ def test_diff_of_diverged_branches(cli, history, tmp_path):
     cli("remove", path, "S0", "-b", "side")
     d = vczrepo.Repository.open(path).diff("main", "side")
     assert d.base == vczrepo.Repository.open(path).resolve("b")
-    assert d.samples_added == ["S1", "S5"] and d.samples_removed == ["S0", "T1"]
+    assert d.samples_added == ["S1", "S5"]
+    assert d.samples_removed == ["S0", "T1"]
     assert [o["op"] for o in d.operations] == ["remove"]
     assert [o["op"] for o in d.operations_only_in_from] == ["remove", "append"]
 
@@ -127,9 +132,11 @@ def test_unknown_ref_lists_nearest(cli, history):
 def test_bad_vcztools_option_is_one_line_error(cli, history):
     path, _ = history
     result = cli("view", path, "-s", "S0", "-G", ok=False)
-    assert result.exit_code == 2 and "Cannot select samples and drop genotypes" in result.stderr
+    assert result.exit_code == 2
+    assert "Cannot select samples and drop genotypes" in result.stderr
     result = cli("query", path, ok=False)
-    assert result.exit_code != 0 and "format" in result.stderr.lower()
+    assert result.exit_code != 0
+    assert "format" in result.stderr.lower()
 
 
 def test_reading_a_tag_is_stable_while_main_is_appended(tmp_path):

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
-from vczrepo import schema, summaries
-
 from helpers import vcf_body
+
+from vczrepo import summaries
 
 pytestmark = pytest.mark.skipif(shutil.which("bcftools") is None,
                                 reason="bcftools not installed (apt-get install bcftools tabix)")
@@ -119,12 +118,14 @@ def test_count_genotypes_follows_fill_tags_rules():
     assert c.het.tolist() == [[2, 2, 0]]
     assert c.hom.tolist() == [[0, 2, 2]]
     assert c.hemi.tolist() == [[1, 1, 0]]
-    assert c.ns.tolist() == [6] and c.missing.tolist() == [2]
+    assert c.ns.tolist() == [6]
+    assert c.missing.tolist() == [2]
     assert c.alleles.sum() == 10  # AN
 
 
 def test_append_then_remove_equals_fill_tags(tmp_path, panel):
     from vczrepo.ops.append import grow_and_copy
+    from vczrepo.chunks import Pipeline
     from vczrepo.ops.remove import null_columns
 
     first, second = SAMPLES[:7], SAMPLES[7:]
@@ -134,9 +135,10 @@ def test_append_then_remove_equals_fill_tags(tmp_path, panel):
     assert summaries.stale_fields(root) == ["DP"]
 
     # append: the batch's columns are written first, then their contributions are added
-    grow_and_copy(root, batch, 7, 12)
+    grow_and_copy(Pipeline(), root, batch, 7, 12)
     result = summaries.update_summaries(root, added=range(7, 12))
-    assert result["stale"] == ["DP"] and set(result["updated"]) == set(summaries.MAINTAINED)
+    assert result["stale"] == ["DP"]
+    assert set(result["updated"]) == set(summaries.MAINTAINED)
     want = fill_tags(panel, tmp_path / "whole-tags.vcf.gz")
     assert_same_summaries(info_of(vcf_body(root)), info_of(reference(want)))
 
@@ -144,13 +146,13 @@ def test_append_then_remove_equals_fill_tags(tmp_path, panel):
     gone = ["S02", "S09", "S10"]
     cols = [SAMPLES.index(s) for s in gone]
     summaries.update_summaries(root, removed=cols)
-    null_columns(root, cols)
+    null_columns(Pipeline(), root, cols)
     want = fill_tags(panel, tmp_path / "rest.vcf.gz", exclude=gone)
     assert_same_summaries(info_of(vcf_body(root)), info_of(reference(want)))
 
     # re-consent: a removed sample comes back as a new column
     back = to_vcz(fill_tags(panel, tmp_path / "s09.vcf.gz", samples=["S09"]), tmp_path / "s09.vcz")
-    grow_and_copy(root, back, 12, 13)
+    grow_and_copy(Pipeline(), root, back, 12, 13)
     summaries.update_summaries(root, added=[12])
     want = fill_tags(panel, tmp_path / "rest2.vcf.gz", exclude=["S02", "S10"])
     # bcftools' column order differs (S09 in place); summaries do not depend on order
@@ -167,6 +169,7 @@ def test_append_then_remove_equals_fill_tags(tmp_path, panel):
 
 
 def test_af_without_ac_an_keeps_hidden_counts(tmp_path, panel):
+    from vczrepo.chunks import Pipeline
     from vczrepo.ops.remove import null_columns
 
     root = to_vcz(fill_tags(panel, tmp_path / "w.vcf.gz"), tmp_path / "repo.vcz")
@@ -175,7 +178,7 @@ def test_af_without_ac_an_keeps_hidden_counts(tmp_path, panel):
     gone = ["S00", "S05"]
     cols = [SAMPLES.index(s) for s in gone]
     summaries.update_summaries(root, removed=cols)
-    null_columns(root, cols)
+    null_columns(Pipeline(), root, cols)
     assert summaries.HIDDEN_COUNTS in root
     want = fill_tags(panel, tmp_path / "rest.vcf.gz", exclude=gone)
     body = vcf_body(root)
@@ -184,7 +187,7 @@ def test_af_without_ac_an_keeps_hidden_counts(tmp_path, panel):
                           fields=("AF", "MAF", "NS", "AC_Het", "AC_Hom", "AC_Hemi", "F_MISSING"))
     # a second change uses the hidden counts incrementally
     summaries.update_summaries(root, removed=[1])
-    null_columns(root, [1])
+    null_columns(Pipeline(), root, [1])
     want = fill_tags(panel, tmp_path / "rest2.vcf.gz", exclude=[*gone, "S01"])
     assert_same_summaries(info_of(vcf_body(root)), info_of(reference(want)), fields=("AF", "MAF"))
 
@@ -192,7 +195,8 @@ def test_af_without_ac_an_keeps_hidden_counts(tmp_path, panel):
 def test_drop_stale(tmp_path, panel):
     root = to_vcz(fill_tags(panel, tmp_path / "w.vcf.gz"), tmp_path / "repo.vcz")
     assert summaries.drop_stale(root) == ["DP"]
-    assert "variant_DP" not in root and summaries.stale_fields(root) == []
+    assert "variant_DP" not in root
+    assert summaries.stale_fields(root) == []
     assert "DP=" not in vcf_body(root)
 
 
@@ -297,7 +301,8 @@ def test_new_alleles_widen_per_allele_fields(tmp_path, panel):
     root = repo.group("main")
     assert root["variant_AC"].shape[1] == max(width, 2)
     got = info_of(vcf_body(root))
-    assert got[0]["AC"].count(",") == 1 and got[0]["AF"].count(",") == 1
+    assert got[0]["AC"].count(",") == 1
+    assert got[0]["AF"].count(",") == 1
     copy = tmp_path / "copy.vcz"
     repo.checkout(copy, "main")
     summaries.recompute(zarr.open_group(str(copy), mode="r+"))
@@ -307,6 +312,7 @@ def test_new_alleles_widen_per_allele_fields(tmp_path, panel):
 def test_fields_not_true_of_the_samples_are_stale_and_left_alone(tmp_path, panel):
     """INFO counted on another cohort (`bcftools view -s … -I` keeps the whole file's AC/AN):
     verification at the first change marks them stale; they are never rewritten."""
+    from vczrepo.chunks import Pipeline
     from vczrepo.ops.remove import null_columns
 
     whole = fill_tags(panel, tmp_path / "w.vcf.gz")
@@ -315,9 +321,10 @@ def test_fields_not_true_of_the_samples_are_stale_and_left_alone(tmp_path, panel
     root = to_vcz(sub, tmp_path / "repo.vcz")
     before = vcf_body(root)
     result = summaries.update_summaries(root, removed=[0])
-    null_columns(root, [0])
+    null_columns(Pipeline(), root, [0])
     assert result["updated"] == []
-    assert set(summaries.MAINTAINED) <= set(result["stale"]) and "DP" in result["stale"]
+    assert set(summaries.MAINTAINED) <= set(result["stale"])
+    assert "DP" in result["stale"]
     assert summaries.maintained_fields(root) == []
     assert [r[7] for r in (line.split("\t") for line in vcf_body(root).splitlines()[1:])] == \
         [r[7] for r in (line.split("\t") for line in before.splitlines()[1:])]

@@ -27,7 +27,7 @@ import vczrepo
 from vczrepo.settings import Settings
 
 
-class Fault(Exception):
+class FaultError(Exception):
     pass
 
 
@@ -77,8 +77,10 @@ def test_a_storage_error_moving_a_ref_is_reported_as_a_storage_error(cli, monkey
         monkeypatch.setattr(icechunk.Repository, method, failing)
     result = cli(command[0], path, *command[1:], ok=False)
     assert result.exit_code == 1
-    assert result.stderr.strip().startswith("vczrepo: error: storage:") and "permission denied" in result.stderr
-    assert "moved" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip().startswith("vczrepo: error: storage:")
+    assert "permission denied" in result.stderr
+    assert "moved" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     monkeypatch.undo()
     assert (repo.branches(), repo.tags()) == before
 
@@ -168,11 +170,11 @@ def test_a_plan_cut_by_an_error_at_any_step_is_finished_later(tmp_path, template
         def cut(at: str, site=site, n=n, met=met) -> None:
             if at == site:
                 if met["n"] == n:
-                    raise Fault(f"{site} #{n}")
+                    raise FaultError(f"{site} #{n}")
                 met["n"] += 1
 
         faulty = vczrepo.Repository.open(path, settings=Settings(checkpoint=cut))
-        with pytest.raises(Fault):
+        with pytest.raises(FaultError):
             operation(faulty)
         repo = vczrepo.Repository.open(path)
         if finish == "rerun":
@@ -235,12 +237,13 @@ def test_compression_level_reaches_the_dask_workers(cli, tmp_path):
     cli("--compression-level", "9", "remove", local, "S1", "S4")
     cli("--compression-level", "9", "remove", dist, "S1", "S4", "--workers", "2")
     a, b = vczrepo.open_group(local), vczrepo.open_group(dist)
-    from vczrepo.internals import chunk_key
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
+    from vczrepo.internals import chunk_key
+
     compared = 0
-    for name, array in a.arrays():
+    for _name, array in a.arrays():
         for coords in np.ndindex(*array.cdata_shape):
             key = chunk_key(array, coords)
             x = sync(a.store.get(key, prototype=default_buffer_prototype()))

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import zarr
+from bio2zarr import vcf as b2z_vcf
 from helpers import state, vcf_body
 from vcfgen import genotypes, make_vcz, sites, vcf_text, write_vcz_direct
-from bio2zarr import vcf as b2z_vcf
 
 import vczrepo
 from vczrepo import validate
@@ -96,7 +96,8 @@ def test_bad_batch_is_refused_and_changes_nothing(repo_path, tmp_path, case):
     before, body = state(repo_path), vcf_body(vczrepo.Repository.open(repo_path).group("main"))
     with pytest.raises(error) as caught:
         vczrepo.Repository.open(repo_path).append(batch, fill_missing_fields=True)
-    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
     assert state(repo_path) == before
     assert vcf_body(vczrepo.Repository.open(repo_path).group("main")) == body
 

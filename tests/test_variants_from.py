@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import zarr
+from helpers import vcf_body
 
 import vczrepo
-
-from helpers import vcf_body
 
 pytestmark = pytest.mark.skipif(shutil.which("bcftools") is None,
                                 reason="bcftools not installed (apt-get install bcftools tabix)")

@@ -2,7 +2,7 @@
 
 By default every ref (each branch and tag) is checked, or one ref with `at`. At each ref's
 snapshot: the snapshot must open; every chunk of every array is read (which verifies each
-chunk's checksum, see vczrepo.checksums and chunkfiles); shapes must agree along samples
+chunk's checksum, see vczrepo.checksums and vczrepo.internals); shapes must agree along samples
 and variants; sample ids must be unique apart from nulls; null samples must hold only
 missing/fill values (True in masks); every mask must equal its array's missing calls
 (call_genotype_mask == (call_genotype < 0)); and the commit journal replayed from the first
@@ -23,7 +23,7 @@ import itertools
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import icechunk
 import numpy as np
@@ -124,7 +124,7 @@ def _say(e: BaseException) -> str:
     if isinstance(e, VczRepoError):
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, icechunk.IcechunkError):
-        from .chunkfiles import damaged_object
+        from .internals import damaged_object
 
         return damaged_object(e)
     text = str(e).strip().splitlines()
@@ -148,7 +148,7 @@ def _check_array(pipe: Pipeline, name: str, array: zarr.Array, root_arrays: dict
     if target is not None and root_arrays[target].shape != array.shape:
         report.problems.append(f"{name}: shape {array.shape} differs from {target}'s {root_arrays[target].shape}")
         target = None
-    mismatched = [0, None]  # count, first sample index
+    mismatched: list[Any] = [0, None]  # count, first sample index
 
     def one(region):
         try:
@@ -198,7 +198,7 @@ def _journal_problems(repo: Repository, sid: str, ids: list[str]) -> list[str]:
     commits = [c for c in repo.log(sid) if c.op != "root"][::-1]
     if any("vczrepo" not in c.metadata for c in commits):
         return []
-    removed = {}
+    removed: dict[int, str] = {}
     for c in commits:
         for i, name in zip(c.metadata.get("sample_indexes_removed", []), c.metadata.get("samples_removed", []),
                            strict=True):
@@ -296,7 +296,7 @@ def _verify_snapshot(repo: Repository, sid: str, seen: set, report: CheckReport,
                      no_sums: dict[str, list[str]]) -> None:
     """Read the stored bytes of every chunk of one snapshot (each chunk once across snapshots)
     through the verifying store; arrays without checksums are only listed."""
-    from .chunkfiles import session_store
+    from .internals import session_store
 
     store = session_store(repo.icechunk.readonly_session(snapshot_id=sid), repo.location)
     arrays = schema.arrays(zarr.open_group(store, mode="r"))
@@ -379,7 +379,7 @@ def check_path(url, storage_options: dict | None = None, at: str | None = None, 
 
     try:
         repo = Repository.open(url, storage_options)
-    except RepositoryError as e:
+    except (RepositoryError, IntegrityError) as e:
         loc = storage.parse_location(url, storage_options)
         from pathlib import Path
 
@@ -439,6 +439,7 @@ def add_checksums(pipe: Pipeline, root: zarr.Group) -> dict:
                     await store.set(key, proto.buffer.from_array_like(summed))
 
         await asyncio.gather(*(one(k) for k in keys))
+        assert array.metadata.zarr_format == 3  # repository arrays are format 3
         meta = dataclasses.replace(array.metadata, codecs=checksums.with_checksum_codec(array.metadata.codecs))
         await store.set(f"{array.path}/zarr.json", meta.to_buffer_dict(proto)["zarr.json"])
         return len(keys)

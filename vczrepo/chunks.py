@@ -121,10 +121,12 @@ def rewrite_codecs(array: zarr.Array, level: int) -> tuple:
     """The codecs vczrepo encodes `array`'s chunks with: blosc at `level`, with the block
     size the array's own level gives (an explicit block size is kept)."""
     chunk_nbytes = math.prod(array.chunks) * array.dtype.itemsize
+    meta = array.metadata
+    assert meta.zarr_format == 3  # only format 3 arrays are rewritten (Pipeline.writer)
     return tuple(
         dataclasses.replace(c, clevel=level, blocksize=_blocksize(c, chunk_nbytes))
         if isinstance(c, BloscCodec) else c
-        for c in array.metadata.codecs
+        for c in meta.codecs
     )
 
 
@@ -137,7 +139,9 @@ def _mine(first_chunk_index: int, share: Share) -> bool:
 
 
 def _blosc_only(array: zarr.Array) -> bool:
-    codecs = checksums.codecs_without_checksum(array.metadata.codecs)  # modulo crc32c
+    meta = array.metadata
+    assert meta.zarr_format == 3  # called after same_encoding, which requires format 3
+    codecs = checksums.codecs_without_checksum(meta.codecs)  # modulo crc32c
     return len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
 
 
@@ -172,10 +176,10 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
                                         b.store.get(chunk_key(b, coords), prototype=proto))
         if x is None or y is None:
             return x is y
-        x, y = x.as_numpy_array(), y.as_numpy_array()
+        xs, ys = x.as_numpy_array(), y.as_numpy_array()
         if a_sum != b_sum:  # compare the encoded chunks, modulo one side's checksum
-            x, y = (checksums.payload(x) if a_sum else x), (checksums.payload(y) if b_sum else y)
-        return np.array_equal(x, y)
+            xs, ys = (checksums.payload(xs) if a_sum else xs), (checksums.payload(ys) if b_sum else ys)
+        return np.array_equal(xs, ys)
 
     async def all_same() -> bool:
         return all(await asyncio.gather(*(same(c) for c in _chunk_grid(a))))
@@ -185,7 +189,7 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
 
 def _read(src: zarr.Array, region: tuple, select: np.ndarray | None = None) -> np.ndarray:
     try:
-        return src.oindex[region] if select is not None else src[region]
+        return np.asarray(src.oindex[region] if select is not None else src[region])
     except IntegrityError:  # a damaged repository chunk, named by the store
         raise
     except Exception as e:  # a truncated or corrupt chunk in the batch
@@ -262,7 +266,8 @@ class Pipeline:
                 if not _blosc_frame_intact(frame, chunk_nbytes):
                     raise ValueError("blosc frame sizes do not match its header (truncated?)")
                 return
-            region = tuple(slice(c * k, min((c + 1) * k, n)) for c, k, n in zip(coords, src.chunks, src.shape))
+            region = tuple(slice(c * k, min((c + 1) * k, n))
+                           for c, k, n in zip(coords, src.chunks, src.shape, strict=True))
             await src.async_array.getitem(region)
 
         async def one(coords: tuple[int, ...], bar) -> None:
@@ -292,7 +297,7 @@ class Pipeline:
 
         dst must already be large enough. `share` restricts the work to one worker's part.
         """
-        axis = schema.sample_axis(dst)
+        axis = schema.samples_axis(dst)
         n = src.shape[axis] if select is None else len(select)
         if select is None and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
             sync(self._copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
@@ -331,7 +336,7 @@ class Pipeline:
         `values(region, columns)` gives the new data for global sample `columns` within the
         region's other axes: a scalar, or an array shaped like the region with those columns.
         """
-        axis = schema.sample_axis(array)
+        axis = schema.samples_axis(array)
         chunk = array.chunks[axis]
         by_chunk: dict[int, list[int]] = {}
         for i in sorted(indexes):
@@ -347,11 +352,12 @@ class Pipeline:
 
         def one(task: tuple[tuple[slice, ...], list[int]]) -> None:
             region, members = task
-            block = array[region]
+            block = np.asarray(array[region])
             start = region[axis].start
-            columns: list[int] | slice = [i - start for i in members]
-            if columns == list(range(columns[0], columns[-1] + 1)):
-                columns = slice(columns[0], columns[-1] + 1)  # a view, not a copy
+            cols = [i - start for i in members]
+            columns: list[int] | slice = cols
+            if cols == list(range(cols[0], cols[-1] + 1)):
+                columns = slice(cols[0], cols[-1] + 1)  # a view, not a copy
             index = _on_axis((slice(None),) * block.ndim, axis, columns)
             new = np.asarray(values(region, members), dtype=block.dtype)  # a scalar compares without a cast
             current = block[index]

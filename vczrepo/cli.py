@@ -69,10 +69,18 @@ def _complete_refs(ctx: click.Context, param: click.Parameter, incomplete: str) 
     """Shell completion of ref arguments: the repository's branches and tags."""
     from click.shell_completion import CompletionItem
 
+    path = ctx.params.get("repo")
+    if path is None:  # click stops parsing at an option still waiting for its value: read the line
+        import shlex
+
+        words = shlex.split(os.environ.get("COMP_WORDS", ""))
+        after = words[words.index(ctx.info_name) + 1:] if ctx.info_name in words else []
+        path = next((w for w in after if not w.startswith("-")), None)
+    os.environ.setdefault("ICECHUNK_LOG", "error")  # (the group callback, which sets it, does not run)
     try:
         from .repository import Repository
 
-        repo = Repository.open(ctx.params["repo"])
+        repo = Repository.open(path)
         names = sorted(set(repo.branches()) | set(repo.tags()))
     except Exception:  # noqa: BLE001 - completion must never fail the shell
         return []
@@ -208,25 +216,21 @@ def _handle(error: BaseException) -> None:
 
 def _vcztools_command(name: str, doc: str) -> click.Command:
     """`vczrepo view|query REPO --at REF [vcztools options]`: vcztools' own options, at any ref."""
+    from .internals import click_params
     from .read import vcztools_command, vcztools_options
 
     @click.pass_obj
     def callback(state: State, repo: str, at: str, storage_options: tuple[str, ...], **options: Any) -> None:
         getattr(state.open(repo, storage_options), name)(at, **options)
 
-    params = [click.Argument(["repo"]), *_params(at_option), *_params(storage_option),
+    params = [click.Argument(["repo"]), *click_params(at_option), *click_params(storage_option),
               *vcztools_options(vcztools_command(name))]
+    if name == "view":  # vcztools writes plain VCF only; vczrepo also writes BGZF (.gz, .bgz)
+        params = [click.Option(["-o", "--output"], default="-", show_default=True,
+                               type=click.Path(dir_okay=False, allow_dash=True),
+                               help="Output file; a name ending in .gz or .bgz is written as BGZF (bgzip).")
+                  if p.name == "output" else p for p in params]
     return click.Command(name, callback=callback, params=params, help=doc, short_help=doc)
-
-
-def _params(decorator: Callable) -> list[click.Parameter]:
-    """The click parameters a decorator would add (to build a command from parts)."""
-
-    def target() -> None:
-        pass
-
-    decorator(target)
-    return list(getattr(target, "__click_params__", []))
 
 
 @click.group(cls=Cli)

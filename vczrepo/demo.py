@@ -26,7 +26,7 @@ def _vcztools_samples(repo: Repository, ref: str) -> list[str]:
 
 def _steps(directory: Path, data: Path, echo: Callable[[str], None]) -> list[tuple[str, object, object]]:
     path = directory / "cohort.vczrepo"
-    checks = []
+    checks: list[tuple[str, object, object]] = []
     repo, r = Repository.init(path, data / PART1)
     echo(f"init    {r.snapshot_id}  {repo.samples_added(r.snapshot_id)}")
     checks.append(("init samples", repo.samples(), ["NA00001", "NA00002"]))

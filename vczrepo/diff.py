@@ -57,7 +57,8 @@ def diff(repo: Repository, a: str, b: str) -> RefDiff:
     changed = _changed_arrays(repo, base, sa) | _changed_arrays(repo, base, sb) if base else (
         set(ga.array_keys()) | set(gb.array_keys()))
     variant_changed = any(
-        name in g and schema.sample_axis(g[name]) is None and schema.dims(g[name])[:1] == (schema.VARIANTS,)
+        name in g and schema.sample_axis(schema.array(g, name)) is None
+        and schema.dims(schema.array(g, name))[:1] == (schema.VARIANTS,)
         for name in changed for g in (ga, gb)
     )
     return RefDiff(

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from . import chunks
-from .chunkfiles import SessionStore
+from .internals import SessionStore
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from zarr.abc.store import Store
 
 
 @contextlib.contextmanager
@@ -34,12 +38,13 @@ def client(workers: int, scheduler: str | None) -> Iterator:
         yield c
 
 
-def run_forked(store: SessionStore, settings: Settings, work: Callable, args: tuple) -> None:
+def run_forked(store: Store, settings: Settings, work: Callable, args: tuple) -> None:
     """Run `work(fork, worker_settings, *args, share)` for each worker's share and merge the
     forks into the session of `store`. The workers get the same settings (compression
     level included), without the coordinator's progress bars and test hooks."""
     from distributed import as_completed
 
+    assert isinstance(store, SessionStore)  # the store of a group opened on a session (session_store)
     session = store.session
     workers = settings.workers
     forks = [session.fork() for _ in range(workers)]

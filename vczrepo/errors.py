@@ -2,7 +2,8 @@
 
 Families: 1 storage or OS failure, 2 usage, 3 repository/ref problems, 4 unreadable
 source, 5 incompatible batch, 6 sample problems, 7 concurrent update not applied,
-8 integrity (damage found), 130 interrupted.
+8 integrity (damage found); the CLI adds 9 (`audit` found an id), 130 (interrupted) and
+141 (the reader of the output went away).
 
 icechunk's own exceptions are mapped here (`from_icechunk`), by their class and `kind`,
 so a storage failure is never reported as a concurrent update or a missing ref.
@@ -10,6 +11,7 @@ so a storage failure is never reported as a concurrent update or a missing ref.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -90,11 +92,16 @@ def listing(items: Iterable[str], limit: int = 5) -> str:
     return shown if len(items) <= limit else f"{shown}, … ({len(items)} in all)"
 
 
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+
+
 def short_message(error: BaseException) -> str:
-    """An icechunk error's own sentence, without the Rust context trace that follows it."""
+    """An icechunk error's own sentence, without the Rust context trace that follows it, and
+    without URL query strings (they can carry a SAS token or a signature)."""
     text = getattr(error, "message", None) or str(error)
     first = text.split("context:")[0].strip().splitlines()
-    return first[0].strip() if first else type(error).__name__
+    line = first[0].strip() if first else type(error).__name__
+    return _URL_QUERY.sub(r"\1?…", line)
 
 
 def from_icechunk(error: Exception, doing: str) -> VczRepoError:

@@ -12,9 +12,9 @@ import numpy as np
 import zarr
 
 from . import schema
-from .chunkfiles import session_store
 from .chunks import Pipeline
 from .errors import OutputExistsError, ReadError
+from .internals import session_store
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -89,6 +89,21 @@ def run_vcztools(name: str, group: zarr.Group, **options: Any) -> None:
             ctx.invoke(command, path=group, **options)
         except click.ClickException as e:
             raise ReadError(e.format_message()) from e
+
+
+def view_compressed(group: zarr.Group, output: str, **options: Any) -> None:
+    """vcztools view into `output` as BGZF: plain VCF to a temporary file, then compressed
+    block by block; the output appears only when complete."""
+    from .bgzf import compress_file
+
+    out = Path(output)
+    with tempfile.TemporaryDirectory(prefix="vczrepo-view-", dir=out.parent if out.parent.exists() else None) as tmp:
+        plain, packed = Path(tmp) / "out.vcf", Path(tmp) / "out.vcf.gz"
+        with open(plain, "w") as text:
+            run_vcztools("view", group, **{**options, "output": text})
+        with open(plain, "rb") as src, open(packed, "wb") as dst:
+            compress_file(src, dst)
+        os.replace(packed, out)
 
 
 def dataset(repo: Repository, at: str, keep_null_samples: bool = False) -> Any:

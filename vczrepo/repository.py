@@ -15,22 +15,34 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import icechunk
+import numpy as np
 import zarr
 
 from . import refs, schema, storage
-from .chunkfiles import session_store
 from .chunks import Pipeline
-from .errors import OutputExistsError, RefError, RepositoryError, UsageError, VczRepoError, from_icechunk
+from .errors import (
+    IntegrityError,
+    OutputExistsError,
+    RefError,
+    RepositoryError,
+    StorageError,
+    UsageError,
+    VczRepoError,
+    from_icechunk,
+    short_message,
+)
+from .internals import session_store
 from .journal import Commit
 from .settings import DEFAULT, Settings
 from .sources import open_source, union_source
-from .transaction import Apply, Transaction
+from .transaction import Apply, OpenMode, Transaction
 
 DEFAULT_BRANCH = "main"
 RENAMED_TAGS = "vczrepo_renamed_tags"
@@ -99,7 +111,12 @@ class Repository:
                 raise RepositoryError(f"not a vczrepo repository: {loc.url}")
             repo = icechunk.Repository.open(st)
         except icechunk.IcechunkError as e:
-            raise from_icechunk(e, f"opening {loc.url}") from e
+            mapped = from_icechunk(e, f"opening {loc.url}")
+            if loc.is_local and (Path(loc.path) / "repo").is_file() and isinstance(mapped, StorageError):
+                # the repository document is there but cannot be read: damage, not a storage failure
+                raise IntegrityError(f"damaged repository document {Path(loc.path) / 'repo'}: "
+                                     f"{short_message(e)}") from e
+            raise mapped from e
         return cls(loc, repo, settings or DEFAULT)
 
     @classmethod
@@ -151,6 +168,7 @@ class Repository:
                     if variants_from:
                         src = stack.enter_context(union_source(variants_from))
                     else:
+                        assert source is not None  # checked above: a source or variants_from
                         src = stack.enter_context(open_source(
                             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
                             storage_options=loc.options))
@@ -299,8 +317,8 @@ class Repository:
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
         except icechunk.IcechunkError as e:  # a missing or corrupt snapshot: damage (exit 8)
-            from .chunkfiles import damaged_object
             from .errors import IntegrityError
+            from .internals import damaged_object
 
             raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
 
@@ -323,7 +341,7 @@ class Repository:
             pointers.setdefault(s, ([], []))[0].append(b)
         for t, s in self.tags().items():
             pointers.setdefault(s, ([], []))[1].append(t)
-        out = []
+        out: list[Commit] = []
         for snap in self.icechunk.ancestry(snapshot_id=sid):
             if limit is not None and len(out) >= limit:
                 break
@@ -360,8 +378,8 @@ class Repository:
         root = self.group(sid)
         ids = schema.sample_ids(root)
         padding = sum(c.metadata.get("n_padding", 0) for c in self.log(sid))  # null columns from padding
-        contigs = [str(c) for c in root["contig_id"][:]]
-        used = sorted({int(i) for i in root["variant_contig"][:]})
+        contigs = [str(c) for c in np.asarray(schema.array(root, "contig_id")[:])]
+        used = sorted({int(i) for i in np.asarray(schema.array(root, "variant_contig")[:])})
         from .summaries import maintained_fields, stale_fields
 
         return {
@@ -372,10 +390,10 @@ class Repository:
             "n_samples": int((ids != schema.NULL_SAMPLE).sum()),
             "n_removed": int((ids == schema.NULL_SAMPLE).sum()) - padding,
             "n_padding": padding,
-            "n_variants": int(root["variant_position"].shape[0]),
+            "n_variants": int(schema.array(root, "variant_position").shape[0]),
             "n_contigs": len(contigs),
             "contigs_with_variants": [contigs[i] for i in used],
-            "variants_chunk_size": int(root["variant_position"].chunks[0]),
+            "variants_chunk_size": int(schema.array(root, "variant_position").chunks[0]),
             "samples_chunk_size": schema.samples_chunk_size(root),
             "branches": [b for b, s in self.branches().items() if s == sid],
             "tags": [t for t, s in self.tags().items() if s == sid],
@@ -406,10 +424,20 @@ class Repository:
         return checkout(self, at, out, drop_removed=drop_removed)
 
     def view(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
-        """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B")."""
-        from .read import run_vcztools
+        """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B");
+        an output ending in .gz or .bgz is written as BGZF (bgzip's format, for tabix/bcftools)."""
+        from .read import run_vcztools, view_compressed
 
-        run_vcztools("view", self.group(at), **options)
+        output = options.get("output")
+        if not isinstance(output, str | os.PathLike):  # a file object, or vcztools' default (stdout)
+            run_vcztools("view", self.group(at), **options)
+        elif os.fspath(output) == "-":
+            run_vcztools("view", self.group(at), **{**options, "output": sys.stdout})
+        elif os.fspath(output).endswith((".gz", ".bgz")):
+            view_compressed(self.group(at), os.fspath(output), **{k: v for k, v in options.items() if k != "output"})
+        else:
+            with open(output, "w") as f:
+                run_vcztools("view", self.group(at), **{**options, "output": f})
 
     def query(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
         """`vcztools query` at a ref (e.g. format="%CHROM\\t%POS\\n", list_samples=True)."""
@@ -435,7 +463,7 @@ class Repository:
             return normalise(src.group, self.group(at), out, allow_new_alleles=allow_new_alleles, pipe=self.pipe)
 
     # ----- data mutations -----
-    def _commit(self, branch: str, op: str, message: str, apply: Apply, mode: str = "r+") -> CommitResult:
+    def _commit(self, branch: str, op: str, message: str, apply: Apply, mode: OpenMode = "r+") -> CommitResult:
         sid, metadata = self.tx.commit(branch, op, message, apply, context=self, mode=mode)
         return CommitResult(sid, branch, metadata)
 
@@ -487,8 +515,8 @@ class Repository:
         head = self._require_branch(branch)
         if variants_chunk_size is None or samples_chunk_size is None:
             root = self.group(head)
-            variants_chunk_size = variants_chunk_size or int(root["variant_position"].chunks[0])
-            if "sample_id" in root and root["sample_id"].shape[0]:
+            variants_chunk_size = variants_chunk_size or int(schema.array(root, "variant_position").chunks[0])
+            if "sample_id" in root and schema.array(root, "sample_id").shape[0]:
                 samples_chunk_size = samples_chunk_size or schema.samples_chunk_size(root)
         options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
         with open_source(

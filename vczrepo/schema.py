@@ -6,11 +6,11 @@ guess at array names or sentinel values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from typing import Literal, cast
 
 import numpy as np
 import zarr
-
 
 SAMPLES = "samples"
 VARIANTS = "variants"
@@ -24,8 +24,9 @@ STR_MISSING = "."
 
 def dims(array: zarr.Array) -> tuple[str, ...]:
     """Dimension names of a zarr format 2 or 3 array."""
-    names = array.attrs.get("_ARRAY_DIMENSIONS") or array.metadata.dimension_names
-    return tuple(names or ())
+    meta = array.metadata  # format 2 metadata has no dimension_names
+    names = array.attrs.get("_ARRAY_DIMENSIONS") or (meta.dimension_names if meta.zarr_format == 3 else None)
+    return tuple(cast("Iterable[str]", names or ()))
 
 
 def sample_axis(array: zarr.Array) -> int | None:
@@ -33,9 +34,22 @@ def sample_axis(array: zarr.Array) -> int | None:
     return d.index(SAMPLES) if SAMPLES in d else None
 
 
+def array(group: zarr.Group, name: str) -> zarr.Array:
+    """`group[name]`, typed as the array a VCZ holds there (zarr types a member as `Array | Group`)."""
+    return cast(zarr.Array, group[name])
+
+
 def arrays(group: zarr.Group) -> dict[str, zarr.Array]:
     """Top-level arrays of a VCZ group, by name (sorted for deterministic work order)."""
     return dict(sorted(group.arrays()))
+
+
+def samples_axis(array: zarr.Array) -> int:
+    """The samples axis of an array that has one (a ValueError for one that has none)."""
+    axis = sample_axis(array)
+    if axis is None:
+        raise ValueError(f"{array.path} has no samples axis")
+    return axis
 
 
 def sample_arrays(group: zarr.Group) -> dict[str, zarr.Array]:
@@ -46,13 +60,13 @@ def sample_arrays(group: zarr.Group) -> dict[str, zarr.Array]:
 def resize_samples(array: zarr.Array, n: int) -> None:
     """Resize an array along its samples axis to `n` samples (its metadata is not rewritten
     when it already has them)."""
-    axis = sample_axis(array)
+    axis = samples_axis(array)
     if array.shape[axis] != n:
         array.resize(tuple(n if i == axis else size for i, size in enumerate(array.shape)))
 
 
 def samples_chunk_size(group: zarr.Group) -> int:
-    sid = group["sample_id"]
+    sid = array(group, "sample_id")
     return int(sid.chunks[0])
 
 
@@ -147,7 +161,7 @@ def as_str(values) -> np.ndarray:
 
 
 def sample_ids(group: zarr.Group) -> np.ndarray:
-    return as_str(group["sample_id"][:])
+    return as_str(array(group, "sample_id")[:])
 
 
 def live_samples(group: zarr.Group) -> list[str]:
@@ -157,8 +171,8 @@ def live_samples(group: zarr.Group) -> list[str]:
 
 def variant_blocks(group: zarr.Group, size: int | None = None) -> Iterator[slice]:
     """Slices covering the variants axis, one variant chunk (or `size`) at a time."""
-    n = int(group["variant_position"].shape[0])
-    step = size or int(group["variant_position"].chunks[0])
+    n = int(array(group, "variant_position").shape[0])
+    step = size or int(array(group, "variant_position").chunks[0])
     for start in range(0, n, step):
         yield slice(start, min(start + step, n))
 
@@ -185,7 +199,9 @@ def _v3_compressors(array: zarr.Array):
     out = []
     for c in array.compressors:
         if isinstance(c, numcodecs.Blosc):
-            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}[c.shuffle]
+            shuffles: dict[int, Literal["noshuffle", "shuffle", "bitshuffle"]] = {
+                0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
+            shuffle = shuffles[c.shuffle]
             out.append(BloscCodec(cname=c.cname, clevel=c.clevel, shuffle=shuffle, blocksize=c.blocksize))
         else:
             return "auto"

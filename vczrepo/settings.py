@@ -18,7 +18,6 @@ SITES = (
     "recompose",  # one chunk row re-encoded from decoded batch chunks
     "fill",  # one chunk rewritten with null/missing columns (remove, padding, purge)
     "restore",  # one chunk rewritten with restored columns (revert of a remove)
-    "summaries",  # one variant block of INFO summaries rewritten
     "purge-rewrite",  # one commit of a purge rewritten
     "purge-branch",  # one branch moved onto a purge's rewritten chain
     "purge-tag",  # one tag replaced by its purged name

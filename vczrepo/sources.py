@@ -9,10 +9,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import zarr
 
 from .errors import SourceError
+
+if TYPE_CHECKING:
+    from zarr.storage import ObjectStore
 
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")
 OBJECT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
@@ -127,7 +131,8 @@ def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_
                 worker_processes=workers,
             )
     except Exception as e:
-        raise SourceError(f"cannot convert VCF {path}: {type(e).__name__}: {e}") from e
+        hint = " (index it: bcftools index FILE, or tabix -p vcf FILE)" if "indexed" in str(e) else ""
+        raise SourceError(f"cannot convert VCF {path}: {type(e).__name__}: {e}{hint}") from e
 
 
 @contextlib.contextmanager
@@ -189,7 +194,7 @@ def _object_digest(group: zarr.Group) -> tuple[int, str]:
     """Size and fingerprint (keys, sizes, metadata documents) of a VCZ on object storage."""
     from obstore import list as list_objects
 
-    store = group.store.store
+    store = cast("ObjectStore", group.store).store  # opened by open_vcz on an obstore store
     h = hashlib.sha256()
     total = 0
     metas = sorted((m for batch in list_objects(store) for m in batch), key=lambda m: m["path"])

@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 import icechunk
 
-from .errors import RepositoryError
+from .errors import RepositoryError, short_message
+
+if TYPE_CHECKING:
+    from obstore.store import AzureConfig, ClientConfig, GCSConfig, S3Config
 
 SAMPLES_PER_MANIFEST_SPLIT = 1  # sample chunks per manifest split: appends touch new splits only
 
@@ -220,23 +223,23 @@ def object_store(loc: Location):
     from obstore.store import AzureStore, GCSStore, S3Store
 
     opts = check_options(loc.scheme, loc.options)
-    client = {"allow_http": True} if opts.get("allow_http") else {}
+    client: ClientConfig = {"allow_http": True} if opts.get("allow_http") else {}
     bucket, _, prefix = loc.path.partition("/")
     if loc.scheme == "s3":
         keys = {"endpoint_url": "endpoint", "region": "region", "access_key_id": "access_key_id",
                 "secret_access_key": "secret_access_key", "session_token": "token"}
-        config = {keys[k]: v for k, v in opts.items() if k in keys}
+        config: dict[str, Any] = {keys[k]: v for k, v in opts.items() if k in keys}
         if opts.get("anonymous"):
             config["skip_signature"] = True
         if opts.get("endpoint_url"):  # path-style for compatible servers, as icechunk's force_path_style
             config["virtual_hosted_style_request"] = False
-        return S3Store(bucket, prefix=prefix or None, config=config, client_options=client)
+        return S3Store(bucket, prefix=prefix or None, config=cast("S3Config", config), client_options=client)
     if loc.scheme == "gs":
         config = _object_store_config(opts, ("service_account_path", "service_account_key",
                                              "application_credentials", "bearer_token", "base_url"))
         if opts.get("anonymous"):
             config["skip_signature"] = "true"
-        return GCSStore(bucket, prefix=prefix or None, config=config, client_options=client)
+        return GCSStore(bucket, prefix=prefix or None, config=cast("GCSConfig", config), client_options=client)
     if loc.scheme == "az":
         container, _, prefix = prefix.partition("/")
         if not container:
@@ -245,7 +248,7 @@ def object_store(loc: Location):
                                              "use_emulator"))
         if opts.get("anonymous"):
             config["skip_signature"] = "true"
-        return AzureStore(container, prefix=prefix or None, account_name=bucket, config=config,
+        return AzureStore(container, prefix=prefix or None, account_name=bucket, config=cast("AzureConfig", config),
                           client_options=client)
     raise ValueError(f"{loc.scheme} locations are not object storage: {loc.url}")
 
@@ -353,12 +356,3 @@ def write_lock(loc: Location) -> Iterator[None]:
                 os.close(held.fd)
 
 
-_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
-
-
-def short_message(error: Exception) -> str:
-    """An icechunk error's own sentence, without the Rust context trace that follows it, and
-    without URL query strings (they can carry a SAS token or a signature)."""
-    text = getattr(error, "message", None) or str(error)
-    line = text.split("context:")[0].strip().splitlines()[0] if text.strip() else type(error).__name__
-    return _URL_QUERY.sub(r"\1?…", line)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -61,6 +62,9 @@ LINEAR = ("AC", "AN", "NS", "AC_Het", "AC_Hom", "AC_Hemi")
 DERIVED = ("AF", "MAF", "F_MISSING")
 MAINTAINED = LINEAR + DERIVED
 HIDDEN_COUNTS = "vczrepo_allele_counts"
+# INFO keys the VCF specification reserves for facts about the site, not the samples or reads
+SITE_ANNOTATIONS = {"AA", "CIGAR", "DB", "END", "H2", "H3", "SOMATIC", "VALIDATED", "1000G",
+                    "SVTYPE", "SVLEN", "CIPOS", "CIEND", "IMPRECISE"}
 # per-variant fields vcztools reads as the record itself, never INFO
 RECORD_FIELDS = {"variant_contig", "variant_position", "variant_length", "variant_allele", "variant_id",
                  "variant_id_mask", "variant_quality", "variant_filter"}
@@ -127,22 +131,22 @@ def _live(root: zarr.Group, columns: Iterable[int]) -> np.ndarray:
     columns = np.asarray(sorted(set(int(c) for c in columns)), dtype=np.int64)
     if not len(columns):
         return columns
-    ids = schema.as_str(root["sample_id"].oindex[columns])
+    ids = schema.as_str(schema.array(root, "sample_id").oindex[columns])
     return columns[ids != schema.NULL_SAMPLE]
 
 
-def contributions(root: zarr.Group, columns: Sequence[int], block: slice) -> Counts:
+def contributions(root: zarr.Group, columns: Iterable[int], block: slice) -> Counts:
     """Counts of the live samples among `columns` over the variants in `block`."""
-    n_alleles = int(root["variant_allele"].shape[1])
-    columns = _live(root, columns)
+    n_alleles = int(schema.array(root, "variant_allele").shape[1])
+    live = _live(root, columns)
     out = Counts.zeros(block.stop - block.start, n_alleles)
-    if not len(columns):
+    if not len(live):
         return out
-    gt_array = root["call_genotype"]
+    gt_array = schema.array(root, "call_genotype")
     step = int(gt_array.chunks[1])
-    for i in range(0, len(columns), step):
-        cols = columns[i:i + step]
-        out = out + count_genotypes(gt_array.oindex[block, cols], n_alleles)
+    for i in range(0, len(live), step):
+        cols = live[i:i + step]
+        out = out + count_genotypes(np.asarray(gt_array.oindex[block, cols]), n_alleles)
     return out
 
 
@@ -163,9 +167,11 @@ def maintained_fields(root: zarr.Group) -> list[str]:
 
 def stale_fields(root: zarr.Group) -> list[str]:
     """INFO fields that cannot be maintained as the sample set changes (site DP, QUAL-like
-    scores, annotations computed from reads or from samples no longer there)."""
+    scores, annotations computed from reads or from samples no longer there). Annotations of
+    the site itself (SITE_ANNOTATIONS: ancestral allele, dbSNP membership, END, …) stay true
+    whatever the samples, so they are never stale."""
     state = summary_state(root)
-    keep = set(state["maintained"]) if state else set(MAINTAINED)
+    keep = (set(state["maintained"]) if state else set(MAINTAINED)) | SITE_ANNOTATIONS
     return sorted(f for f in info_fields(root) if f not in keep)
 
 
@@ -194,8 +200,8 @@ def _needs_hidden(fields: dict) -> bool:
 
 def init_hidden_counts(root: zarr.Group) -> zarr.Array:
     """Compute every variant's allele counts over all live samples (once) into HIDDEN_COUNTS."""
-    n_variants, n_alleles = root["variant_allele"].shape
-    vchunk = int(root["variant_position"].chunks[0])
+    n_variants, n_alleles = schema.array(root, "variant_allele").shape
+    vchunk = int(schema.array(root, "variant_position").chunks[0])
     arr = root.create_array(HIDDEN_COUNTS, shape=(n_variants, n_alleles), dtype="int32",
                             chunks=(vchunk, n_alleles), fill_value=0, dimension_names=["variants", "alleles"])
     live = np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE)
@@ -221,7 +227,7 @@ FLOAT_TOLERANCE = 1e-5  # VCF text keeps ~6 significant digits of a float
 
 
 def _n_alt(root: zarr.Group, block: slice) -> np.ndarray:
-    alleles = schema.as_str(root["variant_allele"][block])
+    alleles = schema.as_str(schema.array(root, "variant_allele")[block])
     return np.maximum((alleles != "").sum(1) - 1, 0)
 
 
@@ -261,6 +267,7 @@ def _agrees(stored: np.ndarray, want: np.ndarray, n_alt: np.ndarray) -> bool:
     return bool((stored[mask] == np.asarray(want)[mask]).all())
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def verify(root: zarr.Group, columns: Sequence[int] | None = None) -> list[str]:
     """The MAINTAINED fields whose stored values equal those computed from the genotypes of
     `columns` (default: all live samples). One pass over call_genotype."""
@@ -274,7 +281,7 @@ def verify(root: zarr.Group, columns: Sequence[int] | None = None) -> list[str]:
         n_alt = _n_alt(root, block)
         want = expected_values(contributions(root, live, block), n_alt, len(live))
         for f in list(ok):
-            if not _agrees(fields[f][block], want[f], n_alt):
+            if not _agrees(np.asarray(fields[f][block]), want[f], n_alt):
                 ok.discard(f)
         if not ok:
             break
@@ -284,9 +291,10 @@ def verify(root: zarr.Group, columns: Sequence[int] | None = None) -> list[str]:
 def summary_state(root: zarr.Group) -> dict | None:
     """{"maintained": [...], "stale": [...]} once decided, else None."""
     state = root.attrs.get(ATTR)
-    return dict(state) if state else None
+    return dict(cast("dict[str, Any]", state)) if state else None  # the JSON object vczrepo wrote
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def decide(root: zarr.Group, columns: Sequence[int] | None = None) -> dict:
     """Verify the maintained fields on `columns` (the current sample set) and record the result."""
     maintained = verify(root, columns)
@@ -296,6 +304,7 @@ def decide(root: zarr.Group, columns: Sequence[int] | None = None) -> dict:
     return state
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Sequence[int] = (),
                      removed_from: zarr.Group | None = None) -> dict:
     """Make the maintained INFO fields true for the repository's new sample set.
@@ -326,15 +335,15 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
         n_before = _n_live(source)
         n_after = n_before + len(added_live) - len(removed_live)
     _widen(root, fields)
-    hidden = root[HIDDEN_COUNTS] if HIDDEN_COUNTS in root else None
+    hidden = schema.array(root, HIDDEN_COUNTS) if HIDDEN_COUNTS in root else None
     if hidden is None and _needs_hidden(fields):
         # counts before the change: computed over the samples live before it
         hidden = init_hidden_counts(root)
         for block in schema.variant_blocks(root):
-            hidden[block] = hidden[block] - contributions(root, added_live, block).alleles.astype(np.int32)
+            hidden[block] = np.asarray(hidden[block]) - contributions(root, added_live, block).alleles.astype(np.int32)
     for block in schema.variant_blocks(root):
         plus, minus = contributions(root, added_live, block), contributions(source, removed_live, block)
-        alleles = schema.as_str(root["variant_allele"][block])
+        alleles = schema.as_str(schema.array(root, "variant_allele")[block])
         n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
         delta_alleles = plus.alleles - minus.alleles
         new = {}
@@ -380,18 +389,18 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
 def _widen(root: zarr.Group, fields: dict[str, zarr.Array]) -> None:
     """Grow per-allele arrays to the repository's allele count (new ALT alleles added at a site,
     `append --allow-new-alleles`): new entries within a site's alleles count 0, the rest are padding."""
-    n_variants, n_alleles = root["variant_allele"].shape
+    n_variants, n_alleles = schema.array(root, "variant_allele").shape
     grow = {f: a for f, a in fields.items() if a.ndim == 2 and a.shape[1] < n_alleles - 1}
-    if HIDDEN_COUNTS in root and root[HIDDEN_COUNTS].shape[1] < n_alleles:
-        root[HIDDEN_COUNTS].resize((n_variants, n_alleles))  # fill value 0: no counts yet
+    if HIDDEN_COUNTS in root and schema.array(root, HIDDEN_COUNTS).shape[1] < n_alleles:
+        schema.array(root, HIDDEN_COUNTS).resize((n_variants, n_alleles))  # fill value 0: no counts yet
     if not grow:
         return
     for array in grow.values():
         array.resize((n_variants, n_alleles - 1))
     for block in schema.variant_blocks(root):
-        alleles = schema.as_str(root["variant_allele"][block])
+        alleles = schema.as_str(schema.array(root, "variant_allele")[block])
         n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
-        for f, array in grow.items():
+        for array in grow.values():
             values = np.array(array[block])
             pad = ~_amask(values, n_alt)
             values[pad] = FLOAT_FILL if values.dtype.kind == "f" else INT_FILL
@@ -410,6 +419,7 @@ def _old(array: zarr.Array, block: slice, n_alt: np.ndarray) -> np.ndarray:
     return np.where(_amask(values, n_alt) & (values >= 0), values, 0)
 
 
+@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def recompute(root: zarr.Group) -> dict:
     """Recompute the maintained fields from scratch over all live samples (reference/repair)."""
     fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
@@ -417,7 +427,7 @@ def recompute(root: zarr.Group) -> dict:
     root.attrs[ATTR] = {"maintained": [f for f in MAINTAINED if f in fields],
                         "stale": sorted(f for f in info_fields(root) if f not in fields)}
     for block in schema.variant_blocks(root):
-        alleles = schema.as_str(root["variant_allele"][block])
+        alleles = schema.as_str(schema.array(root, "variant_allele")[block])
         n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
         for f in ("AC", "AC_Het", "AC_Hom", "AC_Hemi"):
             if f in fields:

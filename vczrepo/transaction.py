@@ -27,14 +27,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import icechunk
 import zarr
 
-from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk
 from . import journal
-from .chunkfiles import session_store
+from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk
+from .internals import session_store
 from .settings import Settings
 from .storage import Location, write_lock
 
@@ -44,6 +44,7 @@ MIN_DEADLINE = 120.0  # seconds a data commit keeps retrying at least (object st
 DEADLINE_FACTOR = 20.0  # … or this many times its own first attempt, whichever is longer
 
 Apply = Callable[[zarr.Group], dict]
+OpenMode = Literal["r", "r+", "a", "w", "w-"]  # how a data commit opens the root group (zarr's modes)
 Resume = Callable[[Any, "Plan"], None]
 _RESUMERS: dict[str, Resume] = {}
 _RUNNING: set[str] = set()  # ids of the plans this process is running now
@@ -158,7 +159,7 @@ class Transaction:
 
     # ----- (a) data commits -----
     def commit(self, branch: str, op: str, message: str, apply: Apply, *, context: Any = None,
-               mode: str = "r+", journal_entry: dict | None = None) -> tuple[str, dict]:
+               mode: OpenMode = "r+", journal_entry: dict | None = None) -> tuple[str, dict]:
         """Apply an operation to the branch head and commit it once; returns (snapshot id, journal entry).
 
         `context` (the Repository) lets the commit first finish a plan a dead writer left;

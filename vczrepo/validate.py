@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 
 from . import schema
-from .errors import IncompatibleBatchError, SampleError, SourceError
+from .errors import IncompatibleBatchError, SampleError, SourceError, listing
 
 # Arrays whose fill value never occurs in valid data (positions >= 1, non-empty REF, ids and
 # contigs never empty; a missing variant id is "."), so every chunk must be stored.
@@ -54,9 +54,13 @@ def check_unique_samples(batch: zarr.Group) -> list[str]:
         if problem:
             raise SampleError(f"batch sample {i} ({name!r}) {problem}: VCF cannot carry this id")
     seen: set[str] = set()
-    dups = [s for s in ids if s in seen or seen.add(s)]
+    dups = []
+    for s in ids:
+        if s in seen:
+            dups.append(s)
+        seen.add(s)
     if dups:
-        raise SampleError(f"duplicate sample id(s) in batch: {', '.join(sorted(set(dups)))}")
+        raise SampleError(f"duplicate sample id(s) in batch: {listing(sorted(set(dups)))}")
     return ids
 
 
@@ -67,7 +71,7 @@ def check_batch_samples(store: zarr.Group, batch: zarr.Group) -> list[str]:
         raise SampleError("batch has no samples")
     present = sorted(set(ids) & set(schema.live_samples(store)))
     if present:
-        raise SampleError(f"sample(s) already in the repository: {', '.join(present)}")
+        raise SampleError(f"sample(s) already in the repository: {listing(present)}")
     return ids
 
 
@@ -115,10 +119,10 @@ def check_chunks(batch: zarr.Group, path) -> None:
                 f"field {name}: shape {mask.shape} differs from {target}'s {arrays[target].shape}")
         stored[name] = _stored_chunks(mask)
         stored[target] = _stored_chunks(arrays[target])
-        lost = sorted(stored[name] - stored[target])
-        if lost:
+        gone = sorted(stored[name] - stored[target])
+        if gone:
             raise SourceError(f"incomplete VCZ: {path}: {target} is missing chunk(s) "
-                              f"{', '.join('/'.join(map(str, c)) for c in lost[:5])} where {name} marks missing calls")
+                              f"{', '.join('/'.join(map(str, c)) for c in gone[:5])} where {name} marks missing calls")
     gt = arrays.get("call_genotype")
     if gt is not None and gt.nchunks > 1 and gt.nchunks_initialized == 0:
         raise SourceError(f"incomplete VCZ: {path}: call_genotype has none of its {gt.nchunks} chunks")
@@ -135,16 +139,18 @@ VARIANT_BLOCK = 1 << 16  # variants compared per read: a few MB of alleles at mo
 
 def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
     """Contigs, variant count, positions and alleles must match exactly."""
-    s_contigs = schema.as_str(store["contig_id"][:]).tolist()
-    b_contigs = schema.as_str(batch["contig_id"][:]).tolist()
+    s_contigs = schema.as_str(schema.array(store, "contig_id")[:]).tolist()
+    b_contigs = schema.as_str(schema.array(batch, "contig_id")[:]).tolist()
     if s_contigs != b_contigs:
-        raise IncompatibleBatchError(f"contigs differ: repository has {s_contigs}, batch has {b_contigs}")
-    n_store = store["variant_position"].shape[0]
-    n_batch = batch["variant_position"].shape[0]
+        raise IncompatibleBatchError(
+            f"contigs differ: repository has {len(s_contigs)} ({listing(s_contigs)}), "
+            f"batch has {len(b_contigs)} ({listing(b_contigs)})")
+    n_store = schema.array(store, "variant_position").shape[0]
+    n_batch = schema.array(batch, "variant_position").shape[0]
     if n_store != n_batch:
         raise IncompatibleBatchError(f"variant count differs: repository has {n_store}, batch has {n_batch}")
-    s_arrays = {name: store[name] for name in ("variant_contig", "variant_position", "variant_allele")}
-    b_arrays = {name: batch[name] for name in s_arrays}
+    s_arrays = {name: schema.array(store, name) for name in ("variant_contig", "variant_position", "variant_allele")}
+    b_arrays = {name: schema.array(batch, name) for name in s_arrays}
     from .chunks import encoded_equal  # chunks builds on this module
 
     if all(encoded_equal(s_arrays[name], b_arrays[name]) for name in s_arrays):
@@ -175,14 +181,16 @@ def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
 
 
 def _variant_label(group: zarr.Group, index: int) -> str:
-    contigs = schema.as_str(group["contig_id"][:])
-    return f"{contigs[int(group['variant_contig'][index])]}:{int(group['variant_position'][index])}"
+    contigs = schema.as_str(schema.array(group, "contig_id")[:])
+    contig = np.asarray(schema.array(group, "variant_contig")[index])
+    position = np.asarray(schema.array(group, "variant_position")[index])
+    return f"{contigs[int(contig)]}:{int(position)}"
 
 
 def _one_sided(kind: str, store: set[str], batch: set[str]) -> None:
     only_store, only_batch = sorted(store - batch), sorted(batch - store)
-    parts = [f"missing from batch: {', '.join(only_store)}"] if only_store else []
-    parts += [f"not in repository: {', '.join(only_batch)}"] if only_batch else []
+    parts = [f"missing from batch: {listing(only_store)}"] if only_store else []
+    parts += [f"not in repository: {listing(only_batch)}"] if only_batch else []
     if parts:
         raise IncompatibleBatchError(
             f"{kind} fields differ ({'; '.join(parts)}); --fill-missing-fields accepts this"
@@ -208,7 +216,7 @@ def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zar
         if schema.dims(s_arr) != schema.dims(b_arr):
             raise IncompatibleBatchError(
                 f"field {name}: dimensions differ ({schema.dims(s_arr)} vs {schema.dims(b_arr)})")
-        axis = schema.sample_axis(s_arr)
+        axis = schema.samples_axis(s_arr)
         s_tail, b_tail = s_arr.shape[axis + 1 :], b_arr.shape[axis + 1 :]
         if s_tail != b_tail:
             raise IncompatibleBatchError(

@@ -23,13 +23,15 @@ from .normalise import add_alleles, normalise
 
 
 def grow_and_copy(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, offset: int, total: int,
-                  share: chunks.Share = chunks.WHOLE) -> None:
+                  share: chunks.Share = chunks.WHOLE, fields: dict[str, zarr.Array] | None = None) -> None:
     """Resize every sample array to `total` samples and copy (a share of) the batch in at `offset`.
 
-    A repository field the batch lacks gets missing values in the new columns.
+    A repository field the batch lacks gets missing values in the new columns. `fields`: the
+    repository's sample arrays, when already listed (listing a session's arrays while another
+    thread writes to it can deadlock in icechunk).
     """
     batch_fields = schema.sample_arrays(batch)
-    for name, dst in schema.sample_arrays(root).items():
+    for name, dst in (schema.sample_arrays(root) if fields is None else fields).items():
         schema.resize_samples(dst, total)
         if name in batch_fields:
             pipe.copy_samples(batch_fields[name], dst, offset, share=share)
@@ -41,7 +43,7 @@ def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.G
     """Create the batch's call fields the repository lacks, missing for the samples already there,
     chunked as the repository chunks variants and samples."""
     fields = schema.sample_arrays(root)
-    variants_chunk = int(root["variant_position"].chunks[0])
+    variants_chunk = int(schema.array(root, "variant_position").chunks[0])
     samples_chunk = schema.samples_chunk_size(root)
     added = []
     for name, src in schema.sample_arrays(batch).items():
@@ -119,12 +121,14 @@ def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fil
             raise SourceError("a distributed append needs a batch on disk or object storage, not in memory")
         run_forked(root.store, pipe.settings, copy_share, (source.vcz_path, source.options, start, total))
     elif padding:
-        # the padding's chunk column is rewritten (CPU) while the batch is copied in (mostly I/O)
+        # the padding's chunk column is rewritten (CPU) while the batch is copied in (mostly I/O);
+        # the arrays are listed (fields just added included) before the two threads write
+        fields = schema.sample_arrays(root)
         for array in fields.values():
             schema.resize_samples(array, total)
         with ThreadPoolExecutor(max_workers=1) as background:
             nulled = background.submit(null_padding, pipe, fields, list(range(offset, start)))
-            grow_and_copy(pipe, root, batch, start, total)
+            grow_and_copy(pipe, root, batch, start, total, fields=fields)
             nulled.result()
     else:
         grow_and_copy(pipe, root, batch, start, total)

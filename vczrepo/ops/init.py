@@ -19,6 +19,6 @@ def import_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dic
     return {
         **journal.added(samples, 0),
         "n_samples": len(samples),
-        "n_variants": int(batch["variant_position"].shape[0]),
+        "n_variants": int(schema.array(batch, "variant_position").shape[0]),
         "source": source.provenance(),
     }

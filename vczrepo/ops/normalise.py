@@ -10,6 +10,7 @@ existing site, are added to that site's alleles when allowed).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import zarr
 
 from .. import chunks, schema
-from ..errors import IncompatibleBatchError
+from ..errors import IncompatibleBatchError, listing
 
 Site = tuple[str, int, str]  # contig, position, REF
 
@@ -32,11 +33,11 @@ class Variants:
 
     @classmethod
     def read(cls, group: zarr.Group) -> Variants:
-        contigs = schema.as_str(group["contig_id"][:]).tolist()
-        contig = np.asarray(group["variant_contig"][:])
-        pos = np.asarray(group["variant_position"][:])
+        contigs = schema.as_str(schema.array(group, "contig_id")[:]).tolist()
+        contig = np.asarray(schema.array(group, "variant_contig")[:])
+        pos = np.asarray(schema.array(group, "variant_position")[:])
         alleles = [schema.alleles_present(row)
-                   for row in schema.as_str(group["variant_allele"][:]).tolist()]
+                   for row in schema.as_str(schema.array(group, "variant_allele")[:]).tolist()]
         sites = [(contigs[c], int(p), a[0]) for c, p, a in zip(contig, pos, alleles, strict=True)]
         return cls(contigs, sites, [a[1:] for a in alleles])
 
@@ -74,11 +75,12 @@ class Mapping:
 def map_variants(store: Variants, batch: Variants, allow_new_alleles: bool) -> Mapping:
     if batch.contigs and [c for c in batch.contigs if c not in store.contigs]:
         missing = [c for c in batch.contigs if c not in store.contigs]
-        raise IncompatibleBatchError(f"batch contigs not in the repository: {', '.join(missing)}")
+        raise IncompatibleBatchError(f"batch contigs not in the repository: {listing(missing)}")
     by_site: dict[Site, list[int]] = {}
     for i, site in enumerate(store.sites):
         by_site.setdefault(site, []).append(i)
-    target, alleles, new_alts, unmatched = [], [], {}, []
+    new_alts: dict[int, list[str]] = {}
+    target, alleles, unmatched = [], [], []
     for j, (site, alts) in enumerate(zip(batch.sites, batch.alts, strict=True)):
         candidates = by_site.get(site, [])
         exact = [i for i in candidates if set(store.alts[i]) == set(alts)]
@@ -122,8 +124,8 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
     if not new_alts:
         return
     new_alts = {int(k): v for k, v in new_alts.items()}
-    array = root["variant_allele"]
-    current = schema.as_str(array.oindex[sorted(new_alts), :])
+    array = schema.array(root, "variant_allele")
+    current = schema.as_str(array.oindex[np.array(sorted(new_alts)), :])
     widths = [len([a for a in row if a]) + len(new_alts[i]) for i, row in zip(sorted(new_alts), current.tolist(),
                                                                                 strict=True)]
     if max(widths) > array.shape[1]:
@@ -139,7 +141,7 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
 
 
-def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_new_alleles: bool = False,
+def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, allow_new_alleles: bool = False,
               pipe: chunks.Pipeline | None = None) -> dict:
     """Write `batch` mapped onto `store`'s variants (plus any new ALT alleles) as a VCZ at `out`.
 
@@ -148,7 +150,7 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_ne
     """
     pipe = pipe or chunks.Pipeline()
     mapping = map_variants(Variants.read(store), Variants.read(batch), allow_new_alleles)
-    n_store = store["variant_position"].shape[0]
+    n_store = schema.array(store, "variant_position").shape[0]
     inverse = np.full(n_store, -1, dtype=np.int64)
     inverse[mapping.target] = np.arange(len(mapping.target))
     lookup = np.full((len(mapping.alleles), max((len(a) for a in mapping.alleles), default=1)), -1, dtype=np.int64)
@@ -156,7 +158,7 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | Path, *, allow_ne
         lookup[j, : len(a)] = a
     dst = zarr.open_group(str(out), mode="w-", zarr_format=3)
     dst.attrs.update(dict(store.attrs))
-    vchunk = store["variant_position"].chunks[0]
+    vchunk = schema.array(store, "variant_position").chunks[0]
     for name, src in schema.arrays(store).items():
         if schema.sample_axis(src) is None:
             pipe.copy_array(src, schema.create_like(dst, name, src))
@@ -283,7 +285,7 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path, panels: l
     from ..summaries import LINEAR, MAINTAINED
 
     n = len(variants.sites)
-    vchunk = like["variant_position"].chunks[0]
+    vchunk = schema.array(like, "variant_position").chunks[0]
     dst = zarr.open_group(str(out), mode="w-", zarr_format=3)
     dst.attrs.update({k: v for k, v in like.attrs.items() if k in ("vcf_zarr_version", "vcf_meta_information")})
     width = 1 + max((len(a) for a in variants.alts), default=0)
@@ -293,19 +295,19 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path, panels: l
     pos = np.array([s[1] for s in variants.sites], dtype=np.int32)
     panels = panels or []
     infos, holders = _panel_rows(variants, panels)
-    values = {name: [np.asarray(p.group[name][:]) if name in p.group else None for p in infos]
+    values = {name: [np.asarray(schema.array(p.group, name)[:]) if name in p.group else None for p in infos]
               for name in ("variant_length", "variant_id", "variant_quality", "variant_filter")}
     length = np.array([len(s[2]) for s in variants.sites], dtype=np.int32)
     ids = np.full(n, ".", dtype=object)
     qual = np.broadcast_to(schema.FLOAT32_MISSING, (n,)).copy()
-    filters = list(schema.as_str(like["filter_id"][:])) if "filter_id" in like else ["PASS"]
-    descriptions = dict(zip(filters, schema.as_str(like["filter_description"][:]).tolist(), strict=True)) \
-        if "filter_description" in like else {}
+    filters = list(schema.as_str(schema.array(like, "filter_id")[:])) if "filter_id" in like else ["PASS"]
+    descriptions = dict(zip(filters, schema.as_str(schema.array(like, "filter_description")[:]).tolist(),
+                            strict=True)) if "filter_description" in like else {}
     panel_filters = []
     for p in infos:
-        names = schema.as_str(p.group["filter_id"][:]).tolist() if "filter_id" in p.group else []
-        desc = schema.as_str(p.group["filter_description"][:]).tolist() if "filter_description" in p.group \
-            else [""] * len(names)
+        names = schema.as_str(schema.array(p.group, "filter_id")[:]).tolist() if "filter_id" in p.group else []
+        desc = schema.as_str(schema.array(p.group, "filter_description")[:]).tolist() \
+            if "filter_description" in p.group else [""] * len(names)
         for f, d in zip(names, desc, strict=True):
             if f not in filters:
                 filters.append(f)
@@ -316,22 +318,25 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path, panels: l
         if not hold:
             continue
         p0, r0 = hold[0]
-        if values["variant_length"][p0] is not None:
-            length[i] = values["variant_length"][p0][r0]
+        first_length = values["variant_length"][p0]
+        if first_length is not None:
+            length[i] = first_length[r0]
         seen_ids = []
-        for p, r in hold:
-            if values["variant_id"][p] is not None:
-                for x in str(schema.as_str(values["variant_id"][p][r:r + 1])[0]).split(";"):
+        for j, r in hold:
+            id_values = values["variant_id"][j]
+            if id_values is not None:
+                for x in str(schema.as_str(id_values[r:r + 1])[0]).split(";"):
                     if x not in (".", "") and x not in seen_ids:
                         seen_ids.append(x)
-            q = values["variant_quality"][p]
+            q = values["variant_quality"][j]
             if q is not None and not np.isnan(q[r]) and (np.isnan(qual[i]) or q[r] > qual[i]):
                 qual[i] = q[r]
         ids[i] = ";".join(seen_ids) or "."
         on = set()
-        for p, r in hold:
-            if values["variant_filter"][p] is not None:
-                on |= {panel_filters[p][k] for k in np.flatnonzero(values["variant_filter"][p][r])}
+        for j, r in hold:
+            filter_values = values["variant_filter"][j]
+            if filter_values is not None:
+                on |= {panel_filters[j][k] for k in np.flatnonzero(filter_values[r])}
         if on - {"PASS"}:
             on -= {"PASS"}
         for f in on:
@@ -346,11 +351,12 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path, panels: l
 
     vc = max(1, min(vchunk, n))
     put("contig_id", np.array(variants.contigs, dtype=object), ["contigs"])
-    lengths = {}
+    lengths: dict[str, int] = {}
     for p in infos:
         if "contig_length" in p.group:
-            for c, L in zip(p.variants.contigs, np.asarray(p.group["contig_length"][:]).tolist(), strict=True):
-                lengths.setdefault(c, L)
+            contig_lengths = np.asarray(schema.array(p.group, "contig_length")[:]).tolist()
+            for c, contig_len in zip(p.variants.contigs, contig_lengths, strict=True):
+                lengths.setdefault(c, contig_len)
     if lengths or "contig_length" in like:
         put("contig_length", np.array([lengths.get(c, -1) for c in variants.contigs], dtype=np.int64), ["contigs"])
     put("variant_contig", contig, ["variants"], chunk=(vc,))
@@ -388,7 +394,7 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
                   and k not in names]
     for name in names:
         tag = name[len("variant_"):]
-        first = next(p.group[name] for p in infos if name in p.group)
+        first = next(schema.array(p.group, name) for p in infos if name in p.group)
         dim_names = schema.dims(first)
         per_allele = len(dim_names) > 1 and dim_names[1] in ("alt_alleles", "alleles")
         offset = 1 if per_allele and dim_names[1] == "alt_alleles" else 0
@@ -398,14 +404,14 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
         else:
             for p in infos:
                 if name in p.group:
-                    trailing = [max(a, b) for a, b in zip(trailing, p.group[name].shape[1:], strict=True)]
+                    trailing = [max(a, b) for a, b in zip(trailing, schema.array(p.group, name).shape[1:], strict=True)]
         dtype = np.dtype(first.dtype) if np.dtype(first.dtype).kind not in "OUST" else np.dtype(object)
         out = np.empty((n, *trailing), dtype=dtype)
-        out[...] = _missing_like(dtype) if dtype != object else "."
+        out[...] = _missing_like(dtype) if dtype != np.dtype(object) else "."
         if per_allele:  # padding beyond each variant's alleles
             k = np.arange(trailing[0])[None, :] >= (n_alt + 1 - offset)[:, None]
             out[k] = _fill_like(dtype)
-        data = [np.asarray(p.group[name][:]) if name in p.group else None for p in infos]
+        data = [np.asarray(schema.array(p.group, name)[:]) if name in p.group else None for p in infos]
         if tag in maintained:
             if tag in linear:
                 base = np.zeros((n, *trailing), dtype=dtype)

@@ -83,7 +83,8 @@ def _replayed(repo: Repository, temp: str, target: str) -> set[str]:
     for c in repo.log(repo.icechunk.lookup_branch(temp)):
         if c.id == target:
             break
-        done.add(c.metadata.get("replayed_from"))
+        if "replayed_from" in c.metadata:
+            done.add(c.metadata["replayed_from"])
     return done
 
 

@@ -27,7 +27,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from .. import schema
-from ..errors import ConcurrentUpdateError, RefError, SampleError, VczRepoError
+from ..errors import ConcurrentUpdateError, RefError, SampleError, VczRepoError, listing
 from ..internals import chunk_key
 from ..journal import names_digest
 from ..summaries import MAINTAINED, update_summaries
@@ -98,7 +98,7 @@ def plan(repo: Repository, samples: Sequence[str]) -> PurgeResult:
             order.setdefault(sid, depth)
         (result.branches if kind == "branch" else result.tags)[name] = tip
     if not order:
-        raise SampleError(f"no snapshot holds {', '.join(sorted(names))}: nothing to purge")
+        raise SampleError(f"no snapshot holds {listing(sorted(names))}: nothing to purge")
     result.rewrite = sorted(order, key=order.__getitem__)
     result.new_tag_names = _new_tag_names(repo, sorted(result.tags))
     return result
@@ -174,7 +174,7 @@ def _changed_keys(repo: Repository, parent: str, commit: str, root: zarr.Group) 
     for path in sorted(d.new_groups | d.updated_groups | d.new_arrays | d.updated_arrays):
         keys.append(f"{path.strip('/')}/zarr.json".lstrip("/"))
     for path, coords in d.updated_chunks.items():
-        array = root[path.strip("/")]
+        array = schema.array(root, path.strip("/"))
         keys.extend(chunk_key(array, tuple(c)) for c in coords)
     return keys
 
@@ -198,8 +198,11 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
 
     def apply(root: zarr.Group) -> dict:
         sync(_copy_keys(source.store, root.store, keys))
+        fresh = zarr.open_group(root.store, mode="r+")
+        attrs = dict(fresh.attrs)
+        if _scrub_value(attrs, names) != attrs:  # e.g. a VCF header line naming the samples
+            fresh.attrs.put(_scrub_value(attrs, names))
         if columns:
-            fresh = zarr.open_group(root.store, mode="r+")
             if wrote_summaries:
                 update_summaries(fresh, removed=columns, removed_from=source)
             null_columns(repo.pipe, fresh, columns)

@@ -7,13 +7,14 @@ column holding each sample is rewritten.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import icechunk
 import zarr
 
 from .. import chunks, schema
-from ..errors import SampleError
+from ..errors import SampleError, listing
 from ..settings import Settings
 from ..summaries import update_summaries
 
@@ -37,15 +38,17 @@ def remove_samples(pipe: chunks.Pipeline, root: zarr.Group, names: Sequence[str]
     """Null the named samples; `was_removed` tells an already-removed name from an unknown one."""
     if not names:
         raise SampleError("no samples given to remove")
-    dups = sorted({n for n in names if list(names).count(n) > 1})
+    dups = sorted(n for n, k in Counter(names).items() if k > 1)
     if dups:
-        raise SampleError(f"sample(s) listed more than once: {', '.join(dups)}")
+        raise SampleError(f"sample(s) listed more than once: {listing(dups)}")
     ids = schema.sample_ids(root).tolist()
     position = {s: i for i, s in enumerate(ids) if s != schema.NULL_SAMPLE}
-    for name in names:
-        if name not in position:
-            state = "already removed" if was_removed(name) else "unknown sample"
-            raise SampleError(f"cannot remove {name}: {state}")
+    absent = [n for n in names if n not in position]
+    if len(absent) == 1:
+        state = "already removed" if was_removed(absent[0]) else "unknown sample"
+        raise SampleError(f"cannot remove {absent[0]}: {state}")
+    if absent:
+        raise SampleError(f"cannot remove {len(absent)} samples not in the repository: {listing(absent)}")
     indexes = [position[n] for n in names]
     update_summaries(root, removed=indexes)  # before the columns are nulled
     if pipe.settings.distributed:

@@ -22,7 +22,7 @@ def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group
         if name in live:
             raise SampleError(f"cannot restore {name}: it is in the repository again (re-added)")
     for name, array in schema.sample_arrays(root).items():
-        pipe.copy_columns(earlier[name], array, list(indexes))
+        pipe.copy_columns(schema.array(earlier, name), array, list(indexes))
     update_summaries(root, added=list(indexes))  # after the columns are back
     return {
         "samples_restored": list(names),

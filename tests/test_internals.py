@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 from icechunk.store import IcechunkStore
@@ -13,10 +14,9 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 import vczrepo
-from vczrepo.internals import chunk_key
 from vczrepo import chunks, storage
-from vczrepo.chunkfiles import SessionStore, session_store
 from vczrepo.errors import IntegrityError
+from vczrepo.internals import SessionStore, chunk_key, session_store
 
 PROTO = default_buffer_prototype()
 
@@ -53,11 +53,13 @@ def test_every_key_reads_as_icechunk_reads_it_and_chunks_come_from_files(repo, m
     expected = {key: _get(store._store, key) for key in keys}
     asked = []
     original = IcechunkStore.get
-    monkeypatch.setattr(IcechunkStore, "get", lambda self, key, *a, **k: asked.append(key) or original(self, key, *a, **k))
+    monkeypatch.setattr(IcechunkStore, "get",
+                        lambda self, key, *a, **k: asked.append(key) or original(self, key, *a, **k))
     assert {key: _get(store, key) for key in keys} == expected
     # icechunk is asked for metadata and for chunks never written (they read as fill), no more
     stored_chunks = {k for k in keys if not k.endswith("zarr.json") and expected[k] is not None}
-    assert stored_chunks and not stored_chunks & set(asked)
+    assert stored_chunks
+    assert not stored_chunks & set(asked)
     assert {k for k in keys if k.endswith("zarr.json")} <= set(asked)
 
 
@@ -108,3 +110,45 @@ def test_a_read_only_view_of_the_session_sees_its_writes(repo):
     assert (seen[0:10, 0:4] != 77).all()  # the read-only view has located the chunk in its file
     dp[0:10, 0:4] = 77
     assert (seen[0:10, 0:4] == 77).all()
+
+
+# ----- canaries: each fails loudly if an upgrade changes what vczrepo.internals relies on -----
+
+def test_canary_with_codecs_writes_other_codecs_and_never_stores_them():
+    from zarr.codecs import BloscCodec
+
+    from vczrepo.internals import chunk_key, with_codecs
+
+    array = zarr.create_array({}, shape=(64, 64), chunks=(32, 32), dtype="int16",
+                              compressors=[BloscCodec(cname="zstd", clevel=7, shuffle="shuffle")])
+    level_1 = tuple(c if not isinstance(c, BloscCodec) else BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+                    for c in array.metadata.codecs)
+    with_codecs(array, level_1)[:32, :32] = np.arange(1024, dtype=np.int16).reshape(32, 32)
+    assert array.metadata.codecs[1].clevel == 7  # the stored metadata is untouched
+    np.testing.assert_array_equal(array[:32, :32], np.arange(1024).reshape(32, 32))
+    assert chunk_key(array, (1, 0)) == "c/1/0"
+
+
+def test_canary_click_internals():
+    import click
+    import click.core
+
+    from vczrepo.internals import click_params
+
+    assert [p.name for p in click_params(click.option("--x", type=int))] == ["x"]
+    assert hasattr(click.core, "_PacifyFlushWrapper")  # click's EPIPE handling, read by click_saw_broken_pipe
+
+
+def test_canary_icechunk_chunk_iterator_and_layout(tmp_path):
+    from icechunk.store import IcechunkStore
+
+    assert hasattr(IcechunkStore, "array_chunk_iterator")
+    import icechunk
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r")))
+    session = repo.writable_session("main")
+    arr = zarr.create_array(session.store, name="a", shape=(4096,), chunks=(4096,), dtype="int64")
+    arr[:] = np.random.default_rng(0).integers(0, 1 << 40, 4096)  # too big to be inlined
+    session.commit("x")
+    files = list((tmp_path / "r" / "chunks").iterdir())  # icechunk's documented layout: chunks/<id>
+    assert len(files) == 1
