@@ -340,3 +340,20 @@ def test_a_fault_mid_extend_leaves_the_repository_unchanged(tmp_path, genome, re
     assert vcf_body(repo.group()) == body
     repo.extend(parts[1])  # and it goes through afterwards
     assert vcf_body(repo.group()) == vcf_body(str(whole))
+
+
+def test_append_and_remove_after_extend(tmp_path, genome):
+    """Samples come and go across the extended variant set as across any other."""
+    whole_vcf, whole = genome
+    parts = split(whole_vcf, ["chr1", "chr2,chr3"], tmp_path)
+    five = SAMPLES + ["S5"]
+    both = convert(vcf(tmp_path / "five.vcf.gz", records(samples=five), samples=five))
+    s5_rows = ["\t".join(r.split("\t")[:9] + r.split("\t")[13:]) for r in records(samples=five)]
+    s5 = convert(vcf(tmp_path / "s5.vcf.gz", s5_rows, samples=["S5"]))
+    repo, _ = vczrepo.Repository.init(tmp_path / "r.vczrepo", parts[0])
+    repo.extend(parts[1])
+    repo.append(s5)
+    assert vcf_body(repo.group()) == vcf_body(str(both))
+    repo.remove(["S5"])
+    assert vcf_body(repo.group()) == vcf_body(str(whole))
+    assert repo.check(deep=True).problems == []
