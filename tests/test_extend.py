@@ -356,4 +356,6 @@ def test_append_and_remove_after_extend(tmp_path, genome):
     assert vcf_body(repo.group()) == vcf_body(str(both))
     repo.remove(["S5"])
     assert vcf_body(repo.group()) == vcf_body(str(whole))
+    repo.purge(["S5"])
+    assert vcf_body(repo.group()) == vcf_body(str(whole))
     assert repo.check(deep=True).problems == []
