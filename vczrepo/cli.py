@@ -132,6 +132,9 @@ def _print_commit(result: Any, as_json: bool) -> None:
     m = result.metadata
     total = m.get("n_samples")
     detail = f" ({sample_change(m) or 'no change in'} samples, {total} in total)" if total is not None else ""
+    for key, verb in (("n_variants_added", "added"), ("n_variants_removed", "removed")):
+        if key in m:
+            detail = f" ({m[key]} variants {verb}, {m['n_variants']} in total)"
     click.echo(f"{result.snapshot_id} {result.branch}: {m['op']}{detail}")
 
 
@@ -312,6 +315,21 @@ def append(state: State, repo, source, branch, message, variants_chunk_size, sam
         fill_missing_fields=fill_missing_fields, align=align, normalise=normalise,
         allow_new_alleles=allow_new_alleles, drop_stale_info=drop_stale_info,
     )
+    _print_commit(result, as_json)
+
+
+@main.command()
+@click.argument("repo")
+@click.argument("source", type=click.Path())
+@branch_option
+@message_option
+@storage_option
+@json_option
+@pass_state
+def extend(state: State, repo, source, branch, message, storage_options, as_json):
+    """Add the variants of SOURCE (VCZ or VCF/BCF; the repository's samples, variants after its
+    last one or on new contigs) to REPO as one commit."""
+    result = state.open(repo, storage_options).extend(source, branch=branch, message=message)
     _print_commit(result, as_json)
 
 
@@ -572,6 +590,8 @@ def diff(state: State, repo, from_ref, to_ref, storage_options, as_json):
         shown = " ".join(names[:20]) + (f" … ({len(names)} in all)" if len(names) > 20 else "")
         click.echo(f"samples {label} ({len(names)}): {shown or '-'}")
     click.echo(f"variant arrays changed: {'yes' if d.variant_arrays_changed else 'no'}")
+    if d.variants_added:
+        click.echo(f"variants {'added' if d.variants_added > 0 else 'removed'}: {abs(d.variants_added)}")
     click.echo(f"arrays changed: {', '.join(d.arrays_changed) or '-'}")
     for label, ops in ((to_ref, d.operations), (from_ref, d.operations_only_in_from)):
         for op in ops:

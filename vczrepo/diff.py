@@ -22,6 +22,7 @@ class RefDiff:
     samples_removed: list[str]
     arrays_changed: list[str]
     variant_arrays_changed: bool
+    variants_added: int  # variant count of `b` minus that of `a` (extend grows it; negative: fewer)
     operations: list[dict]  # commits from base to `to_ref`, oldest first
     operations_only_in_from: list[dict]  # commits from base to `from_ref` (diverged refs)
 
@@ -66,6 +67,7 @@ def diff(repo: Repository, a: str, b: str) -> RefDiff:
         samples_removed=[s for s in live_a if s not in set_b],
         arrays_changed=sorted(changed),
         variant_arrays_changed=variant_changed,
+        variants_added=int(gb["variant_position"].shape[0]) - int(ga["variant_position"].shape[0]),
         operations=_ops(repo, base, sb),
         operations_only_in_from=_ops(repo, base, sa),
     )

@@ -534,6 +534,21 @@ class Repository:
 
             return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
 
+    def extend(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH,
+               message: str | None = None) -> CommitResult:
+        """Add a batch's variants after the repository's as one commit on `branch` (same samples,
+        variants sorting after the last one or on new contigs; see ops.extend)."""
+        from .ops.extend import extend_variants
+
+        head = self._require_branch(branch)
+        root = self.group(head)
+        variants_chunk_size = int(root["variant_position"].chunks[0])
+        samples_chunk_size = schema.samples_chunk_size(root) if root["sample_id"].shape[0] else None
+        with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+                         storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
+            return self._commit(branch, "extend", message or f"extend {Path(src.path).name}",
+                                lambda root: extend_variants(self.pipe, root, src))
+
     def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,
                drop_stale_info: bool = False, extra: dict | None = None) -> CommitResult:
         """Withdraw samples as one commit on `branch` (their data becomes missing; INFO fields

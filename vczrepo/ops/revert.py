@@ -1,5 +1,5 @@
-"""revert: a new commit undoing one append (removes its samples) or one remove (restores
-the samples' columns from the snapshot before it)."""
+"""revert: a new commit undoing one append (removes its samples), one remove (restores
+the samples' columns from the snapshot before it) or the last extend (removes its variants)."""
 
 from __future__ import annotations
 
@@ -35,4 +35,22 @@ def revert(repo: Repository, commit: str, branch: str, message: str | None = Non
             lambda root: {"reverts": sid, **restore_samples(repo.pipe, root, earlier, m["samples_removed"],
                                                             m["sample_indexes_removed"])},
         )
-    raise VczRepoError(f"cannot revert a {done.op} commit ({sid}): only append and remove")
+    if done.op == "extend":
+        from .extend import shrink_variants
+
+        start, stop = m["variant_range"]
+        reverted: set[str] = set()  # extends already undone, newest first: a revert precedes its extend
+        for later in repo.log(head):
+            if later.id == sid:
+                break
+            if "variant_range_removed" in later.metadata:
+                if later.metadata["reverts"] == sid:
+                    raise VczRepoError(f"extend {sid} was reverted already ({later.id})")
+                reverted.add(later.metadata["reverts"])
+            elif later.op == "extend" and later.id not in reverted:
+                raise VczRepoError(f"cannot revert extend {sid}: extend {later.id} came after it; "
+                                   f"revert the later extends first")
+        return repo._commit(
+            branch, "revert", message or f"revert {sid}: remove {stop - start} extended variant(s)",
+            lambda root: {"reverts": sid, **shrink_variants(repo.pipe, root, start, stop, m["contigs_added"])})
+    raise VczRepoError(f"cannot revert a {done.op} commit ({sid}): only append, remove and extend")

@@ -1,0 +1,300 @@
+"""extend: concatenate a batch with the repository's samples along the variants axis.
+
+The batch carries the same samples (the repository's null columns may be absent from it)
+and variants that all sort after the repository's last variant, in the order of the
+repository's contigs followed by the contigs it lacks. Every variant-dimensioned array
+grows; contigs the repository lacks are added; the region index gets rows for the new
+variant chunks. Chunks are copied as encoded bytes when the repository's variant count sits
+on a variant-chunk boundary and the encodings match, recomposed otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from .. import chunks, schema, validate
+from ..errors import IncompatibleBatchError, SampleError
+from ..sources import Source
+
+# Arrays extend rebuilds or checks itself rather than concatenating.
+TABLES = ("contig_id", "contig_length", "filter_id", "filter_description", "region_index", "sample_id")
+
+
+def variant_arrays(group: zarr.Group) -> dict[str, zarr.Array]:
+    """Arrays whose first dimension is variants (variant_*, call_*)."""
+    return {k: a for k, a in schema.arrays(group).items()
+            if k not in TABLES and schema.dims(a)[:1] == (schema.VARIANTS,)}
+
+
+def _sample_columns(root: zarr.Group, batch: zarr.Group) -> list[int] | None:
+    """Where the batch's sample columns go in the repository: None when they are the
+    repository's columns one for one; else the repository's live columns."""
+    ids = schema.sample_ids(root).tolist()
+    batch_ids = schema.sample_ids(batch).tolist()
+    if batch_ids == ids:
+        return None
+    live = [i for i, s in enumerate(ids) if s != schema.NULL_SAMPLE]
+    if batch_ids == [ids[i] for i in live]:
+        return live
+    extra = sorted(set(batch_ids) - set(ids))
+    lacking = sorted({ids[i] for i in live} - set(batch_ids))
+    if extra or lacking:
+        detail = "; ".join(p for p in (f"not in repository: {', '.join(extra[:5])}" if extra else "",
+                                       f"missing from batch: {', '.join(lacking[:5])}" if lacking else "") if p)
+        raise SampleError(f"extend needs the repository's samples: {detail}")
+    raise SampleError("extend needs the repository's samples in the repository's order")
+
+
+def _contig_map(root: zarr.Group, batch: zarr.Group) -> tuple[np.ndarray, list[str]]:
+    """The repository index of each batch contig, and the contigs to add (repository's
+    contigs first, then the batch's new ones in the batch's order)."""
+    contigs = schema.as_str(root["contig_id"][:]).tolist()
+    batch_contigs = schema.as_str(batch["contig_id"][:]).tolist()
+    new = [c for c in batch_contigs if c not in contigs]
+    order = contigs + new
+    return np.array([order.index(c) for c in batch_contigs], dtype=np.int64), new
+
+
+def _check_fields(root: zarr.Group, batch: zarr.Group) -> None:
+    """Same filters, same variant and call fields (names, dimensions, trailing shapes, ploidy),
+    batch dtypes that fit the repository's."""
+    if "filter_id" in root or "filter_id" in batch:
+        f_ours = schema.as_str(root["filter_id"][:]).tolist() if "filter_id" in root else None
+        f_theirs = schema.as_str(batch["filter_id"][:]).tolist() if "filter_id" in batch else None
+        if f_ours != f_theirs:
+            raise IncompatibleBatchError(f"filters differ: repository has {f_ours}, batch has {f_theirs}")
+    ours, theirs = variant_arrays(root), variant_arrays(batch)
+    only_ours, only_theirs = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if only_ours or only_theirs:
+        parts = ([f"missing from batch: {', '.join(only_ours)}"] if only_ours else []) + (
+            [f"not in repository: {', '.join(only_theirs)}"] if only_theirs else [])
+        raise IncompatibleBatchError(f"fields differ ({'; '.join(parts)})")
+    if "call_genotype" in ours and ours["call_genotype"].shape[2:] != theirs["call_genotype"].shape[2:]:
+        raise IncompatibleBatchError(f"ploidy differs: repository {ours['call_genotype'].shape[2]}, "
+                                     f"batch {theirs['call_genotype'].shape[2]}")
+    for name, dst in ours.items():
+        src = theirs[name]
+        if schema.dims(src) != schema.dims(dst):
+            raise IncompatibleBatchError(
+                f"field {name}: dimensions differ ({schema.dims(dst)} vs {schema.dims(src)})")
+        axis = schema.sample_axis(dst)
+        first = 2 if axis is not None else 1
+        if src.shape[first:] != dst.shape[first:]:
+            raise IncompatibleBatchError(
+                f"field {name}: trailing dimensions differ (repository {dst.shape[first:]}, "
+                f"batch {src.shape[first:]})")
+        s_dt, d_dt = np.dtype(src.dtype), np.dtype(dst.dtype)
+        if not (s_dt.kind in "OTU" and d_dt.kind in "OTU") and not np.can_cast(s_dt, d_dt, casting="safe"):
+            raise IncompatibleBatchError(f"field {name}: batch dtype {s_dt} does not fit the repository's {d_dt}")
+
+
+def _label(contigs: list[str], contig: int, pos: int) -> str:
+    return f"{contigs[contig]}:{pos}"
+
+
+def _check_order(root: zarr.Group, batch: zarr.Group, contig_map: np.ndarray, order: list[str]) -> None:
+    """The batch's variants, in repository contig indexes, sort strictly after the repository's
+    last variant and among themselves (by contig, then position)."""
+    n_old = int(root["variant_position"].shape[0])
+    last = None
+    if n_old:
+        last = (int(root["variant_contig"][n_old - 1]), int(root["variant_position"][n_old - 1]))
+    for block in schema.variant_blocks(batch, validate.VARIANT_BLOCK):
+        contig = contig_map[np.asarray(batch["variant_contig"][block], dtype=np.int64)]
+        pos = np.asarray(batch["variant_position"][block], dtype=np.int64)
+        if last is not None:
+            contig, pos = np.concatenate([[last[0]], contig]), np.concatenate([[last[1]], pos])
+        step_ok = (contig[1:] > contig[:-1]) | ((contig[1:] == contig[:-1]) & (pos[1:] > pos[:-1]))
+        bad = np.flatnonzero(~step_ok)
+        if bad.size:
+            i = int(bad[0])
+            before, after = _label(order, contig[i], pos[i]), _label(order, contig[i + 1], pos[i + 1])
+            if last is not None and i == 0 and block.start == 0:
+                raise IncompatibleBatchError(
+                    f"batch overlaps the repository: its first variant {after} does not sort after the "
+                    f"repository's last {before}")
+            raise IncompatibleBatchError(f"batch variants are not sorted: {after} follows {before}")
+        last = (int(contig[-1]), int(pos[-1]))
+
+
+def _grow(array: zarr.Array, n: int) -> None:
+    array.resize((n, *array.shape[1:]))
+
+
+def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: int, columns: list[int] | None,
+               transform=None) -> str:
+    """Write all of src at variant row `n_old` of dst (already grown): encoded bytes when
+    possible, else each destination chunk (clipped to the new rows) assembled from decoded
+    values; with `columns`, src's sample columns go to those dst columns and the others are null."""
+    vc = dst.chunks[0]
+    if transform is None and columns is None and n_old % vc == 0 and chunks.same_encoding(src, dst):
+        sync(pipe._copy_encoded(src, dst, 0, n_old // vc, chunks.WHOLE))
+        return "bytes"
+    axis = schema.sample_axis(dst)
+    null = schema.null_value(dst.path.rsplit("/", 1)[-1], dst) if columns is not None else None
+    where = {c: j for j, c in enumerate(columns)} if columns is not None else {}
+    out = pipe.writer(dst)
+    axes = [list(chunks.chunk_ranges(dst.shape[0], vc, n_old))]
+    axes += [list(chunks.chunk_ranges(n, c)) for n, c in zip(dst.shape[1:], dst.chunks[1:], strict=True)]
+
+    def one(region: tuple[slice, ...]) -> None:
+        rows = slice(region[0].start - n_old, region[0].stop - n_old)
+        if columns is None:
+            block = chunks._read(src, (rows, *region[1:]))
+        else:
+            s = region[axis]
+            targets = [c for c in range(s.start, s.stop) if c in where]
+            shape = tuple(r.stop - r.start for r in region)
+            block = np.full(shape, null, dtype=dst.dtype)
+            if targets:
+                picked = np.array([where[c] for c in targets])
+                got = chunks._read(src, (rows, picked, *region[2:]), picked)
+                block[(slice(None), np.array(targets) - s.start)] = got
+        if transform is not None:
+            block = transform(block)
+        out[region] = block
+
+    pipe.run_bounded(one, itertools.product(*axes), "recompose", desc=dst.path)
+    return "recompose"
+
+
+def region_rows(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk: int, first_chunk: int) -> np.ndarray:
+    """vcztools' region index rows (chunk, contig, first position, last position, max end,
+    count) for variants starting at variant chunk `first_chunk`."""
+    rows = []
+    for c0 in range(0, len(pos), chunk):
+        sl = slice(c0, c0 + chunk)
+        for k in dict.fromkeys(contig[sl].tolist()):
+            m = contig[sl] == k
+            p, end = pos[sl][m], pos[sl][m] + length[sl][m] - 1
+            rows.append([first_chunk + c0 // chunk, k, p.min(), p.max(), end.max(), m.sum()])
+    return np.array(rows, dtype=np.int64).reshape(-1, 6)
+
+
+def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """variant_contig, variant_position and variant_length (1 if absent) over a block of variants."""
+    contig = np.asarray(root["variant_contig"][block], dtype=np.int64)
+    pos = np.asarray(root["variant_position"][block], dtype=np.int64)
+    length = (np.asarray(root["variant_length"][block], dtype=np.int64) if "variant_length" in root
+              else np.ones_like(pos))
+    return contig, pos, length
+
+
+def _extend_region_index(root: zarr.Group, n_old: int) -> None:
+    """Keep the index rows of the chunks before the first chunk the batch touched and
+    compute the rest from the stored variants."""
+    if "region_index" not in root:
+        return
+    index = root["region_index"]
+    vc = int(root["variant_position"].chunks[0])
+    first_chunk = n_old // vc
+    old = np.asarray(index[:])
+    kept = old[old[:, 0] < first_chunk]
+    blocks = [kept]
+    for block in schema.variant_blocks(root, max(vc, validate.VARIANT_BLOCK // vc * vc)):
+        if block.stop <= first_chunk * vc:
+            continue
+        block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
+        blocks.append(region_rows(*_site_columns(root, block), vc, block.start // vc))
+    rows = np.concatenate(blocks).astype(index.dtype)
+    index.resize(rows.shape)
+    index[...] = rows
+
+
+def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dict:
+    """Concatenate the batch's variants after the repository's; the journal summary."""
+    batch = source.group
+    validate.check_batch(batch)
+    columns = _sample_columns(root, batch)
+    _check_fields(root, batch)
+    contig_map, new_contigs = _contig_map(root, batch)
+    order = schema.as_str(root["contig_id"][:]).tolist() + new_contigs
+    _check_order(root, batch, contig_map, order)
+    n_old = int(root["variant_position"].shape[0])
+    n_add = int(batch["variant_position"].shape[0])
+    total = n_old + n_add
+    if n_add == 0:
+        raise IncompatibleBatchError("batch has no variants")
+    if new_contigs:  # contig tables first: the values below index them
+        contigs = root["contig_id"]
+        contigs.resize((len(order),))
+        contigs[...] = np.array(order, dtype=object)
+        if "contig_length" in root:
+            lengths = dict(zip(schema.as_str(batch["contig_id"][:]).tolist(),
+                               np.asarray(batch["contig_length"][:]).tolist() if "contig_length" in batch
+                               else itertools.repeat(-1), strict=False))
+            array = root["contig_length"]
+            old = np.asarray(array[:]).tolist()
+            array.resize((len(order),))
+            array[...] = np.array(old + [lengths.get(c, -1) for c in new_contigs], dtype=array.dtype)
+    identity = np.array_equal(contig_map, np.arange(len(contig_map)))
+    paths = {}
+    batch_arrays = variant_arrays(batch)
+    for name, dst in variant_arrays(root).items():
+        _grow(dst, total)
+        transform = None
+        if name == "variant_contig" and not identity:
+            transform = lambda block, m=contig_map: m[np.asarray(block, dtype=np.int64)]  # noqa: E731
+        use = columns if schema.sample_axis(dst) is not None else None
+        paths[name] = _copy_rows(pipe, batch_arrays[name], dst, n_old, use, transform)
+    _extend_region_index(root, n_old)
+    return {
+        "variant_range": [n_old, total],
+        "n_variants_added": n_add,
+        "n_variants": total,
+        "contigs_added": new_contigs,
+        "copied": "bytes" if all(p == "bytes" for p in paths.values()) else
+                  "recompose" if all(p == "recompose" for p in paths.values()) else "mixed",
+        "source": source.provenance(),
+    }
+
+
+def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: int,
+                    contigs_added: list[str]) -> dict:
+    """Undo an extend whose variants [start, stop) are the repository's last ones: every
+    variant-dimensioned array is cut back to `start` variants, the contigs it added are dropped
+    and the region index rows of the chunks it touched are recomputed. The chunk row cut in the
+    middle is rewritten, so nothing of the removed variants stays stored beyond the new shape."""
+    n = int(root["variant_position"].shape[0])
+    if n != stop:
+        raise IncompatibleBatchError(
+            f"cannot revert an extend of variants {start}..{stop}: the repository now has {n} variants "
+            f"(only the last extend's variants can be removed)")
+    contigs = schema.as_str(root["contig_id"][:]).tolist()
+    if contigs_added and contigs[-len(contigs_added):] != list(contigs_added):
+        raise IncompatibleBatchError(
+            f"cannot revert an extend: its contigs {', '.join(contigs_added)} are no longer the last ones")
+    arrays = variant_arrays(root)
+    vc = int(root["variant_position"].chunks[0])
+    floor = start // vc * vc
+
+    for array in arrays.values():  # one at a time: concurrent resizes of a session's arrays deadlock
+        pipe.settings.at("recompose")
+        kept = array[floor:start] if start > floor else None
+        _grow(array, floor)  # deletes every chunk row from the cut on
+        _grow(array, start)
+        if kept is not None:
+            pipe.writer(array)[floor:start] = kept
+    if contigs_added:
+        keep = len(contigs) - len(contigs_added)
+        for name in ("contig_id", "contig_length"):
+            if name in root:
+                old = root[name][:keep]
+                root[name].resize((keep,))
+                root[name][...] = old
+    if "region_index" in root:
+        index = root["region_index"]
+        old = np.asarray(index[:])
+        rows = old[old[:, 0] < floor // vc]
+        if start > floor:
+            rows = np.concatenate([rows, region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)])
+        rows = rows.astype(index.dtype)
+        index.resize(rows.shape)
+        if rows.size:
+            index[...] = rows
+    return {"variant_range_removed": [start, stop], "n_variants_removed": stop - start,
+            "contigs_removed": list(contigs_added), "n_variants": start}
