@@ -33,7 +33,7 @@ import numpy as np
 import zarr
 
 import vczrepo
-from vczrepo import schema, transaction
+from vczrepo import journal, schema
 
 MEASURE = Path(__file__).resolve().parent / "measure.py"
 VCZREPO = "vczrepo.cli:main"
@@ -172,15 +172,15 @@ def build_history(path: Path, commits: int) -> None:
     and branch never read.
     """
     repo, _ = vczrepo.Repository.init(path, EXAMPLE_VCF)
-    journal = transaction.commit_metadata("remove", "", "main", "", {})  # versions, user, host
+    entry = journal.entry("remove", "", "main", "", {})  # versions, user, host
     for i in range(commits - 1):
         session = repo.icechunk.writable_session("main")
         if i % 2 == 0:
             op, summary = "remove", {"samples_removed": ["NA00001"], "n_samples_removed": 1,
                                      "sample_indexes_removed": [0], "n_samples": 2}
         else:
-            op, summary = "append", {**schema.journal_added(["NA00001"], 2), "n_samples": 3}
-        metadata = {**journal, "op": op, "op_id": uuid.uuid4().hex, "parent": session.snapshot_id,
+            op, summary = "append", {**journal.added(["NA00001"], 2), "n_samples": 3}
+        metadata = {**entry, "op": op, "op_id": uuid.uuid4().hex, "parent": session.snapshot_id,
                     **summary}
         session.commit(f"{op} NA00001", metadata=metadata, allow_empty=True)
 
@@ -244,7 +244,7 @@ def bench_reads(b: Bench, data: make_data.Dataset, repo: Path) -> None:
     vczrepo.Repository.open(repo).create_tag("release", "aligned-0")
     plain = b.work / "release.vcz"
     b.best_of("checkout", f"checkout {n} samples",
-              lambda i: ["checkout", repo, "release", fresh(plain)])
+              lambda i: ["checkout", repo, fresh(plain), "--at", "release"])
     b.best_of("cp_checkout", "cp -r of that checkout",
               lambda i: ["cp", "-r", plain, fresh(b.work / "release-copy.vcz")], cli=None,
               repeats=max(b.repeats, CP_REPEATS))

@@ -26,10 +26,11 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from vczrepo import chunks, schema
+from vczrepo.internals import chunk_key
 
 
 def _encoder(array: zarr.Array) -> Blosc:
-    return chunks.blosc_encoder(next(c for c in chunks.rewrite_codecs(array) if isinstance(c, BloscCodec)))
+    return chunks.blosc_encoder(next(c for c in chunks.rewrite_codecs(array, 1) if isinstance(c, BloscCodec)))
 
 
 def recompose_all(batch: zarr.Group, workers: int) -> int:
@@ -48,7 +49,7 @@ def recompose_all(batch: zarr.Group, workers: int) -> int:
         if array.path not in buffers:
             buffers[array.path] = [np.empty(array.chunks, array.dtype) for _ in range(4)], _encoder(array)
         (partial, own, first, second), encoder = buffers[array.path]
-        data = sync(array.store.get(chunks._chunk_key(array, coords), prototype=proto))
+        data = sync(array.store.get(chunk_key(array, coords), prototype=proto))
         if data is None:
             return 0
         decoder = Blosc()

@@ -9,7 +9,7 @@ writer took, and the one-writer cost (an append and a remove run alone before th
 
     python scripts/writers.py --backend local|s3 --writers N --ops K [--json [PATH]]
 
-With --backend s3 a moto server is started on 127.0.0.1 (tests/s3server.py). Exit 1 if any
+With --backend s3 a moto server is started on 127.0.0.1 (tests/servers.py). Exit 1 if any
 operation was lost or duplicated or the repository fails its check; exit 2 if none was lost
 but some writers gave up (exit 7) or hit the deadline.
 """
@@ -221,12 +221,12 @@ def summary(r: Report) -> str:
 @contextlib.contextmanager
 def s3_env():
     """Fake credentials in this process's environment (and so every subprocess's), a moto server."""
-    from s3server import ENV, UNSET_ENV, moto_server
+    from servers import ENV, UNSET_ENV, moto_server
 
     saved = dict(os.environ)
-    for key in UNSET_ENV:
+    for key in UNSET_ENV["s3"]:
         os.environ.pop(key, None)
-    os.environ.update(ENV)
+    os.environ.update(ENV["s3"])
     try:
         with moto_server() as server:
             yield server

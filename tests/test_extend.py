@@ -117,7 +117,7 @@ def view_cli(*args) -> str:
     return "".join(line + "\n" for line in result.output.splitlines() if not line.startswith("##"))
 
 
-@pytest.mark.parametrize("layout, regions", [
+@pytest.mark.parametrize(("layout", "regions"), [
     # by contig: 13 variants on chr1 leave the repository off a variant-chunk boundary (recompose)
     ("by-contig", ["chr1", "chr2", "chr3"]),
     # by position range, each part a multiple of the variant chunk (encoded bytes): 8, 12, 13
@@ -197,7 +197,8 @@ def test_cli_extend_and_diff(tmp_path, genome, cli):
     vczrepo.Repository.init(path, parts[0])
     out = cli("extend", path, parts[1], "-m", "add chr2 and chr3", "--json")
     meta = json.loads(out.stdout)
-    assert meta["op"] == "extend" and meta["metadata"]["n_variants_added"] == 20
+    assert meta["op"] == "extend"
+    assert meta["metadata"]["n_variants_added"] == 20
     assert meta["metadata"]["variant_range"] == [COUNTS["chr1"], COUNTS["chr1"] + 20]
     plain = cli("revert", path, "main", "-m", "undo").stdout
     assert "20 variants removed, 13 in total" in plain
@@ -206,7 +207,8 @@ def test_cli_extend_and_diff(tmp_path, genome, cli):
     repo = vczrepo.Repository.open(path)
     d = repo.diff("main~1", "main")
     assert d.variants_added == COUNTS["chr2"] + COUNTS["chr3"]
-    assert d.samples_added == [] and d.samples_removed == []
+    assert d.samples_added == []
+    assert d.samples_removed == []
     assert "variants added: 20" in cli("diff", path, "main~1", "main").stdout
     assert json.loads(cli("diff", path, "main~1", "main", "--json").stdout)["variants_added"] == 20
     assert vcf_body(repo.group()) == vcf_body(str(whole))
@@ -312,7 +314,7 @@ def test_extend_from_vcf(tmp_path, genome):
     assert_same_arrays(repo.group(), zarr.open_group(str(whole), mode="r"))
 
 
-@pytest.mark.parametrize("regions, site", [
+@pytest.mark.parametrize(("regions", "site"), [
     (["chr1", "chr2,chr3"], "recompose"),
     (["chr1:1-390", "chr1:391-5000,chr2,chr3"], "copy-encoded"),
     (["chr1", "chr2,chr3"], "before-commit"),
@@ -325,15 +327,15 @@ def test_a_fault_mid_extend_leaves_the_repository_unchanged(tmp_path, genome, re
     before, body = state(path), vcf_body(vczrepo.Repository.open(path).group())
     seen = []
 
-    class Fault(Exception):
+    class FaultError(Exception):
         pass
 
     def cut(at: str) -> None:
         seen.append(at)
         if at == site and seen.count(site) == (1 if site == "before-commit" else 2):
-            raise Fault(site)
+            raise FaultError(site)
 
-    with pytest.raises(Fault):
+    with pytest.raises(FaultError):
         vczrepo.Repository.open(path, settings=vczrepo.Settings(checkpoint=cut)).extend(parts[1])
     assert state(path) == before
     repo = vczrepo.Repository.open(path)

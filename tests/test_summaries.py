@@ -124,8 +124,8 @@ def test_count_genotypes_follows_fill_tags_rules():
 
 
 def test_append_then_remove_equals_fill_tags(tmp_path, panel):
-    from vczrepo.ops.append import grow_and_copy
     from vczrepo.chunks import Pipeline
+    from vczrepo.ops.append import grow_and_copy
     from vczrepo.ops.remove import null_columns
 
     first, second = SAMPLES[:7], SAMPLES[7:]

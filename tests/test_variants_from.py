@@ -77,7 +77,7 @@ def test_union_keeps_per_variant_data(tmp_path, panels):
     assert ids == ["rs1;rs1b", "rs2", ".", "rsA", "rs9"]
     out = tmp_path / "region.vcf"
     with open(out, "w") as f:
-        vczrepo.view(repo, "main", regions="1:350-400", output=f)
+        repo.view("main", regions="1:350-400", output=f)
     assert [line.split("\t")[1] for line in out.read_text().splitlines() if not line.startswith("#")] == ["300"]
 
 

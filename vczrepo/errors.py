@@ -27,8 +27,8 @@ class StorageError(VczRepoError):
     exit_code = 1
 
 
-class UsageError(VczRepoError):
-    """Options that do not go together, or a value out of range."""
+class UsageError(VczRepoError, ValueError):
+    """Options that do not go together, a value out of range, a malformed URL or storage option."""
 
     exit_code = 2
 

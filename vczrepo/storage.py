@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import icechunk
 
-from .errors import RepositoryError, short_message
+from .errors import RepositoryError, UsageError, short_message
 
 if TYPE_CHECKING:
     from obstore.store import AzureConfig, ClientConfig, GCSConfig, S3Config
@@ -54,14 +54,14 @@ def parse_location(url: str | os.PathLike, options: dict[str, str] | None = None
     if scheme in ("s3", "gs", "gcs", "az", "abfs", "abfss", "memory"):
         norm = {"gcs": "gs", "abfs": "az", "abfss": "az"}.get(scheme, scheme)
         return Location(text, norm, (parsed.netloc + parsed.path).strip("/"), dict(options or {}))
-    raise ValueError(f"unsupported storage URL scheme {scheme!r} in {text!r}")
+    raise UsageError(f"unsupported storage URL scheme {scheme!r} in {text!r}")
 
 
 def _no_options(loc: Location) -> None:
     """Local and in-memory repositories take no options: silently ignoring one would hide a typo."""
     if loc.options:
         names = ", ".join(sorted(loc.options))
-        raise ValueError(f"{loc.scheme} repositories take no storage options: {names}")
+        raise UsageError(f"{loc.scheme} repositories take no storage options: {names}")
 
 
 @dataclass(frozen=True)
@@ -130,39 +130,39 @@ def check_options(scheme: str, options: dict[str, str]) -> dict[str, str | bool]
     table = STORAGE_OPTIONS[scheme]
     unknown = sorted(set(options) - set(table))
     if unknown:
-        raise ValueError(f"unknown {_KIND_NAMES[scheme]} storage option(s): {', '.join(unknown)}; "
+        raise UsageError(f"unknown {_KIND_NAMES[scheme]} storage option(s): {', '.join(unknown)}; "
                          f"known: {', '.join(table)}")
     out: dict[str, str | bool] = {}
     for key, value in sorted(options.items(), key=lambda kv: table[kv[0]].kind != "flag"):
         option = table[key]
         if not isinstance(value, str):
-            raise ValueError(f"storage option {key}: expected a string, got {type(value).__name__}")
+            raise UsageError(f"storage option {key}: expected a string, got {type(value).__name__}")
         if option.kind == "flag":
             if value.lower() not in FLAGS:
-                raise ValueError(f"storage option {key}: expected true or false, got {_shown(option, value)}")
+                raise UsageError(f"storage option {key}: expected true or false, got {_shown(option, value)}")
             out[key] = FLAGS[value.lower()]
             continue
         if not value.strip():
-            raise ValueError(f"storage option {key}: empty value")
+            raise UsageError(f"storage option {key}: empty value")
         if option.kind == "url":
             parsed = urlparse(value)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ValueError(f"storage option {key}: expected an http:// or https:// URL, "
+                raise UsageError(f"storage option {key}: expected an http:// or https:// URL, "
                                  f"got {_shown(option, value)}")
             if parsed.scheme == "http" and not out.get("allow_http") and not out.get("use_emulator"):
-                raise ValueError(f"storage option {key} is a plain http:// URL: add allow_http=true")
+                raise UsageError(f"storage option {key} is a plain http:// URL: add allow_http=true")
         if option.kind == "path" and not Path(value).expanduser().is_file():
-            raise ValueError(f"storage option {key}: no such file: {value!r}")
+            raise UsageError(f"storage option {key}: no such file: {value!r}")
         out[key] = value
     given = [k for k in _ALTERNATIVES.get(scheme, ()) if out.get(k, False)]
     if len(given) > 1:
-        raise ValueError(f"storage options {' and '.join(given)} are alternatives: give one")
+        raise UsageError(f"storage options {' and '.join(given)} are alternatives: give one")
     if scheme == "s3":
         keys = [out.get("access_key_id"), out.get("secret_access_key")]
         if any(keys) and not all(keys):
-            raise ValueError("storage options access_key_id and secret_access_key go together")
+            raise UsageError("storage options access_key_id and secret_access_key go together")
         if out.get("anonymous") and any(keys):
-            raise ValueError("storage option anonymous=true conflicts with access keys")
+            raise UsageError("storage option anonymous=true conflicts with access keys")
     return out
 
 
@@ -204,7 +204,7 @@ def _gcs_storage(bucket: str, prefix: str, opts: dict) -> icechunk.Storage:
 def _azure_storage(account: str, container: str, prefix: str, opts: dict) -> icechunk.Storage:
     """Azure Blob Storage; credentials from the environment unless given or anonymous."""
     if not container:
-        raise ValueError(f"Azure locations are az://ACCOUNT/CONTAINER/PREFIX; no container in az://{account}")
+        raise UsageError(f"Azure locations are az://ACCOUNT/CONTAINER/PREFIX; no container in az://{account}")
     return icechunk.azure_storage(
         account=account,
         container=container,
@@ -243,14 +243,14 @@ def object_store(loc: Location):
     if loc.scheme == "az":
         container, _, prefix = prefix.partition("/")
         if not container:
-            raise ValueError(f"Azure locations are az://ACCOUNT/CONTAINER/PREFIX; no container in {loc.url}")
+            raise UsageError(f"Azure locations are az://ACCOUNT/CONTAINER/PREFIX; no container in {loc.url}")
         config = _object_store_config(opts, ("account_key", "sas_token", "bearer_token", "endpoint",
                                              "use_emulator"))
         if opts.get("anonymous"):
             config["skip_signature"] = "true"
         return AzureStore(container, prefix=prefix or None, account_name=bucket, config=cast("AzureConfig", config),
                           client_options=client)
-    raise ValueError(f"{loc.scheme} locations are not object storage: {loc.url}")
+    raise UsageError(f"{loc.scheme} locations are not object storage: {loc.url}")
 
 
 def make_storage(loc: Location) -> icechunk.Storage:
@@ -265,7 +265,7 @@ def make_storage(loc: Location) -> icechunk.Storage:
                 _memory_storages[loc.path] = icechunk.in_memory_storage()
             return _memory_storages[loc.path]
     if loc.scheme not in STORAGE_OPTIONS:
-        raise ValueError(f"unsupported storage scheme {loc.scheme!r}")
+        raise UsageError(f"unsupported storage scheme {loc.scheme!r}")
     opts = check_options(loc.scheme, loc.options)
     bucket, _, prefix = loc.path.partition("/")
     if loc.scheme == "s3":
