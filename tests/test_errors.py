@@ -180,7 +180,7 @@ def test_truncated_chunk_in_batch_is_refused(cli, tmp_path, aligned, monkeypatch
     victim = next(p for p in sorted((batch / "call_genotype" / "c").rglob("*")) if p.is_file())
     victim.write_bytes(victim.read_bytes()[:7])
     used = []
-    monkeypatch.setattr(chunks.Pipeline, "_copy_encoded", _spy(chunks.Pipeline._copy_encoded, used))
+    monkeypatch.setattr(chunks.Pipeline, "copy_encoded", _spy(chunks.Pipeline.copy_encoded, used))
     before = state(path)
     result = cli("append", path, batch, *([] if aligned else ["--no-align"]), ok=False)
     assert result.exit_code == 4, result.stderr

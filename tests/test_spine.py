@@ -216,8 +216,8 @@ def test_align_pads_with_null_samples_and_copies_bytes(cli, tmp_path, monkeypatc
     from vczrepo import chunks
 
     copied = []
-    original = chunks.Pipeline._copy_encoded
-    monkeypatch.setattr(chunks.Pipeline, "_copy_encoded", lambda *a: copied.append(a[2].path) or original(*a))
+    original = chunks.Pipeline.copy_encoded
+    monkeypatch.setattr(chunks.Pipeline, "copy_encoded", lambda *a: copied.append(a[2].path) or original(*a))
     a = make_vcz(tmp_path, "a", ["A1", "A2", "A3"], samples_chunk_size=2)
     b = make_vcz(tmp_path, "b", ["B1", "B2", "B3"], samples_chunk_size=2)
     repo, _ = vczrepo.Repository.init(tmp_path / "r", a)
@@ -334,8 +334,8 @@ def test_rewritten_chunks_keep_the_block_size_of_the_arrays_own_level(monkeypatc
 
 def test_a_batch_at_another_compression_level_is_still_copied_as_bytes(tmp_path, monkeypatch):
     copied = []
-    original = chunks.Pipeline._copy_encoded
-    monkeypatch.setattr(chunks.Pipeline, "_copy_encoded", lambda *a: copied.append(a[2].path) or original(*a))
+    original = chunks.Pipeline.copy_encoded
+    monkeypatch.setattr(chunks.Pipeline, "copy_encoded", lambda *a: copied.append(a[2].path) or original(*a))
     a = make_vcz(tmp_path, "a", ["A1", "A2"], samples_chunk_size=2)
     b = make_vcz(tmp_path, "b", ["B1", "B2"], samples_chunk_size=2)
     dp = zarr.open_array(str(b / "call_DP"), mode="r+")

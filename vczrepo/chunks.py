@@ -187,7 +187,7 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
     return sync(all_same())
 
 
-def _read(src: zarr.Array, region: tuple, select: np.ndarray | None = None) -> np.ndarray:
+def read_region(src: zarr.Array, region: tuple, select: np.ndarray | None = None) -> np.ndarray:
     try:
         return np.asarray(src.oindex[region] if select is not None else src[region])
     except IntegrityError:  # a damaged repository chunk, named by the store
@@ -246,7 +246,7 @@ class Pipeline:
             return array
         return with_codecs(array, rewrite_codecs(array, level))
 
-    async def _copy_encoded(self, src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int,
+    async def copy_encoded(self, src: zarr.Array, dst: zarr.Array, axis: int, chunk_offset: int,
                             share: Share) -> None:
         """Copy stored chunks as bytes, each checked on the way: blosc frames by their header
         (sizes), other codecs by decoding once."""
@@ -300,7 +300,7 @@ class Pipeline:
         axis = schema.samples_axis(dst)
         n = src.shape[axis] if select is None else len(select)
         if select is None and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
-            sync(self._copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
+            sync(self.copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
             return
         out = self.writer(dst)
         if select is None:
@@ -310,7 +310,7 @@ class Pipeline:
 
         def one(region: tuple[slice, ...]) -> None:
             s = region[axis]
-            out[region] = _read(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+            out[region] = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
 
         regions = [r for r in sample_regions(dst, offset, offset + n) if _mine(r[0].start // dst.chunks[0], share)]
         self.run_bounded(one, regions, "recompose", desc=dst.path)
@@ -318,7 +318,7 @@ class Pipeline:
     def copy_array(self, src: zarr.Array, dst: zarr.Array) -> None:
         """Copy a whole array of identical shape (encoded bytes when possible)."""
         if same_encoding(src, dst):
-            sync(self._copy_encoded(src, dst, 0, 0, WHOLE))
+            sync(self.copy_encoded(src, dst, 0, 0, WHOLE))
             return
         regions = itertools.product(*(list(chunk_ranges(n, c)) for n, c in zip(dst.shape, dst.chunks, strict=True)))
         out = self.writer(dst)
@@ -390,7 +390,7 @@ def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: 
 
     def source_chunk(j: int) -> np.ndarray:
         if j not in decoded:
-            decoded[j] = _read(src, _on_axis(outer, axis, slice(j * step, min((j + 1) * step, src.shape[axis]))))
+            decoded[j] = read_region(src, _on_axis(outer, axis, slice(j * step, min((j + 1) * step, src.shape[axis]))))
         return decoded[j]
 
     for s in chunk_ranges(dst.shape[axis], dst.chunks[axis], offset, offset + src.shape[axis]):

@@ -76,6 +76,8 @@ def _complete_refs(ctx: click.Context, param: click.Parameter, incomplete: str) 
         words = shlex.split(os.environ.get("COMP_WORDS", ""))
         after = words[words.index(ctx.info_name) + 1:] if ctx.info_name in words else []
         path = next((w for w in after if not w.startswith("-")), None)
+    if path is None:
+        return []
     os.environ.setdefault("ICECHUNK_LOG", "error")  # (the group callback, which sets it, does not run)
     try:
         from .repository import Repository

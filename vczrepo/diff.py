@@ -67,7 +67,8 @@ def diff(repo: Repository, a: str, b: str) -> RefDiff:
         samples_removed=[s for s in live_a if s not in set_b],
         arrays_changed=sorted(changed),
         variant_arrays_changed=variant_changed,
-        variants_added=int(gb["variant_position"].shape[0]) - int(ga["variant_position"].shape[0]),
+        variants_added=(int(schema.array(gb, "variant_position").shape[0])
+                        - int(schema.array(ga, "variant_position").shape[0])),
         operations=_ops(repo, base, sb),
         operations_only_in_from=_ops(repo, base, sa),
     )

@@ -542,8 +542,8 @@ class Repository:
 
         head = self._require_branch(branch)
         root = self.group(head)
-        variants_chunk_size = int(root["variant_position"].chunks[0])
-        samples_chunk_size = schema.samples_chunk_size(root) if root["sample_id"].shape[0] else None
+        variants_chunk_size = int(schema.array(root, "variant_position").chunks[0])
+        samples_chunk_size = schema.samples_chunk_size(root) if schema.array(root, "sample_id").shape[0] else None
         with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
                          storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
             return self._commit(branch, "extend", message or f"extend {Path(src.path).name}",

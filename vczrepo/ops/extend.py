@@ -52,8 +52,8 @@ def _sample_columns(root: zarr.Group, batch: zarr.Group) -> list[int] | None:
 def _contig_map(root: zarr.Group, batch: zarr.Group) -> tuple[np.ndarray, list[str]]:
     """The repository index of each batch contig, and the contigs to add (repository's
     contigs first, then the batch's new ones in the batch's order)."""
-    contigs = schema.as_str(root["contig_id"][:]).tolist()
-    batch_contigs = schema.as_str(batch["contig_id"][:]).tolist()
+    contigs = schema.as_str(schema.array(root, "contig_id")[:]).tolist()
+    batch_contigs = schema.as_str(schema.array(batch, "contig_id")[:]).tolist()
     new = [c for c in batch_contigs if c not in contigs]
     order = contigs + new
     return np.array([order.index(c) for c in batch_contigs], dtype=np.int64), new
@@ -63,8 +63,8 @@ def _check_fields(root: zarr.Group, batch: zarr.Group) -> None:
     """Same filters, same variant and call fields (names, dimensions, trailing shapes, ploidy),
     batch dtypes that fit the repository's."""
     if "filter_id" in root or "filter_id" in batch:
-        f_ours = schema.as_str(root["filter_id"][:]).tolist() if "filter_id" in root else None
-        f_theirs = schema.as_str(batch["filter_id"][:]).tolist() if "filter_id" in batch else None
+        f_ours = schema.as_str(schema.array(root, "filter_id")[:]).tolist() if "filter_id" in root else None
+        f_theirs = schema.as_str(schema.array(batch, "filter_id")[:]).tolist() if "filter_id" in batch else None
         if f_ours != f_theirs:
             raise IncompatibleBatchError(f"filters differ: repository has {f_ours}, batch has {f_theirs}")
     ours, theirs = variant_arrays(root), variant_arrays(batch)
@@ -99,13 +99,14 @@ def _label(contigs: list[str], contig: int, pos: int) -> str:
 def _check_order(root: zarr.Group, batch: zarr.Group, contig_map: np.ndarray, order: list[str]) -> None:
     """The batch's variants, in repository contig indexes, sort strictly after the repository's
     last variant and among themselves (by contig, then position)."""
-    n_old = int(root["variant_position"].shape[0])
+    n_old = int(schema.array(root, "variant_position").shape[0])
     last = None
     if n_old:
-        last = (int(root["variant_contig"][n_old - 1]), int(root["variant_position"][n_old - 1]))
+        last = (int(np.asarray(schema.array(root, "variant_contig")[n_old - 1])),
+                int(np.asarray(schema.array(root, "variant_position")[n_old - 1])))
     for block in schema.variant_blocks(batch, validate.VARIANT_BLOCK):
-        contig = contig_map[np.asarray(batch["variant_contig"][block], dtype=np.int64)]
-        pos = np.asarray(batch["variant_position"][block], dtype=np.int64)
+        contig = contig_map[np.asarray(schema.array(batch, "variant_contig")[block], dtype=np.int64)]
+        pos = np.asarray(schema.array(batch, "variant_position")[block], dtype=np.int64)
         if last is not None:
             contig, pos = np.concatenate([[last[0]], contig]), np.concatenate([[last[1]], pos])
         step_ok = (contig[1:] > contig[:-1]) | ((contig[1:] == contig[:-1]) & (pos[1:] > pos[:-1]))
@@ -132,7 +133,7 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
     values; with `columns`, src's sample columns go to those dst columns and the others are null."""
     vc = dst.chunks[0]
     if transform is None and columns is None and n_old % vc == 0 and chunks.same_encoding(src, dst):
-        sync(pipe._copy_encoded(src, dst, 0, n_old // vc, chunks.WHOLE))
+        sync(pipe.copy_encoded(src, dst, 0, n_old // vc, chunks.WHOLE))
         return "bytes"
     axis = schema.sample_axis(dst)
     null = schema.null_value(dst.path.rsplit("/", 1)[-1], dst) if columns is not None else None
@@ -144,15 +145,16 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
     def one(region: tuple[slice, ...]) -> None:
         rows = slice(region[0].start - n_old, region[0].stop - n_old)
         if columns is None:
-            block = chunks._read(src, (rows, *region[1:]))
+            block = chunks.read_region(src, (rows, *region[1:]))
         else:
+            assert axis is not None  # columns are given for sample arrays only
             s = region[axis]
             targets = [c for c in range(s.start, s.stop) if c in where]
             shape = tuple(r.stop - r.start for r in region)
             block = np.full(shape, null, dtype=dst.dtype)
             if targets:
                 picked = np.array([where[c] for c in targets])
-                got = chunks._read(src, (rows, picked, *region[2:]), picked)
+                got = chunks.read_region(src, (rows, picked, *region[2:]), picked)
                 block[(slice(None), np.array(targets) - s.start)] = got
         if transform is not None:
             block = transform(block)
@@ -177,9 +179,9 @@ def region_rows(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk: 
 
 def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """variant_contig, variant_position and variant_length (1 if absent) over a block of variants."""
-    contig = np.asarray(root["variant_contig"][block], dtype=np.int64)
-    pos = np.asarray(root["variant_position"][block], dtype=np.int64)
-    length = (np.asarray(root["variant_length"][block], dtype=np.int64) if "variant_length" in root
+    contig = np.asarray(schema.array(root, "variant_contig")[block], dtype=np.int64)
+    pos = np.asarray(schema.array(root, "variant_position")[block], dtype=np.int64)
+    length = (np.asarray(schema.array(root, "variant_length")[block], dtype=np.int64) if "variant_length" in root
               else np.ones_like(pos))
     return contig, pos, length
 
@@ -189,8 +191,8 @@ def _extend_region_index(root: zarr.Group, n_old: int) -> None:
     compute the rest from the stored variants."""
     if "region_index" not in root:
         return
-    index = root["region_index"]
-    vc = int(root["variant_position"].chunks[0])
+    index = schema.array(root, "region_index")
+    vc = int(schema.array(root, "variant_position").chunks[0])
     first_chunk = n_old // vc
     old = np.asarray(index[:])
     kept = old[old[:, 0] < first_chunk]
@@ -212,22 +214,22 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     columns = _sample_columns(root, batch)
     _check_fields(root, batch)
     contig_map, new_contigs = _contig_map(root, batch)
-    order = schema.as_str(root["contig_id"][:]).tolist() + new_contigs
+    order = schema.as_str(schema.array(root, "contig_id")[:]).tolist() + new_contigs
     _check_order(root, batch, contig_map, order)
-    n_old = int(root["variant_position"].shape[0])
-    n_add = int(batch["variant_position"].shape[0])
+    n_old = int(schema.array(root, "variant_position").shape[0])
+    n_add = int(schema.array(batch, "variant_position").shape[0])
     total = n_old + n_add
     if n_add == 0:
         raise IncompatibleBatchError("batch has no variants")
     if new_contigs:  # contig tables first: the values below index them
-        contigs = root["contig_id"]
+        contigs = schema.array(root, "contig_id")
         contigs.resize((len(order),))
         contigs[...] = np.array(order, dtype=object)
         if "contig_length" in root:
-            lengths = dict(zip(schema.as_str(batch["contig_id"][:]).tolist(),
-                               np.asarray(batch["contig_length"][:]).tolist() if "contig_length" in batch
+            lengths = dict(zip(schema.as_str(schema.array(batch, "contig_id")[:]).tolist(),
+                               np.asarray(schema.array(batch, "contig_length")[:]).tolist() if "contig_length" in batch
                                else itertools.repeat(-1), strict=False))
-            array = root["contig_length"]
+            array = schema.array(root, "contig_length")
             old = np.asarray(array[:]).tolist()
             array.resize((len(order),))
             array[...] = np.array(old + [lengths.get(c, -1) for c in new_contigs], dtype=array.dtype)
@@ -259,17 +261,17 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
     variant-dimensioned array is cut back to `start` variants, the contigs it added are dropped
     and the region index rows of the chunks it touched are recomputed. The chunk row cut in the
     middle is rewritten, so nothing of the removed variants stays stored beyond the new shape."""
-    n = int(root["variant_position"].shape[0])
+    n = int(schema.array(root, "variant_position").shape[0])
     if n != stop:
         raise IncompatibleBatchError(
             f"cannot revert an extend of variants {start}..{stop}: the repository now has {n} variants "
             f"(only the last extend's variants can be removed)")
-    contigs = schema.as_str(root["contig_id"][:]).tolist()
+    contigs = schema.as_str(schema.array(root, "contig_id")[:]).tolist()
     if contigs_added and contigs[-len(contigs_added):] != list(contigs_added):
         raise IncompatibleBatchError(
             f"cannot revert an extend: its contigs {', '.join(contigs_added)} are no longer the last ones")
     arrays = variant_arrays(root)
-    vc = int(root["variant_position"].chunks[0])
+    vc = int(schema.array(root, "variant_position").chunks[0])
     floor = start // vc * vc
 
     for array in arrays.values():  # one at a time: concurrent resizes of a session's arrays deadlock
@@ -283,11 +285,12 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
         keep = len(contigs) - len(contigs_added)
         for name in ("contig_id", "contig_length"):
             if name in root:
-                old = root[name][:keep]
-                root[name].resize((keep,))
-                root[name][...] = old
+                contig_array = schema.array(root, name)
+                old = np.asarray(contig_array[:keep])
+                contig_array.resize((keep,))
+                contig_array[...] = old
     if "region_index" in root:
-        index = root["region_index"]
+        index = schema.array(root, "region_index")
         old = np.asarray(index[:])
         rows = old[old[:, 0] < floor // vc]
         if start > floor:
