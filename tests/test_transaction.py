@@ -134,8 +134,7 @@ def _replay(repo: vczrepo.Repository) -> None:
 
 OPERATIONS = {"purge": (_purge, ["plan", "purge-rewrite", "purge-branch", "purge-tag", "ref-move",
                                  "before-commit"]),
-              "replay": (_replay, ["plan", "replay", "ref-move", "before-commit", "fill",
-                                   "copy-encoded"])}
+              "replay": (_replay, ["plan", "replay", "ref-move", "before-commit", "fill"])}
 
 
 def _cut_points(template: Path, path: Path, operation) -> dict[str, int]:
@@ -162,7 +161,13 @@ def test_a_plan_cut_by_an_error_at_any_step_is_finished_later(tmp_path, template
     counts = _cut_points(template, tmp_path / "count", operation)
     cuts = [(site, n) for site in sites for n in range(counts.get(site, 0))]
     assert {s for s, _ in cuts} >= {"plan", "ref-move", "before-commit"}, counts
-    for i, (site, n) in enumerate(cuts[:: max(1, len(cuts) // 12)]):
+    # every site once (its first visit), plus later visits spread over the run: 8 cuts in all
+    first = [cuts.index((site, 0)) for site in dict.fromkeys(s for s, _ in cuts)]
+    spread = list(range(0, len(cuts), max(1, len(cuts) // 4)))
+    chosen = [cuts[i] for i in sorted(set(first) | set(spread))][:8]
+    assert set(sites) <= set(counts), f"sites the operation never met: {set(sites) - set(counts)}"
+    assert {s for s, _ in chosen} >= set(sites), "every site of the operation is cut at least once"
+    for i, (site, n) in enumerate(chosen):
         path = tmp_path / f"cut{i}"
         shutil.copytree(template, path)
         met = {"n": 0}
@@ -211,7 +216,9 @@ def test_a_plan_killed_at_each_step_is_finished_by_running_the_command_again(cli
                                                                             name):
     operation, _ = OPERATIONS[name]
     counts = _cut_points(template, tmp_path / "count", operation)
+    # every recorded step of the plan (a save) and the ref moves between them, spread over the run
     steps = [(site, n) for site in ("plan", "ref-move") for n in range(counts.get(site, 0))]
+    steps = steps[:: max(1, len(steps) // 5)]
     command = ["purge", "W1"] if name == "purge" else ["promote", "trial", "--replay"]
     for i, (site, n) in enumerate(steps):
         path = tmp_path / f"kill{i}"
@@ -253,3 +260,20 @@ def test_compression_level_reaches_the_dask_workers(cli, tmp_path):
                 assert x.to_bytes() == y.to_bytes(), key
                 compared += 1
     assert compared > 10
+
+
+def test_a_revert_cut_while_restoring_changes_nothing(tmp_path, template):
+    """The restore site (revert of a remove rewrites the columns back) is cut like any data write."""
+    repo = _copy(template, tmp_path / "r")
+    remove = next(c.id for c in repo.log("trial") if c.op == "remove")
+    before = _summary(repo)
+
+    def cut(site: str) -> None:
+        if site == "restore":
+            raise FaultError("restore")
+
+    with pytest.raises(FaultError):
+        vczrepo.Repository.open(tmp_path / "r", settings=Settings(checkpoint=cut)).revert(remove, branch="trial")
+    assert _summary(vczrepo.Repository.open(tmp_path / "r")) == before
+    vczrepo.Repository.open(tmp_path / "r").revert(remove, branch="trial")
+    assert vczrepo.Repository.open(tmp_path / "r").samples("trial")[-1] == "X0"

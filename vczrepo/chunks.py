@@ -161,6 +161,17 @@ def _chunk_grid(array: zarr.Array) -> Iterator[tuple[int, ...]]:
     return itertools.product(*(range(-(-n // k)) for n, k in zip(array.shape, array.chunks, strict=True)))
 
 
+async def gather_or_cancel(coroutines: Iterable) -> list:
+    """Run coroutines concurrently; on the first error cancel the others and wait for them
+    before raising (asyncio.gather would leave them running after the error propagates)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except BaseExceptionGroup as errors:
+        raise errors.exceptions[0]  # the first error, as the caller expects it (not a group)
+    return [t.result() for t in tasks]
+
+
 def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
     """Do two arrays of the same shape and encoding store byte-identical chunks (and so hold
     equal values)? False means "not shown equal": the values may still be equal."""
@@ -182,7 +193,7 @@ def encoded_equal(a: zarr.Array, b: zarr.Array) -> bool:
         return np.array_equal(xs, ys)
 
     async def all_same() -> bool:
-        return all(await asyncio.gather(*(same(c) for c in _chunk_grid(a))))
+        return all(await gather_or_cancel(same(c) for c in _chunk_grid(a)))
 
     return sync(all_same())
 
@@ -289,7 +300,7 @@ class Pipeline:
                 bar.update()
 
         with self.progress(len(grid), dst.path) as bar:
-            await asyncio.gather(*(one(c, bar) for c in grid))
+            await gather_or_cancel(one(c, bar) for c in grid)
 
     def copy_samples(self, src: zarr.Array, dst: zarr.Array, offset: int, select: np.ndarray | None = None,
                      share: Share = WHOLE) -> None:

@@ -506,7 +506,7 @@ class ParallelWritersMachine(RuleBasedStateMachine):
 
 
 MACHINE_SETTINGS = {
-    "ci": {"local": 60, "memory": 60, "parallel": 25},
+    "ci": {"local": 60, "memory": 40, "parallel": 15},
     "soak": {"local": 1500, "memory": 1500, "parallel": 500},
 }
 
@@ -524,7 +524,9 @@ def test_readers_only_see_committed_states(storage):
     machine = type(f"RepositoryMachine_{storage}", (RepositoryMachine,), {"storage": storage})
     FIRED.pop(storage, None)
     run_state_machine_as_test(machine, settings=_settings(storage))
-    never = sorted(set(SITES) - FIRED.get(storage, set()) - {"after-commit"})
+    # the sites of recorded plans and of a revert's restore are reached by few random histories:
+    # tests/test_transaction.py cuts each of them deterministically (and fails if one is not met)
+    never = sorted(set(SITES) - FIRED.get(storage, set()) - {"plan", "replay", "restore"})
     assert not never, f"fault sites that never fired on {storage}: {never}"
 
 
