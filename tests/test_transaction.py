@@ -277,3 +277,49 @@ def test_a_revert_cut_while_restoring_changes_nothing(tmp_path, template):
     assert _summary(vczrepo.Repository.open(tmp_path / "r")) == before
     vczrepo.Repository.open(tmp_path / "r").revert(remove, branch="trial")
     assert vczrepo.Repository.open(tmp_path / "r").samples("trial")[-1] == "X0"
+
+
+DATA_CUTS = [  # (operation, write site): every site a data commit or a ref move meets
+    ("append", "copy-encoded"), ("append", "before-commit"), ("append-no-align", "recompose"),
+    ("append-padded", "fill"), ("remove", "fill"), ("remove", "before-commit"), ("tag", "ref-move"),
+    ("branch", "ref-move"), ("reset", "ref-move"), ("gc", "gc"), ("append", "after-commit"),
+]
+
+
+@pytest.mark.parametrize(("operation", "site"), DATA_CUTS)
+def test_every_write_site_cut_leaves_the_repository_as_it_was(tmp_path, template, operation, site):
+    """A fault at the first visit of each write site: nothing changes (after-commit: the commit
+    landed, and it is recognised by its op id, so the operation completes exactly once)."""
+    batch = make_vcz(tmp_path, "n", ["N0", "N1"], seed=9)  # the repository's chunking: copies as bytes once padded
+    odd = make_vcz(tmp_path, "o", ["O0", "O1", "O2"], seed=10, samples_chunk_size=3)
+    actions = {
+        "append": lambda r: r.append(batch, align=True),
+        "append-no-align": lambda r: r.append(odd, align=False),
+        "append-padded": lambda r: r.append(batch, align=True, branch="trial"),
+        "remove": lambda r: r.remove(["W0"]),
+        "tag": lambda r: r.create_tag("cut"),
+        "branch": lambda r: r.create_branch("cut"),
+        "reset": lambda r: r.reset("trial", "main"),
+        "gc": lambda r: r.gc(now=True),
+    }
+    path = tmp_path / "r"
+    shutil.copytree(template, path)
+    before = _summary(vczrepo.Repository.open(path))
+    met = []
+
+    def cut(at: str) -> None:
+        if at == site:
+            met.append(at)
+            raise FaultError(at)
+
+    faulty = vczrepo.Repository.open(path, settings=Settings(checkpoint=cut))
+    if site == "after-commit":
+        actions[operation](faulty)  # the fault came after the commit: recognised, not repeated
+        assert met
+        assert [c.op for c in vczrepo.Repository.open(path).log()[:2]] == ["append", "append"]
+        assert _summary(vczrepo.Repository.open(path))["ok"]
+        return
+    with pytest.raises(FaultError):
+        actions[operation](faulty)
+    assert met, f"{operation} never met {site}"
+    assert _summary(vczrepo.Repository.open(path)) == before
