@@ -168,7 +168,7 @@ async def gather_or_cancel(coroutines: Iterable) -> list:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(c) for c in coroutines]
     except BaseExceptionGroup as errors:
-        raise errors.exceptions[0]  # the first error, as the caller expects it (not a group)
+        raise errors.exceptions[0] from None  # the first error, as the caller expects it (not a group)
     return [t.result() for t in tasks]
 
 
