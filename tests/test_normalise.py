@@ -157,3 +157,14 @@ def test_split_multiallelic_records_are_their_own_variants(cli, tmp_path, panels
     assert (gt[[only_g, only_t], :3] == -1).all()  # panel A samples: no split records
     assert (gt[merged, 3:] == -1).all()  # panel C samples: no merged record
     np.testing.assert_array_equal(gt[[only_g, only_t], 3:], zarr.open_group(str(split))["call_genotype"][:])
+
+
+def test_contigs_a_batch_header_only_declares_do_not_block_normalise():
+    from vczrepo.errors import IncompatibleBatchError
+    from vczrepo.ops.normalise import Variants, map_variants
+
+    store = Variants(["chr20", "chr21"], [("chr20", 10, "A"), ("chr21", 5, "G")], [["C"], ["T"]])
+    batch = Variants(["chr20", "chr21", "chrX", "chrY"], [("chr21", 5, "G")], [["T"]])  # X, Y: header only
+    assert map_variants(store, batch, allow_new_alleles=False).target.tolist() == [1]
+    with pytest.raises(IncompatibleBatchError, match="contigs not in the repository: chrX"):
+        map_variants(store, Variants(["chrX"], [("chrX", 1, "A")], [["C"]]), allow_new_alleles=False)

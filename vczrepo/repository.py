@@ -41,7 +41,7 @@ from .errors import (
 from .internals import session_store
 from .journal import Commit
 from .settings import DEFAULT, Settings
-from .sources import open_source, union_source
+from .sources import open_source
 from .transaction import Apply, OpenMode, Transaction
 
 DEFAULT_BRANCH = "main"
@@ -139,6 +139,7 @@ class Repository:
         (append them with `normalise=True`).
         """
         from .ops.init import import_batch
+        from .ops.normalise import union_source
 
         if (source is None) == (not variants_from):
             raise UsageError("give either a source batch or --variants-from VCZs, not both or neither")

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -172,22 +172,6 @@ def open_source(
     group = open_vcz(p)
     size, digest = _tree_digest(p)
     yield Source(group, str(p.absolute()), "vcz", size, digest, str(p.absolute()))
-
-
-@contextlib.contextmanager
-def union_source(paths: Sequence[str | os.PathLike]) -> Iterator[Source]:
-    """A zero-sample VCZ (in a temporary directory) of the sorted union of several VCZs' variants."""
-    from .ops.normalise import Variants, union, write_sites
-
-    with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open_source(p)) for p in paths]
-        variants = union([Variants.read(s.group) for s in sources])
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vczrepo-union-")))
-        write_sites(variants, sources[0].group, tmp / "union.vcz",
-                    panels=[s.group for s in sources])  # summaries: per-variant data as bcftools merge keeps it
-        digest = hashlib.sha256("".join(s.sha256 for s in sources).encode()).hexdigest()
-        yield Source(open_vcz(tmp / "union.vcz"), " + ".join(s.path for s in sources), "union",
-                     sum(s.size for s in sources), digest, str(tmp / "union.vcz"))
 
 
 def _object_digest(group: zarr.Group) -> tuple[int, str]:

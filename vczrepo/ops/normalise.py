@@ -10,7 +10,11 @@ existing site, are added to that site's alleles when allowed).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import zarr
 
 from .. import chunks, schema
 from ..errors import IncompatibleBatchError, listing
+from ..sources import Source, open_source, open_vcz
 
 Site = tuple[str, int, str]  # contig, position, REF
 
@@ -73,9 +78,11 @@ class Mapping:
 
 
 def map_variants(store: Variants, batch: Variants, allow_new_alleles: bool) -> Mapping:
-    if batch.contigs and [c for c in batch.contigs if c not in store.contigs]:
-        missing = [c for c in batch.contigs if c not in store.contigs]
-        raise IncompatibleBatchError(f"batch contigs not in the repository: {listing(missing)}")
+    # contigs the batch's header merely declares (no variant on them) do not matter
+    used = list(dict.fromkeys(site[0] for site in batch.sites))
+    missing = [c for c in used if c not in store.contigs]
+    if missing:
+        raise IncompatibleBatchError(f"batch variants on contigs not in the repository: {listing(missing)}")
     by_site: dict[Site, list[int]] = {}
     for i, site in enumerate(store.sites):
         by_site.setdefault(site, []).append(i)
@@ -448,3 +455,17 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
         arr = schema.create_like(dst, name, first, shape=out.shape, chunks=(vc, *out.shape[1:]))
         if out.size:
             arr[...] = out
+
+
+@contextlib.contextmanager
+def union_source(paths: Sequence[str | os.PathLike]) -> Iterator[Source]:
+    """A zero-sample VCZ (in a temporary directory) of the sorted union of several VCZs' variants."""
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_source(p)) for p in paths]
+        variants = union([Variants.read(s.group) for s in sources])
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vczrepo-union-")))
+        write_sites(variants, sources[0].group, tmp / "union.vcz",
+                    panels=[s.group for s in sources])  # per-variant data as bcftools merge keeps it
+        digest = hashlib.sha256("".join(s.sha256 for s in sources).encode()).hexdigest()
+        yield Source(open_vcz(tmp / "union.vcz"), " + ".join(s.path for s in sources), "union",
+                     sum(s.size for s in sources), digest, str(tmp / "union.vcz"))
