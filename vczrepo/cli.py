@@ -384,25 +384,12 @@ def normalise(state: State, batch, out, repo, at, allow_new_alleles, storage_opt
 @pass_state
 def tag(state: State, repo, name, at, list_, delete, yes, storage_options, as_json):
     """Tag the ref --at (default: the head of main) as NAME; or --list tags; or --delete NAME."""
+    if delete and name is not None and not yes:
+        raise click.UsageError(f"deleting tag {name!r} is permanent (icechunk never reuses a tag name): "
+                               "add --yes to confirm")
     r = state.open(repo, storage_options)
-    if list_ or name is None:
-        if delete:
-            raise click.UsageError("--delete needs a tag NAME")
-        rows = r.tag_list()
-        if as_json:
-            _emit_json(rows)
-        for row in [] if as_json else rows:
-            click.echo(f"{row['name']:<24} {row['snapshot']}  {row['message']}")
-        return
-    if delete:
-        if not yes:
-            raise click.UsageError(f"deleting tag {name!r} is permanent (icechunk never reuses a tag name): "
-                                   "add --yes to confirm")
-        sid = r.delete_tag(name)
-        _emit_json({"deleted": name, "snapshot": sid}) if as_json else click.echo(f"deleted tag {name} (was {sid})")
-        return
-    sid = r.create_tag(name, at)
-    _emit_json({"tag": name, "snapshot": sid}) if as_json else click.echo(f"tag {name} -> {sid}")
+    _ref_command("tag", name, list_, delete, as_json, r.tag_list, r.delete_tag, lambda n: r.create_tag(n, at),
+                 lambda row: f"{row['name']:<24} {row['snapshot']}  {row['message']}")
 
 
 @main.command()
@@ -417,21 +404,29 @@ def tag(state: State, repo, name, at, list_, delete, yes, storage_options, as_js
 def branch(state: State, repo, name, at, list_, delete, storage_options, as_json):
     """Create branch NAME at --at REF; or --list branches; or --delete NAME."""
     r = state.open(repo, storage_options)
+    _ref_command("branch", name, list_, delete, as_json, r.branch_list, r.delete_branch,
+                 lambda n: r.create_branch(n, at),
+                 lambda row: f"{row['name']:<20} {row['head']}  ahead {row['ahead']:>3}  behind {row['behind']:>3}")
+
+
+def _ref_command(kind: str, name: str | None, list_: bool, delete: bool, as_json: bool, rows: Callable,
+                 remove: Callable, create: Callable, line: Callable) -> None:
+    """What `tag` and `branch` share: list, delete NAME, or create NAME."""
     if list_ or name is None:
         if delete:
-            raise click.UsageError("--delete needs a branch NAME")
-        rows = r.branch_list()
+            raise click.UsageError(f"--delete needs a {kind} NAME")
+        found = rows()
         if as_json:
-            _emit_json(rows)
-        for row in [] if as_json else rows:
-            click.echo(f"{row['name']:<20} {row['head']}  ahead {row['ahead']:>3}  behind {row['behind']:>3}")
+            _emit_json(found)
+        for row in [] if as_json else found:
+            click.echo(line(row))
         return
     if delete:
-        sid = r.delete_branch(name)
-        _emit_json({"deleted": name, "head": sid}) if as_json else click.echo(f"deleted branch {name} (was {sid})")
+        sid = remove(name)
+        _emit_json({"deleted": name, "snapshot": sid}) if as_json else click.echo(f"deleted {kind} {name} (was {sid})")
         return
-    sid = r.create_branch(name, at)
-    _emit_json({"branch": name, "head": sid}) if as_json else click.echo(f"branch {name} -> {sid}")
+    sid = create(name)
+    _emit_json({kind: name, "snapshot": sid}) if as_json else click.echo(f"{kind} {name} -> {sid}")
 
 
 def _print_move(move: Any, as_json: bool) -> None:

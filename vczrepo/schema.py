@@ -236,3 +236,17 @@ def create_like(group: zarr.Group, name: str, src: zarr.Array, shape: tuple[int,
         name, shape=shape, dtype=src.dtype, chunks=chunks, dimension_names=dims(src),
         attributes=attrs, **kwargs,
     )
+
+
+def region_rows(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk: int,
+                first_chunk: int) -> np.ndarray:
+    """vcztools' region index rows (chunk, contig, first position, last position, max end,
+    count) for variants starting at variant chunk `first_chunk`."""
+    rows = []
+    for c0 in range(0, len(pos), chunk):
+        sl = slice(c0, c0 + chunk)
+        for k in dict.fromkeys(contig[sl].tolist()):
+            m = contig[sl] == k
+            p, end = pos[sl][m], pos[sl][m] + length[sl][m] - 1
+            rows.append([first_chunk + c0 // chunk, k, p.min(), p.max(), end.max(), m.sum()])
+    return np.array(rows, dtype=np.int64).reshape(-1, 6)

@@ -164,19 +164,6 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
     return "recompose"
 
 
-def region_rows(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk: int, first_chunk: int) -> np.ndarray:
-    """vcztools' region index rows (chunk, contig, first position, last position, max end,
-    count) for variants starting at variant chunk `first_chunk`."""
-    rows = []
-    for c0 in range(0, len(pos), chunk):
-        sl = slice(c0, c0 + chunk)
-        for k in dict.fromkeys(contig[sl].tolist()):
-            m = contig[sl] == k
-            p, end = pos[sl][m], pos[sl][m] + length[sl][m] - 1
-            rows.append([first_chunk + c0 // chunk, k, p.min(), p.max(), end.max(), m.sum()])
-    return np.array(rows, dtype=np.int64).reshape(-1, 6)
-
-
 def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """variant_contig, variant_position and variant_length (1 if absent) over a block of variants."""
     contig = np.asarray(schema.array(root, "variant_contig")[block], dtype=np.int64)
@@ -201,7 +188,7 @@ def _extend_region_index(root: zarr.Group, n_old: int) -> None:
         if block.stop <= first_chunk * vc:
             continue
         block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
-        blocks.append(region_rows(*_site_columns(root, block), vc, block.start // vc))
+        blocks.append(schema.region_rows(*_site_columns(root, block), vc, block.start // vc))
     rows = np.concatenate(blocks).astype(index.dtype)
     index.resize(rows.shape)
     index[...] = rows
@@ -294,7 +281,8 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
         old = np.asarray(index[:])
         rows = old[old[:, 0] < floor // vc]
         if start > floor:
-            rows = np.concatenate([rows, region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)])
+            kept = schema.region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)
+            rows = np.concatenate([rows, kept])
         rows = rows.astype(index.dtype)
         index.resize(rows.shape)
         if rows.size:

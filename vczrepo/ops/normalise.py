@@ -196,18 +196,6 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
             "n_alleles_remapped": sum(not np.array_equal(a, np.arange(len(a))) for a in mapping.alleles)}
 
 
-def _region_index(contig: np.ndarray, pos: np.ndarray, length: np.ndarray, chunk: int) -> np.ndarray:
-    """vcztools' region index: per variant chunk and contig, first/last position, max end, count."""
-    rows = []
-    for c0 in range(0, len(pos), chunk):
-        sl = slice(c0, c0 + chunk)
-        for k in dict.fromkeys(contig[sl].tolist()):
-            m = contig[sl] == k
-            p, end = pos[sl][m], pos[sl][m] + length[sl][m] - 1
-            rows.append([c0 // chunk, k, p.min(), p.max(), end.max(), m.sum()])
-    return np.array(rows, dtype=np.int32).reshape(-1, 6)
-
-
 def _missing_like(dtype: np.dtype):
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
@@ -377,7 +365,8 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path, panels: l
     if descriptions:
         put("filter_description", np.array([descriptions.get(f, "") for f in filters], dtype=object), ["filters"])
     put("variant_filter", filter_rows, ["variants", "filters"], chunk=(vc, len(filters)))
-    put("region_index", _region_index(contig, pos, length, vc), ["region_index_values", "region_index_fields"])
+    put("region_index", schema.region_rows(contig, pos, length, vc, 0).astype(np.int32),
+        ["region_index_values", "region_index_fields"])
     _write_info(dst, variants, infos, holders, vc, width, LINEAR, MAINTAINED)
     for name, src in schema.sample_arrays(like).items():
         axis = schema.sample_axis(src)
