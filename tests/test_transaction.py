@@ -324,3 +324,13 @@ def test_every_write_site_cut_leaves_the_repository_as_it_was(tmp_path, template
         actions[operation](faulty)
     assert met, f"{operation} never met {site}"
     assert _summary(vczrepo.Repository.open(path)) == before
+
+
+def test_gc_now_is_refused_where_no_lock_keeps_writers_out(tmp_path):
+    """On object stores (here memory://) a writer may be mid-session: `gc --now` is a usage
+    error naming the safe alternative, and nothing is collected."""
+    repo, _ = vczrepo.Repository.init(f"memory://gc-now-{tmp_path.name}", make_vcz(tmp_path, "a", ["A1"]))
+    before = (repo.branches(), [c.id for c in repo.log()])
+    with pytest.raises(vczrepo.UsageError, match="only safe on local repositories"):
+        repo.gc(now=True)
+    assert (repo.branches(), [c.id for c in repo.log()]) == before

@@ -41,7 +41,7 @@ from .errors import (
 from .internals import session_store
 from .journal import Commit
 from .settings import DEFAULT, Settings
-from .sources import open_source
+from .sources import is_vcf, open_source
 from .transaction import Apply, OpenMode, Transaction
 
 DEFAULT_BRANCH = "main"
@@ -514,11 +514,8 @@ class Repository:
         if self.settings.distributed:
             _require_dask()
         head = self._require_branch(branch)
-        if variants_chunk_size is None or samples_chunk_size is None:
-            root = self.group(head)
-            variants_chunk_size = variants_chunk_size or int(schema.array(root, "variant_position").chunks[0])
-            if "sample_id" in root and schema.array(root, "sample_id").shape[0]:
-                samples_chunk_size = samples_chunk_size or schema.samples_chunk_size(root)
+        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head, variants_chunk_size,
+                                                                     samples_chunk_size)
         options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
         with open_source(
             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
@@ -535,6 +532,18 @@ class Repository:
 
             return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
 
+    def _vcf_chunking(self, source: str | os.PathLike | zarr.Group, head: str, variants: int | None = None,
+                      samples: int | None = None) -> tuple[int | None, int | None]:
+        """The chunk sizes a VCF/BCF source is converted with: those given, else the repository's
+        at `head` (so the batch can be copied as bytes). A VCZ is read as it is: nothing to look up."""
+        if not (isinstance(source, str | os.PathLike) and is_vcf(source)) or (variants and samples):
+            return variants, samples
+        root = self.group(head)
+        variants = variants or int(schema.array(root, "variant_position").chunks[0])
+        if not samples and "sample_id" in root and schema.array(root, "sample_id").shape[0]:
+            samples = schema.samples_chunk_size(root)
+        return variants, samples
+
     def extend(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH,
                message: str | None = None) -> CommitResult:
         """Add a batch's variants after the repository's as one commit on `branch` (same samples,
@@ -542,9 +551,7 @@ class Repository:
         from .ops.extend import extend_variants
 
         head = self._require_branch(branch)
-        root = self.group(head)
-        variants_chunk_size = int(schema.array(root, "variant_position").chunks[0])
-        samples_chunk_size = schema.samples_chunk_size(root) if schema.array(root, "sample_id").shape[0] else None
+        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
         with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
                          storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
             return self._commit(branch, "extend", message or f"extend {Path(src.path).name}",

@@ -176,7 +176,7 @@ class Transaction:
                 attempt += 1
                 attempt_started = time.monotonic()
                 if waiting is False and not self.location.is_local:
-                    self._wait_for_turn(op_id, started, deadline)
+                    self._wait_for_turn(op_id, deadline)
                 with self.locked(context):
                     self._require_branch(branch)
                     session = self.repo.writable_session(branch)
@@ -215,7 +215,7 @@ class Transaction:
                     waiting = True
                 self._backoff(attempt, time.monotonic() - attempt_started)
                 if waiting:
-                    self._wait_for_turn(op_id, started, deadline)
+                    self._wait_for_turn(op_id, deadline)
         finally:
             if waiting:
                 with contextlib.suppress(icechunk.IcechunkError):
@@ -239,7 +239,7 @@ class Transaction:
     def _register_waiting(self, op_id: str) -> None:
         self.update_metadata({WAITING_PREFIX + op_id: time.time()})
 
-    def _wait_for_turn(self, op_id: str, started: float, deadline: float | None) -> None:
+    def _wait_for_turn(self, op_id: str, deadline: float | None) -> None:
         """Object stores: let writers that registered before us (and are still alive) commit first."""
         while True:
             meta = self.metadata()
