@@ -17,9 +17,7 @@ but some writers gave up (exit 7) or hit the deadline.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -218,21 +216,11 @@ def summary(r: Report) -> str:
             f"remove {r.solo_remove_seconds:.1f}s; problems {len(r.problems)}")
 
 
-@contextlib.contextmanager
 def s3_env():
-    """Fake credentials in this process's environment (and so every subprocess's), a moto server."""
-    from servers import ENV, UNSET_ENV, moto_server
+    """A moto server, fake credentials in this process's environment (and so every subprocess's)."""
+    from servers import running
 
-    saved = dict(os.environ)
-    for key in UNSET_ENV["s3"]:
-        os.environ.pop(key, None)
-    os.environ.update(ENV["s3"])
-    try:
-        with moto_server() as server:
-            yield server
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return running("s3")
 
 
 def main(args: list[str] | None = None) -> int:

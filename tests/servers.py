@@ -237,3 +237,20 @@ def azurite_server() -> Iterator[Server]:
 
 
 SERVERS = {"s3": moto_server, "az": azurite_server}
+
+
+@contextlib.contextmanager
+def running(kind: str) -> Iterator[Server]:
+    """A server of `kind` with its fake credentials in this process's environment (so every
+    subprocess has them too) and the variables that could redirect the clients unset; the
+    environment is restored afterwards."""
+    saved = dict(os.environ)
+    for key in UNSET_ENV[kind]:
+        os.environ.pop(key, None)
+    os.environ.update(ENV[kind])
+    try:
+        with SERVERS[kind]() as server:
+            yield server
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers import vcf_body, vcztools_samples
-from servers import ENV, GCS_UNAVAILABLE, SERVERS, UNSET_ENV, Server, UnavailableError, azurite_program
+from servers import ENV, GCS_UNAVAILABLE, Server, UnavailableError, azurite_program, running
 from vcfgen import make_vcz
 
 import vczrepo
@@ -65,14 +65,9 @@ def server(request) -> Iterator[Server]:
             if os.environ.get("CI"):
                 pytest.fail(str(e))
             pytest.skip(str(e))
-    with pytest.MonkeyPatch.context() as mp:
-        for key in UNSET_ENV[kind]:
-            mp.delenv(key, raising=False)
-        for key, value in ENV[kind].items():
-            mp.setenv(key, value)
-        with SERVERS[kind]() as running:
-            print(f"\n{kind}: {running.version} at {running.endpoint}")
-            yield running
+    with running(kind) as up:
+        print(f"\n{kind}: {up.version} at {up.endpoint}")
+        yield up
 
 
 @pytest.fixture(scope="module")
