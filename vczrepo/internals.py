@@ -43,9 +43,10 @@ import icechunk
 import numpy as np
 import zarr
 from icechunk.store import IcechunkStore
-from zarr.abc.store import ByteRequest
+from zarr.abc.store import ByteRequest, Store
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
 from . import checksums
@@ -260,3 +261,16 @@ def damaged_object(error: Exception) -> str:
              "transactions": "transaction log"}
     prefix = f"{kinds[found[0][0]]} {found[0][1]}: " if found else ""
     return prefix + short_message(error)
+
+
+def stored_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
+    """The stored size of each chunk of an array (in a chunk file or inlined in a manifest)."""
+    assert isinstance(store, SessionStore)  # the store of a group opened on a session (session_store)
+
+    async def sizes() -> dict[tuple[int, ...], int]:
+        found = {}
+        async for coords, _, _, _, lengths, _ in store._store.array_chunk_iterator(array):
+            found.update((tuple(int(c) for c in xs), int(n)) for xs, n in zip(coords, lengths, strict=True))
+        return found
+
+    return sync(sizes())

@@ -19,13 +19,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import icechunk
 import numpy as np
 import zarr
 
-from . import refs, schema, storage
+from . import refs, schema, storage, validate
 from .chunks import Pipeline
 from .errors import (
     IntegrityError,
@@ -43,6 +43,9 @@ from .journal import Commit
 from .settings import DEFAULT, Settings
 from .sources import is_vcf, open_source
 from .transaction import Apply, OpenMode, Transaction
+
+if TYPE_CHECKING:
+    from .ops.grow import GrowthCost
 
 DEFAULT_BRANCH = "main"
 RENAMED_TAGS = "vczrepo_renamed_tags"
@@ -481,6 +484,7 @@ class Repository:
         normalise: bool = False,
         allow_new_alleles: bool = False,
         drop_stale_info: bool = False,
+        grow_variants: bool = False,
     ) -> CommitResult:
         """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`.
 
@@ -496,21 +500,26 @@ class Repository:
         converted with the repository's chunking unless the chunk sizes are given.
         INFO fields that are functions of the genotypes (AC, AN, AF, NS, …) are updated in the
         same commit; `drop_stale_info` drops the INFO fields that cannot be (site DP, …).
+        `grow_variants` first makes the repository's variants the sorted union with the batch's
+        (its new sites are inserted, missing for the samples already there; see ops.grow and
+        `growth` for what that rewrites), then appends the batch normalised onto them.
         """
         return self._append(source, branch=branch, message=message, variants_chunk_size=variants_chunk_size,
                             samples_chunk_size=samples_chunk_size, fill_missing_fields=fill_missing_fields,
                             align=align, normalise=normalise, allow_new_alleles=allow_new_alleles,
-                            drop_stale_info=drop_stale_info)
+                            drop_stale_info=drop_stale_info, grow_variants=grow_variants)
 
     def _append(self, source: str | os.PathLike | zarr.Group, *, branch: str, message: str | None,
                 extra: dict | None = None, variants_chunk_size: int | None = None,
                 samples_chunk_size: int | None = None, fill_missing_fields: bool = False,
                 align: bool | None = None, normalise: bool = False, allow_new_alleles: bool = False,
-                drop_stale_info: bool = False) -> CommitResult:
-        from .ops.append import append_batch, append_normalised
+                drop_stale_info: bool = False, grow_variants: bool = False) -> CommitResult:
+        from .ops.append import append_batch, append_grown, append_normalised
 
         if allow_new_alleles and not normalise:
             raise UsageError("--allow-new-alleles needs --normalise")
+        if allow_new_alleles and grow_variants:
+            raise UsageError("--allow-new-alleles does not go with --grow-variants (a new ALT allele makes a new site)")
         if self.settings.distributed:
             _require_dask()
         head = self._require_branch(branch)
@@ -524,13 +533,35 @@ class Repository:
         ) as src:
 
             def apply(root: zarr.Group) -> dict:
-                if normalise:
+                if grow_variants:
+                    summary = append_grown(self.pipe, root, self._before(root), src, **options)
+                elif normalise:
                     summary = append_normalised(self.pipe, root, src, allow_new_alleles=allow_new_alleles, **options)
                 else:
                     summary = append_batch(self.pipe, root, src, **options)
                 return {**summary, **_dropped(root, drop_stale_info), **(extra or {})}
 
             return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
+
+    def growth(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH) -> GrowthCost:
+        """What `append(source, grow_variants=True)` would rewrite on `branch` (nothing is written):
+        the sites it inserts, and the chunks and stored bytes of the rows that move."""
+        from .ops.grow import cost, plan
+
+        head = self._require_branch(branch)
+        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
+        with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+                         storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
+            validate.check_batch(src.group)
+            root = self.group(head)
+            return cost(root, plan(root, src.group))
+
+    def _before(self, root: zarr.Group) -> zarr.Group:
+        """The committed state a writable session's root started from, read-only."""
+        from .internals import SessionStore
+
+        assert isinstance(root.store, SessionStore)  # opened by the transaction on its session
+        return self.group(root.store.session.snapshot_id)
 
     def _vcf_chunking(self, source: str | os.PathLike | zarr.Group, head: str, variants: int | None = None,
                       samples: int | None = None) -> tuple[int | None, int | None]:

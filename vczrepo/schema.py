@@ -81,6 +81,32 @@ def missing_value(dtype: np.dtype):
     return STR_MISSING
 
 
+def fill_like(dtype: np.dtype):
+    """The fill value VCZ pads a row with beyond its length (alleles beyond a site's, ploidy)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.array(0x7F800002, dtype=np.int32).view(np.float32)
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "iu":
+        return -2
+    return ""
+
+
+def widen(array: zarr.Array, width: int, value) -> None:
+    """Grow an array's second axis to `width`, writing `value` into the new entries of every
+    chunk row (a VCZ holds every chunk, so `check` finds none missing)."""
+    old = array.shape[1]
+    if width <= old:
+        return
+    array.resize((array.shape[0], width, *array.shape[2:]))
+    step, full = array.chunks[0], array.with_config({"write_empty_chunks": True})
+    for start in range(0, array.shape[0], step):
+        stop = min(start + step, array.shape[0])
+        full[start:stop, old:] = np.full((stop - start, width - old, *array.shape[2:]), value,
+                                         dtype=object if np.dtype(array.dtype).kind in "OTU" else array.dtype)
+
+
 MASK_SUFFIX = "_mask"
 
 

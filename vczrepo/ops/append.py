@@ -155,3 +155,13 @@ def append_normalised(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *
         add_alleles(root, summary["new_alleles"])
         mapped = dataclasses.replace(source, group=open_vcz(out), vcz_path=str(out))
         return {**append_batch(pipe, root, mapped, **options), "normalised": summary}
+
+
+def append_grown(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, source: Source, **options) -> dict:
+    """Make the repository's variants the union with the batch's (ops.grow; `before` is the
+    committed state the session started from), then append the batch normalised onto them."""
+    from .grow import grow_variants
+
+    validate.check_batch(source.group)
+    grown = grow_variants(pipe, root, before, source.group)
+    return {**append_normalised(pipe, root, source, **options), "variants_grown": grown}

@@ -173,9 +173,9 @@ def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarra
     return contig, pos, length
 
 
-def _extend_region_index(root: zarr.Group, n_old: int) -> None:
-    """Keep the index rows of the chunks before the first chunk the batch touched and
-    compute the rest from the stored variants."""
+def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
+    """Keep the index rows of the chunks before the one holding variant `n_old` (the first
+    variant that changed) and compute the rest from the stored variants."""
     if "region_index" not in root:
         return
     index = schema.array(root, "region_index")
@@ -194,6 +194,24 @@ def _extend_region_index(root: zarr.Group, n_old: int) -> None:
     index[...] = rows
 
 
+def add_contigs(root: zarr.Group, batch: zarr.Group, new: list[str]) -> None:
+    """Append contigs to the repository's contig table, with the batch's lengths (-1 if it has none)."""
+    if not new:
+        return
+    contigs = schema.array(root, "contig_id")
+    order = schema.as_str(contigs[:]).tolist() + new
+    contigs.resize((len(order),))
+    contigs[...] = np.array(order, dtype=object)
+    if "contig_length" in root:
+        lengths = dict(zip(schema.as_str(schema.array(batch, "contig_id")[:]).tolist(),
+                           np.asarray(schema.array(batch, "contig_length")[:]).tolist() if "contig_length" in batch
+                           else itertools.repeat(-1), strict=False))
+        array = schema.array(root, "contig_length")
+        old = np.asarray(array[:]).tolist()
+        array.resize((len(order),))
+        array[...] = np.array(old + [lengths.get(c, -1) for c in new], dtype=array.dtype)
+
+
 def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dict:
     """Concatenate the batch's variants after the repository's; the journal summary."""
     batch = source.group
@@ -208,18 +226,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     total = n_old + n_add
     if n_add == 0:
         raise IncompatibleBatchError("batch has no variants")
-    if new_contigs:  # contig tables first: the values below index them
-        contigs = schema.array(root, "contig_id")
-        contigs.resize((len(order),))
-        contigs[...] = np.array(order, dtype=object)
-        if "contig_length" in root:
-            lengths = dict(zip(schema.as_str(schema.array(batch, "contig_id")[:]).tolist(),
-                               np.asarray(schema.array(batch, "contig_length")[:]).tolist() if "contig_length" in batch
-                               else itertools.repeat(-1), strict=False))
-            array = schema.array(root, "contig_length")
-            old = np.asarray(array[:]).tolist()
-            array.resize((len(order),))
-            array[...] = np.array(old + [lengths.get(c, -1) for c in new_contigs], dtype=array.dtype)
+    add_contigs(root, batch, new_contigs)  # contig tables first: the values below index them
     identity = np.array_equal(contig_map, np.arange(len(contig_map)))
     paths = {}
     batch_arrays = variant_arrays(batch)
@@ -230,7 +237,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
             transform = lambda block, m=contig_map: m[np.asarray(block, dtype=np.int64)]  # noqa: E731
         use = columns if schema.sample_axis(dst) is not None else None
         paths[name] = _copy_rows(pipe, batch_arrays[name], dst, n_old, use, transform)
-    _extend_region_index(root, n_old)
+    rebuild_region_index(root, n_old)
     return {
         "variant_range": [n_old, total],
         "n_variants_added": n_add,

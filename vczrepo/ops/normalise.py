@@ -135,14 +135,7 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
     current = schema.as_str(array.oindex[np.array(sorted(new_alts)), :])
     widths = [len([a for a in row if a]) + len(new_alts[i]) for i, row in zip(sorted(new_alts), current.tolist(),
                                                                                 strict=True)]
-    if max(widths) > array.shape[1]:
-        old_width = array.shape[1]
-        array.resize((array.shape[0], max(widths)))
-        # the new columns' chunks must exist (a VCZ is complete); "" pads a site's alleles
-        step, full = array.chunks[0], array.with_config({"write_empty_chunks": True})
-        for start in range(0, array.shape[0], step):
-            stop = min(start + step, array.shape[0])
-            full[start:stop, old_width:] = np.full((stop - start, max(widths) - old_width), "", dtype=object)
+    schema.widen(array, max(widths), "")
     for i in sorted(new_alts):
         row = schema.alleles_present(schema.as_str(array[i, :]).tolist()) + new_alts[i]
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
@@ -205,17 +198,6 @@ def _missing_like(dtype: np.dtype):
     if dtype.kind in "iu":
         return -1
     return "."
-
-
-def _fill_like(dtype: np.dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return np.array(0x7F800002, dtype=np.int32).view(np.float32)
-    if dtype.kind == "b":
-        return False
-    if dtype.kind in "iu":
-        return -2
-    return ""
 
 
 def _is_missing(values: np.ndarray) -> np.ndarray:
@@ -406,13 +388,13 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
         out[...] = _missing_like(dtype) if dtype != np.dtype(object) else "."
         if per_allele:  # padding beyond each variant's alleles
             k = np.arange(trailing[0])[None, :] >= (n_alt + 1 - offset)[:, None]
-            out[k] = _fill_like(dtype)
+            out[k] = schema.fill_like(dtype)
         data = [np.asarray(schema.array(p.group, name)[:]) if name in p.group else None for p in infos]
         if tag in maintained:
             if tag in linear:
                 base = np.zeros((n, *trailing), dtype=dtype)
                 if per_allele:
-                    base[k] = _fill_like(dtype)
+                    base[k] = schema.fill_like(dtype)
                 out = base
             # frequencies stay missing: no samples yet
         else:
