@@ -268,7 +268,7 @@ def stored_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
     assert isinstance(store, SessionStore)  # the store of a group opened on a session (session_store)
 
     async def sizes() -> dict[tuple[int, ...], int]:
-        found = {}
+        found: dict[tuple[int, ...], int] = {}
         async for coords, _, _, _, lengths, _ in store._store.array_chunk_iterator(array):
             found.update((tuple(int(c) for c in xs), int(n)) for xs, n in zip(coords, lengths, strict=True))
         return found

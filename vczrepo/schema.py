@@ -107,6 +107,22 @@ def widen(array: zarr.Array, width: int, value) -> None:
                                          dtype=object if np.dtype(array.dtype).kind in "OTU" else array.dtype)
 
 
+ALLELE_DIMS = ("alleles", "alt_alleles")  # per-allele axes (Number=R, Number=A)
+
+
+def allele_axes(array: zarr.Array) -> list[int]:
+    return [i for i, d in enumerate(dims(array)) if d in ALLELE_DIMS]
+
+
+def fitted(values: np.ndarray, shape: tuple[int, ...], pad) -> np.ndarray:
+    """`values` in an array of `shape`: cut, or padded with `pad`, on each axis."""
+    dtype = np.dtype(object) if values.dtype.kind in "OTUS" else values.dtype
+    out = np.full(shape, pad, dtype=dtype)
+    overlap = tuple(slice(0, min(a, b)) for a, b in zip(values.shape, shape, strict=True))
+    out[overlap] = values[overlap]
+    return out
+
+
 MASK_SUFFIX = "_mask"
 
 

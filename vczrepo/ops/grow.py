@@ -133,15 +133,7 @@ def cost(root: zarr.Group, growth: Growth) -> GrowthCost:
 
 def _allele_axis(array: zarr.Array) -> str | None:
     d = schema.dims(array)
-    return d[1] if len(d) > 1 and d[1] in ("alleles", "alt_alleles") else None
-
-
-def _fit(values: np.ndarray, shape: tuple[int, ...], pad, dtype) -> np.ndarray:
-    """`values` in an array of `shape` (cut or padded with `pad` on the trailing axes)."""
-    out = np.full(shape, pad, dtype=dtype)
-    overlap = tuple(slice(0, min(a, b)) for a, b in zip(values.shape, shape, strict=True))
-    out[overlap] = values[overlap]
-    return out
+    return d[1] if len(d) > 1 and d[1] in schema.ALLELE_DIMS else None
 
 
 def _block_dtype(array: zarr.Array) -> np.dtype:
@@ -200,14 +192,14 @@ class _Inserted:
         if tag in self.maintained:
             values = np.asarray(self.without_calls[tag])
             values = values.reshape(len(values), -1) if len(shape) > 1 else values.reshape(len(values), -1)[:, 0]
-            out = _fit(values.astype(dtype), shape, fill, dtype)
+            out = schema.fitted(values.astype(dtype), shape, fill)
             if dtype.kind == "f":  # no call: frequencies missing
                 out[np.isnan(out) & ~self._padded(np.zeros(shape, bool), array, True)] = schema.FLOAT32_MISSING
             return self._padded(out, array, fill)
         if name in self.batch and schema.sample_axis(schema.array(self.batch, name)) is None:
             got = _batch_rows(schema.array(self.batch, name), self.growth.batch_rows)
             if got.shape[1:] != shape[1:] or got.dtype != dtype:
-                got = _fit(got.astype(dtype), shape, fill if _allele_axis(array) else missing, dtype)
+                got = schema.fitted(got.astype(dtype), shape, fill if _allele_axis(array) else missing)
             return got
         if name == "variant_id_mask":
             return np.ones(shape, dtype=dtype)
@@ -280,7 +272,7 @@ def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Gr
                                                                                    strict=True))
             got = chunks.read_region(old, (slice(lo, hi), *within))
             if got.shape[1:] != shape[1:]:  # old is narrower (alleles or filters added)
-                got = _fit(got, (hi - lo, *shape[1:]), pad, dtype)
+                got = schema.fitted(got, (hi - lo, *shape[1:]), pad)
             block[kept] = got[rows[kept] - lo]
         if not kept.all():
             if isinstance(inserted, np.ndarray):

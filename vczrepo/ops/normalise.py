@@ -112,10 +112,6 @@ def map_variants(store: Variants, batch: Variants, allow_new_alleles: bool) -> M
     return Mapping(np.array(target, dtype=np.int64), alleles, new_alts)
 
 
-def _allele_axes(array: zarr.Array) -> list[int]:
-    return [i for i, d in enumerate(schema.dims(array)) if d in ("alleles", "alt_alleles")]
-
-
 def _remap_genotypes(values: np.ndarray, lookup: np.ndarray) -> np.ndarray:
     """Allele indexes through per-variant lookup tables; negative (missing/fill) values are kept."""
     out = values.copy()
@@ -167,7 +163,7 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
         if name == "sample_id":
             pipe.copy_array(src, schema.create_like(dst, name, src))
             continue
-        if _allele_axes(src) and not mapping.identity:
+        if schema.allele_axes(src) and not mapping.identity:
             raise IncompatibleBatchError(f"field {name}: per-allele values cannot be remapped yet")
         if "genotypes" in schema.dims(src) and not mapping.identity:
             raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
@@ -374,7 +370,7 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
         tag = name[len("variant_"):]
         first = next(schema.array(p.group, name) for p in infos if name in p.group)
         dim_names = schema.dims(first)
-        per_allele = len(dim_names) > 1 and dim_names[1] in ("alt_alleles", "alleles")
+        per_allele = len(dim_names) > 1 and dim_names[1] in schema.ALLELE_DIMS
         offset = 1 if per_allele and dim_names[1] == "alt_alleles" else 0
         trailing = list(first.shape[1:])
         if per_allele:
