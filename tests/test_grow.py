@@ -216,3 +216,31 @@ def test_summaries_stay_true_after_grow_then_remove(tmp_path, waves):
     an = (gt[:, live] >= 0).sum((1, 2))
     assert root["variant_AN"][:].tolist() == an.tolist()
     assert not repo.check().problems
+
+
+def test_history_understands_a_grow(tmp_path, waves):
+    """diff counts the inserted sites; revert removes the wave's samples and leaves its sites
+    (missing for everyone); purge of a sample appended before the grow rewrites the grow too."""
+    a, b = waves
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz(a))
+    repo.create_tag("before")
+    grown = repo.append(to_vcz(b), grow_variants=True)
+    assert repo.diff("before", "main").variants_added == 6
+    assert repo.diff("before", "main").samples_added == ["B1", "B2"]
+    repo.revert(grown.snapshot_id)
+    root = repo.group("main")
+    assert vczrepo.Repository.open(tmp_path / "r").samples() == ["A1", "A2", "A3"]
+    assert root["variant_position"].shape[0] == 12
+    now, was = rows(vcf_body(root)), rows(vcf_body(repo.group("before")))
+    assert len(now) == 12
+    for key, row in now.items():
+        if key in was:
+            assert row[8:] == was[key][8:], key
+        else:  # an inserted site: no call for any remaining sample
+            assert {c.split(":")[0] for c in row[9:]} <= {".", "./."}, key
+    purged = repo.purge(["A2"])
+    assert purged.rewrite
+    repo.gc(now=True)
+    for ref in ("before", "main~1", "main"):  # main~1: the grow, rewritten
+        assert "A2" not in vczrepo.Repository.open(tmp_path / "r").samples(ref)
+    assert not repo.check(deep=True).problems

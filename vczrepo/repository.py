@@ -534,7 +534,7 @@ class Repository:
 
             def apply(root: zarr.Group) -> dict:
                 if grow_variants:
-                    summary = append_grown(self.pipe, root, self._before(root), src, **options)
+                    summary = append_grown(self.pipe, root, self._before(root), self.location, src, **options)
                 elif normalise:
                     summary = append_normalised(self.pipe, root, src, allow_new_alleles=allow_new_alleles, **options)
                 else:

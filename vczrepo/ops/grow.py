@@ -25,12 +25,15 @@ import itertools
 import math
 from dataclasses import asdict, dataclass
 
+import icechunk
 import numpy as np
 import zarr
 
 from .. import chunks, schema, summaries
 from ..errors import IncompatibleBatchError
-from ..internals import stored_chunk_sizes
+from ..internals import SessionStore, stored_chunk_sizes
+from ..settings import Settings
+from ..storage import Location
 from .extend import add_contigs, rebuild_region_index, variant_arrays
 from .normalise import Variants
 
@@ -247,10 +250,11 @@ def _widen_for(root: zarr.Group, batch: zarr.Group, growth: Growth) -> None:
             schema.widen(schema.array(root, "variant_filter"), len(ours) + len(new), False)
 
 
-def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Growth, inserted) -> None:
+def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Growth, inserted,
+             share: chunks.Share) -> None:
     """Write every chunk of `dst` (already grown) from the chunk row holding the first inserted
-    site on: the repository's rows read from `old`, `inserted` (one value, or one row per
-    inserted site) at the inserted rows."""
+    site on (the rows of this worker's share): the repository's rows read from `old`,
+    `inserted` (one value, or one row per inserted site) at the inserted rows."""
     n_new, vc = len(growth.rows), dst.chunks[0]
     ordinal = np.cumsum(growth.rows < 0) - 1  # per grown row: its inserted site's number
     dtype = _block_dtype(dst)
@@ -258,7 +262,7 @@ def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Gr
     out = pipe.writer(dst)
     if schema.sample_axis(dst) is None:  # per-variant chunks all padding ("" alleles) must exist too
         out = out.with_config({"write_empty_chunks": True})
-    axes = [list(chunks.chunk_ranges(n_new, vc, growth.first // vc * vc))]
+    axes = [[r for r in chunks.chunk_ranges(n_new, vc, growth.first // vc * vc) if chunks.mine(r.start // vc, share)]]
     axes += [list(chunks.chunk_ranges(n, c)) for n, c in zip(dst.shape[1:], dst.chunks[1:], strict=True)]
 
     def one(region: tuple[slice, ...]) -> None:
@@ -285,7 +289,24 @@ def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Gr
     pipe.run_bounded(one, itertools.product(*axes), "recompose", desc=dst.path)
 
 
-def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, batch: zarr.Group) -> dict:
+def _rewrite_all(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, growth: Growth, values: dict,
+                 share: chunks.Share = chunks.WHOLE) -> None:
+    for name, inserted in values.items():
+        _rewrite(pipe, schema.array(root, name), schema.array(before, name), growth, inserted, share)
+
+
+def rewrite_share(fork: icechunk.ForkSession, settings: Settings, url: str, options: dict, base: str,
+                  growth: Growth, values: dict, share: chunks.Share) -> icechunk.ForkSession:
+    """A dask worker's share of a growth's rewrite (runs on the worker)."""
+    from ..repository import Repository
+
+    before = Repository.open(url, options, settings=settings).group(base)
+    _rewrite_all(chunks.Pipeline(settings), zarr.open_group(fork.store, mode="r+"), before, growth, values, share)
+    return fork
+
+
+def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, batch: zarr.Group,
+                  location: Location) -> dict:
     """Insert the batch's new sites into every variant-dimensioned array of `root` (whose
     committed state `before` is read for the rows that move); the journal summary."""
     growth = plan(root, batch)
@@ -296,10 +317,18 @@ def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, b
     add_contigs(root, batch, growth.new_contigs)
     _widen_for(root, batch, growth)
     inserted = _Inserted(root, batch, growth)
+    values = {}
     for name, dst in variant_arrays(root).items():  # one at a time: concurrent resizes of a session's arrays deadlock
-        values = (schema.null_value(name, dst) if schema.sample_axis(dst) is not None
-                  else inserted.values(name, dst))
+        values[name] = (schema.null_value(name, dst) if schema.sample_axis(dst) is not None
+                        else inserted.values(name, dst))
         dst.resize((n_new, *dst.shape[1:]))
-        _rewrite(pipe, dst, schema.array(before, name), growth, values)
+    if pipe.settings.distributed:
+        from ..distributed import run_forked
+
+        assert isinstance(before.store, SessionStore)  # a repository snapshot (Repository.group)
+        run_forked(root.store, pipe.settings, rewrite_share,
+                   (location.url, location.options, before.store.session.snapshot_id, growth, values))
+    else:
+        _rewrite_all(pipe, root, before, growth, values)
     rebuild_region_index(root, growth.first)
     return {**summary, "n_variants": n_new, "inserted_at": growth.first}
