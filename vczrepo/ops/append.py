@@ -170,5 +170,6 @@ def append_grown(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, lo
     from .grow import grow_variants
 
     validate.check_batch(source.group)
+    validate.check_batch_samples(root, source.group)  # before the rewrite, not after it
     grown = grow_variants(pipe, root, before, source.group, location)
     return {**append_normalised(pipe, root, source, **options), "variants_grown": grown}
