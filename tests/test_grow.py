@@ -52,10 +52,13 @@ WAVE_B = (["B1", "B2"], [
 VC, SC = 2, 2
 
 
-def wave(tmp: Path, name: str, samples: list[str], records: list[str], contigs: int, low_dp: bool) -> Path:
+def wave(tmp: Path, name: str, samples: list[str], records: list[str], contigs: int, low_dp: bool,
+         ad: bool = False) -> Path:
     raw = tmp / f"{name}.vcf"
     header = HEADER.format(contigs="\n".join(CONTIGS[:contigs]),
                            extra_filter='##FILTER=<ID=lowDP,Description="Low depth">\n' if low_dp else "")
+    if ad:
+        header += '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">\n'
     raw.write_text(header + "\t".join(COLUMNS + samples) + "\n" + "\n".join(records) + "\n")
     out = tmp / f"{name}.vcf.gz"
     subprocess.run(["bcftools", "view", "-Oz", "-o", str(out), str(raw)], check=True)
@@ -198,6 +201,17 @@ def test_refusals_leave_the_repository_unchanged(tmp_path, waves):
         assert (out.exit_code, needle in out.output) == (2, True), out.output
     dup = to_vcz(wave(tmp_path, "dup", ["A1"], ["1\t150\t.\tA\tG\t1\tPASS\tDP=1;AC=1;AN=2\tGT:DP\t0/1:1"],
                       contigs=2, low_dp=False))
+    # more alleles at a new site than a per-allele call field holds: never widened
+    with_ad = wave(tmp_path, "ad", ["A1"], ["1\t100\t.\tA\tC\t1\tPASS\tDP=1;AC=1;AN=2\tGT:DP:AD\t0/1:1:1,1"],
+                   contigs=2, low_dp=False, ad=True)
+    wide = wave(tmp_path, "wide", ["W1"], ["1\t700\t.\tA\tC,G,T\t1\tPASS\tDP=1;AC=1,0,0;AN=2\tGT:DP:AD\t0/1:1:1,1,0,0"],
+                contigs=2, low_dp=False, ad=True)
+    vczrepo.Repository.init(tmp_path / "ad", to_vcz(with_ad))
+    ad_before = state(tmp_path / "ad")
+    out = runner.invoke(main, ["append", str(tmp_path / "ad"), str(to_vcz(wide)), "--grow-variants"])
+    assert out.exit_code != 0
+    assert "call_AD holds 2 per site" in out.output, out.output
+    assert state(tmp_path / "ad") == ad_before
     out = runner.invoke(main, ["append", str(tmp_path / "r"), str(dup), "--grow-variants"])
     assert out.exit_code != 0
     assert "A1" in out.output

@@ -193,12 +193,10 @@ class _Inserted:
         if name == "variant_filter":
             return self._filters(array)
         if tag in self.maintained:
-            values = np.asarray(self.without_calls[tag])
-            values = values.reshape(len(values), -1) if len(shape) > 1 else values.reshape(len(values), -1)[:, 0]
-            out = schema.fitted(values.astype(dtype), shape, fill)
-            if dtype.kind == "f":  # no call: frequencies missing
-                out[np.isnan(out) & ~self._padded(np.zeros(shape, bool), array, True)] = schema.FLOAT32_MISSING
-            return self._padded(out, array, fill)
+            values = np.asarray(self.without_calls[tag]).reshape(self.growth.n_inserted, -1).astype(dtype)
+            if dtype.kind == "f":  # no call: frequencies missing (VCZ's NaN, as a float32 array keeps it)
+                values[np.isnan(values)] = schema.FLOAT32_MISSING
+            return self._padded(schema.fitted(values if len(shape) > 1 else values[:, 0], shape, fill), array, fill)
         if name in self.batch and schema.sample_axis(schema.array(self.batch, name)) is None:
             got = _batch_rows(schema.array(self.batch, name), self.growth.batch_rows)
             if got.shape[1:] != shape[1:] or got.dtype != dtype:
@@ -219,10 +217,7 @@ def _widen_for(root: zarr.Group, batch: zarr.Group, growth: Growth) -> None:
     need = int(growth.inserted_alleles.max())
     if need > alleles.shape[1]:
         for name, array in variant_arrays(root).items():
-            axis = _allele_axis(array)
-            if axis is None:
-                continue
-            if schema.sample_axis(array) is not None:
+            if schema.sample_axis(array) is not None and schema.allele_axes(array):
                 raise IncompatibleBatchError(
                     f"cannot grow the variants: the batch's sites have up to {need} alleles, the repository's "
                     f"{name} holds {alleles.shape[1]} per site")
