@@ -169,8 +169,9 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
             raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
         shape = (n_store, *src.shape[1:])
         out_arr = schema.create_like(dst, name, src, shape=shape, chunks=(vchunk, *src.chunks[1:]))
-        missing = schema.null_value(name, src)
-        for block in schema.variant_blocks(store):
+        missing, writer = schema.null_value(name, src), pipe.writer(out_arr)
+
+        def one(block: slice, src=src, name=name, missing=missing, writer=writer) -> None:
             rows = inverse[block]
             values = np.full((len(rows), *src.shape[1:]), missing, dtype=src.dtype)
             present = rows >= 0
@@ -179,7 +180,9 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
                 if name == "call_genotype":
                     got = _remap_genotypes(got, lookup[rows[present]])
                 values[present] = got
-            out_arr[block] = values
+            writer[block] = values
+
+        pipe.run_bounded(one, schema.variant_blocks(store), "recompose", desc=name)
     return {"new_alleles": {str(k): v for k, v in mapping.new_alts.items()},  # JSON keys, for the journal
             "n_variants_missing_from_batch": int((inverse < 0).sum()),
             "n_alleles_remapped": sum(not np.array_equal(a, np.arange(len(a))) for a in mapping.alleles)}
