@@ -314,14 +314,18 @@ class Repository:
         sid = self.resolve(at)
         try:
             session = self.icechunk.readonly_session(snapshot_id=sid)
-            return zarr.open_group(session_store(session, self.location), mode="r")
+            root = zarr.open_group(session_store(session, self.location), mode="r")
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
         except icechunk.IcechunkError as e:  # a missing or corrupt snapshot: damage (exit 8)
-            from .errors import IntegrityError
             from .internals import damaged_object
 
             raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
+        try:
+            schema.arrays(root)  # a damaged array metadata document is named here, before any reader lists them
+        except IntegrityError as e:
+            raise IntegrityError(f"snapshot {sid}: {e}") from e
+        return root
 
     def samples(self, at: str = DEFAULT_BRANCH) -> list[str]:
         """The live sample ids at a ref, in column order (removed and padding columns left out)."""
