@@ -626,12 +626,20 @@ class Repository:
 
     def add_checksums(self, *, branch: str = DEFAULT_BRANCH, message: str | None = None) -> CommitResult:
         """Give every array of a repository made before checksums the crc32c codec (each chunk
-        gets its checksum appended, as bytes), as one commit."""
-        from .check import add_checksums
+        gets its checksum appended, as bytes), as one commit (none if every array has it); then
+        record the digest of every snapshot and manifest any ref reaches that has none."""
+        from . import digests
+        from .check import add_checksums, lacking_checksums
 
         self._require_branch(branch)
-        return self._commit(branch, "add-checksums", message or "add chunk checksums",
-                            lambda root: add_checksums(self.pipe, root))
+        if lacking_checksums(self.group(branch)):
+            result = self._commit(branch, "add-checksums", message or "add chunk checksums",
+                                  lambda root: add_checksums(self.pipe, root))
+        else:
+            result = CommitResult(self.resolve(branch), branch, {"op": "add-checksums"})
+        heads = {*self.branches().values(), *self.tags().values()}
+        recorded = digests.record_reachable(self.icechunk, self.location, sorted(heads))
+        return CommitResult(result.snapshot_id, branch, {**result.metadata, "digests_recorded": recorded})
 
     def audit(self, samples: Sequence[str]) -> list:
         """Every place in storage (object, and layer inside it) where one of the ids still appears."""
