@@ -6,9 +6,11 @@ chunk's checksum, see vczrepo.checksums and vczrepo.internals); shapes must agre
 and variants; sample ids must be unique apart from nulls; null samples must hold only
 missing/fill values (True in masks); every mask must equal its array's missing calls
 (call_genotype_mask == (call_genotype < 0)); and the commit journal replayed from the first
-commit must give the stored sample list. With `deep`, the stored bytes of every chunk of
-every snapshot in the history of the refs are verified against their checksums; arrays
-without checksums (repositories made before them) are reported as unverified.
+commit must give the stored sample list; every snapshot and manifest the refs reach must
+match its digest record (vczrepo.digests; objects without one are counted as unverified).
+With `deep`, the stored bytes of every chunk of every snapshot in the history of the refs
+are verified against their checksums; arrays without checksums (repositories made before
+them) are reported as unverified.
 
 Damage is reported one line per problem naming the object (ref, snapshot, repository
 document, chunk), never a storage trace. `repair_masks` is the data-commit function that
