@@ -101,15 +101,6 @@ def _damage(path, how):
         path.write_bytes(bytes(data))
 
 
-@pytest.fixture
-def tagged(tmp_path):
-    path = tmp_path / "t"
-    repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2"], samples_chunk_size=2))
-    repo.create_tag("t1")
-    repo.append(make_vcz(tmp_path, "b", ["S3", "S4"], samples_chunk_size=2))
-    return path
-
-
 def test_every_ref_is_checked_by_default(tagged):
     report = vczrepo.Repository.open(tagged).check()
     assert report.ok

@@ -16,15 +16,6 @@ from vczrepo.storage import RawObjects
 FLIPS = 64
 
 
-@pytest.fixture
-def tagged(tmp_path):
-    path = tmp_path / "t"
-    repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2"], samples_chunk_size=2))
-    repo.create_tag("t1")
-    repo.append(make_vcz(tmp_path, "b", ["S3", "S4"], samples_chunk_size=2))
-    return path
-
-
 def _records(path) -> set[str]:
     root = path / "vczrepo-digests"
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
