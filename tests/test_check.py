@@ -259,3 +259,12 @@ def test_log_reads_no_array_metadata(repo_path):
     assert result.returncode == 0
     assert result.stderr == ""
     assert "damaged metadata" in result.stdout
+
+
+def test_damaged_array_metadata_in_open_dataset(repo_path):
+    pytest.importorskip("xarray")
+    from vczrepo.errors import IntegrityError
+
+    _damage_array_metadata(repo_path, "call_DP")
+    with pytest.raises(IntegrityError, match="array call_DP: metadata unreadable"):
+        vczrepo.Repository.open(repo_path).open_dataset()
