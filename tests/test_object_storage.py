@@ -184,10 +184,15 @@ def test_digest_records_on_object_storage(cli, server, prefix, tmp_path):
     assert result.exit_code == 8
     assert f"problem: {victim}: checksum mismatch" in result.stderr
     raw.put(victim, original)
+    raw.delete([f"vczrepo-digests/{victim}"])  # as a commit made by another tool: unverified, not damage
+    report = vczrepo.Repository.open(url, server.options).check()
+    assert report.ok
+    assert report.objects_unverified == 1
     result = _purge_and_gc(vczrepo.Repository.open(url, server.options), ["D2"])
     assert result.records_deleted > 0
     objects, records = recorded()
-    assert objects == records
+    assert records <= objects
+    assert objects - records <= {victim}
     assert _check(vczrepo.Repository.open(url, server.options))
 
 

@@ -275,10 +275,11 @@ class RawObjects:
             except FileNotFoundError:
                 return None
         import obstore
+        from obstore.exceptions import NotFoundError
 
         try:
             return bytes(obstore.get(self._store, key).bytes())
-        except FileNotFoundError:  # obstore's NotFoundError is one
+        except (FileNotFoundError, NotFoundError):
             return None
 
     def put(self, key: str, data: bytes) -> None:
