@@ -155,3 +155,10 @@ def test_records_survive_a_copy_of_the_repository(tagged, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tagged, copy)
     assert check_path(copy).objects_verified == len(_objects(copy))
+
+
+def test_add_checksums_on_a_current_repository_commits_nothing(tagged, cli):
+    head = vczrepo.Repository.open(tagged).resolve("main")
+    out = cli("add-checksums", tagged).output
+    assert out == f"{head} main: add-checksums\n"
+    assert vczrepo.Repository.open(tagged).resolve("main") == head
