@@ -712,7 +712,8 @@ def repair(state: State, repo, branch, message, storage_options, as_json):
 @json_option
 @pass_state
 def add_checksums(state: State, repo, branch, message, storage_options, as_json):
-    """Give a repository made before checksums a crc32c on every chunk (as bytes), as one commit."""
+    """Give a repository made before checksums a crc32c on every chunk (as bytes), as one commit,
+    and a digest record to every snapshot and manifest that has none."""
     _print_commit(state.open(repo, storage_options).add_checksums(branch=branch, message=message), as_json)
 
 

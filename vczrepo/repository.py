@@ -317,14 +317,18 @@ class Repository:
         sid = self.resolve(at)
         try:
             session = self.icechunk.readonly_session(snapshot_id=sid)
-            return zarr.open_group(session_store(session, self.location), mode="r")
+            root = zarr.open_group(session_store(session, self.location), mode="r")
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
         except icechunk.IcechunkError as e:  # a missing or corrupt snapshot: damage (exit 8)
-            from .errors import IntegrityError
             from .internals import damaged_object
 
             raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
+        try:
+            schema.arrays(root)  # a damaged array metadata document is named here, before any reader lists them
+        except IntegrityError as e:
+            raise IntegrityError(f"snapshot {sid}: {e}") from e
+        return root
 
     def samples(self, at: str = DEFAULT_BRANCH) -> list[str]:
         """The live sample ids at a ref, in column order (removed and padding columns left out)."""
@@ -653,12 +657,20 @@ class Repository:
 
     def add_checksums(self, *, branch: str = DEFAULT_BRANCH, message: str | None = None) -> CommitResult:
         """Give every array of a repository made before checksums the crc32c codec (each chunk
-        gets its checksum appended, as bytes), as one commit."""
-        from .check import add_checksums
+        gets its checksum appended, as bytes), as one commit (none if every array has it); then
+        record the digest of every snapshot and manifest any ref reaches that has none."""
+        from . import digests
+        from .check import add_checksums, lacking_checksums
 
         self._require_branch(branch)
-        return self._commit(branch, "add-checksums", message or "add chunk checksums",
-                            lambda root: add_checksums(self.pipe, root))
+        if lacking_checksums(self.group(branch)):
+            result = self._commit(branch, "add-checksums", message or "add chunk checksums",
+                                  lambda root: add_checksums(self.pipe, root))
+        else:
+            result = CommitResult(self.resolve(branch), branch, {"op": "add-checksums"})
+        heads = {*self.branches().values(), *self.tags().values()}
+        recorded = digests.record_reachable(self.icechunk, self.location, sorted(heads))
+        return CommitResult(result.snapshot_id, branch, {**result.metadata, "digests_recorded": recorded})
 
     def audit(self, samples: Sequence[str]) -> list:
         """Every place in storage (object, and layer inside it) where one of the ids still appears."""

@@ -12,6 +12,9 @@ from typing import Literal, cast
 import numpy as np
 import zarr
 
+from .errors import IntegrityError, short_message
+from .internals import members
+
 SAMPLES = "samples"
 VARIANTS = "variants"
 NULL_SAMPLE = ""  # vcztools' reserved id of a withdrawn sample: never listed or emitted
@@ -40,8 +43,16 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
 
 
 def arrays(group: zarr.Group) -> dict[str, zarr.Array]:
-    """Top-level arrays of a VCZ group, by name (sorted for deterministic work order)."""
-    return dict(sorted(group.arrays()))
+    """Top-level arrays of a VCZ group, by name (sorted for deterministic work order).
+    An array whose metadata document cannot be read is damage: an IntegrityError naming it."""
+    found: dict[str, zarr.Array] = {}
+    for name, node in members(group):
+        if isinstance(node, Exception):
+            raise IntegrityError(f"array {name}: metadata unreadable ({type(node).__name__}: "
+                                 f"{short_message(node)})") from node
+        if isinstance(node, zarr.Array):
+            found[name] = node
+    return found
 
 
 def samples_axis(array: zarr.Array) -> int:
