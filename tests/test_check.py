@@ -268,3 +268,15 @@ def test_damaged_array_metadata_in_open_dataset(repo_path):
     _damage_array_metadata(repo_path, "call_DP")
     with pytest.raises(IntegrityError, match="array call_DP: metadata unreadable"):
         vczrepo.Repository.open(repo_path).open_dataset()
+
+
+def test_expired_history_checks_ok(repo_path):
+    """After `gc --expire` the oldest kept commit is not the init: the journal is replayed from it."""
+    import datetime as dt
+
+    repo = vczrepo.Repository.open(repo_path)
+    repo.remove(["S3"])
+    repo.gc(dt.timedelta(0), expire=True, now=True)
+    assert "init" not in [c.op for c in repo.log()]
+    report = vczrepo.Repository.open(repo_path).check()
+    assert report.problems == [], report.problems
