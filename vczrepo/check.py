@@ -206,16 +206,16 @@ def _journal_problems(repo: Repository, sid: str, ids: list[str]) -> list[str]:
     commits = [c for c in repo.log(sid) if c.op != "root"][::-1]
     if any("vczrepo" not in c.metadata for c in commits):
         return []
-    start: list[str] = []
+    oldest: list[str] = []
     if commits and commits[0].op != "init":  # history expired (gc --expire): replay from the oldest commit kept
-        start = schema.sample_ids(repo.group(commits[0].id, verify=False)).tolist()
+        oldest = schema.sample_ids(repo.group(commits[0].id, verify=False)).tolist()
         commits = commits[1:]
     removed: dict[int, str] = {}
     for c in commits:
         for i, name in zip(c.metadata.get("sample_indexes_removed", []), c.metadata.get("samples_removed", []),
                            strict=True):
             removed.setdefault(i, name)
-    samples = start
+    samples = oldest
     for c in commits:
         m = c.metadata
         samples.extend([schema.NULL_SAMPLE] * m.get("n_padding", 0))
