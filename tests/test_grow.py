@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import state, vcf_body
+from helpers import converted, indexed_vcf, state, vcf_body
 
 import vczrepo
 from vczrepo import schema
@@ -30,7 +30,6 @@ HEADER = """##fileformat=VCFv4.3
 ##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">
 ##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth">
 """
-COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
 WAVE_A = (["A1", "A2", "A3"], [
     "1\t100\trs1\tA\tC\t30\tPASS\tDP=10;AC=1;AN=6\tGT:DP\t0/1:3\t0/0:4\t0/0:5",
     "1\t200\t.\tG\tT,C\t20\tq10\tDP=5;AC=1,1;AN=6\tGT:DP\t1/2:1\t0/0:2\t0/0:3",
@@ -54,26 +53,15 @@ VC, SC = 2, 2
 
 def wave(tmp: Path, name: str, samples: list[str], records: list[str], contigs: int, low_dp: bool,
          ad: bool = False) -> Path:
-    raw = tmp / f"{name}.vcf"
     header = HEADER.format(contigs="\n".join(CONTIGS[:contigs]),
                            extra_filter='##FILTER=<ID=lowDP,Description="Low depth">\n' if low_dp else "")
     if ad:
         header += '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">\n'
-    raw.write_text(header + "\t".join(COLUMNS + samples) + "\n" + "\n".join(records) + "\n")
-    out = tmp / f"{name}.vcf.gz"
-    subprocess.run(["bcftools", "view", "-Oz", "-o", str(out), str(raw)], check=True)
-    subprocess.run(["bcftools", "index", "-f", str(out)], check=True)
-    return out
+    return indexed_vcf(tmp, name, header, samples, records)
 
 
 def to_vcz(vcf: Path) -> Path:
-    from bio2zarr import vcf as b2z_vcf
-
-    out = vcf.parent / vcf.name.replace(".vcf.gz", ".vcz")
-    if out.exists():
-        return out
-    b2z_vcf.convert([str(vcf)], str(out), variants_chunk_size=VC, samples_chunk_size=SC, zarr_format=3)
-    return out
+    return converted(vcf, VC, SC)
 
 
 @pytest.fixture
