@@ -262,6 +262,50 @@ def bench_reads(b: Bench, data: make_data.Dataset, repo: Path) -> None:
                   lambda i, a=args: [a[0], plain, *a[1:]], cli=VCZTOOLS)
 
 
+def moved_copy(src: Path, dst: Path, move: Callable[[np.ndarray], np.ndarray]) -> Path:
+    """A copy of a batch whose variant positions are `move(positions)` (same samples and calls)."""
+    shutil.copytree(src, fresh(dst))
+    positions = zarr.open_group(dst, mode="r+")["variant_position"]
+    positions[:] = move(np.asarray(positions[:]))
+    return dst
+
+
+def every_tenth_moved(positions: np.ndarray) -> np.ndarray:
+    """Every tenth site one base later (where that stays between its neighbours): a wave in which
+    a tenth of the sites are new, spread over the whole genome."""
+    out = positions.copy()
+    room = np.append(positions[1:] - positions[:-1] > 1, True)
+    chosen = (np.arange(len(positions)) % 10 == 5) & room
+    out[chosen] += 1
+    return out
+
+
+def bench_variants(b: Bench, data: make_data.Dataset, repo: Path) -> dict:
+    """extend by a part as large as a batch (after the last variant, aligned), against cp -r of the
+    part; append --grow-variants of a batch with new sites spread over the genome, per chunk it
+    rewrites and against the aligned append of the same batch. Returns figures for the report."""
+    base = data.batches[0]
+    last = int(zarr.open_group(base, mode="r")["variant_position"][-1])
+    part = moved_copy(base, b.work / "part.vcz", lambda p: p + last)
+    wave = moved_copy(data.batches[1], b.work / "wave.vcz", every_tenth_moved)
+    warm([part, wave])
+    b.best_of("cp_part", "cp -r of an extend part (the batch's samples, later variants)",
+              lambda i: ["cp", "-r", part, fresh(b.work / "part-copy.vcz")], cli=None,
+              repeats=max(b.repeats, CP_REPEATS))
+    b.best_of("extend", "extend by that part (aligned: encoded bytes)",
+              on_branch(repo, "extend", "base", ["extend", repo, part]), repeats=1)
+    b.best_of("grow", "append --grow-variants of a batch with 10% new sites",
+              on_branch(repo, "grow", "base", ["append", repo, wave, "--grow-variants"]), repeats=1)
+    grown = vczrepo.Repository.open(repo).log("grow-0", limit=1)[0].metadata["variants_grown"]
+    return {
+        "extend / cp -r of the part": b.runs["extend"].op / b.runs["cp_part"].op,
+        "grow / aligned append of a batch": b.runs["grow"].op / b.runs["append_aligned"].op,
+        "grow: sites inserted": grown["n_variants_inserted"],
+        "grow: chunks rewritten": grown["chunks"],
+        "grow: ms per rewritten chunk": 1000 * b.runs["grow"].op / grown["chunks"],
+    }
+
+
 def bench_history(b: Bench, path: Path, commits: int) -> None:
     """log, tag and branch with 1 commit, then with `commits` commits on main."""
     for depth, suffix in ((1, "1"), (commits, "H")):
@@ -360,6 +404,8 @@ def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Lo
     repo = work / "cohort.vczrepo"
     log("writes")
     bench_writes(b, data, repo)
+    log("variants")
+    variants = bench_variants(b, data, repo)
     log("reads")
     bench_reads(b, data, repo)
     log("history")
@@ -378,6 +424,7 @@ def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Lo
         "load_average": [round(load, 2), round(os.getloadavg()[1], 2)],
         "startup_seconds": startup,
         "runs": {k: dataclasses.asdict(r) for k, r in b.runs.items()},
+        "variant_axis": variants,
         "targets": [
             {**dataclasses.asdict(t), "met": t.met, "ci_limit": CI_FACTOR * t.limit if t.ci else None}
             for t in targets(b.runs, commits)
@@ -396,6 +443,8 @@ def table(results: dict) -> str:
         lines.append(f"| start-up: python -c {code!r} | {seconds:.2f} | | |")
     for r in results["runs"].values():
         lines.append(f"| {r['label']} | {r['wall']:.2f} | {r['op']:.3f} | {r['rss_mib']:.0f} |")
+    lines += ["", "| along variants | measured |", "|---|---:|"]
+    lines += [f"| {name} | {value:.3g} |" for name, value in results["variant_axis"].items()]
     lines += ["", "| target | measured | limit | met | CI limit |", "|---|---:|---:|---|---:|"]
     for t in results["targets"]:
         ci = f"{t['ci_limit']:g}{t['unit']}" if t["ci_limit"] else "-"

@@ -55,3 +55,15 @@ def whole_vcz(tmp_path_factory, data) -> Path:
     b2z_vcf.convert([str(data / "sample.vcf.gz")], str(out), zarr_format=3)
     return out
 
+
+
+@pytest.fixture
+def tagged(tmp_path) -> Path:
+    """A small repository: an init tagged t1, then an append on main (two sample chunks each)."""
+    from vcfgen import make_vcz
+
+    path = tmp_path / "t"
+    repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1", "S2"], samples_chunk_size=2))
+    repo.create_tag("t1")
+    repo.append(make_vcz(tmp_path, "b", ["S3", "S4"], samples_chunk_size=2))
+    return path

@@ -36,3 +36,29 @@ def state(repo_path) -> tuple[dict, dict, list[str]]:
     """Everything a failed operation must leave unchanged: branch heads, tags, history."""
     repo = vczrepo.Repository.open(repo_path)
     return repo.branches(), repo.tags(), [c.id for c in repo.log()]
+
+
+VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
+
+
+def indexed_vcf(tmp, name: str, header: str, samples: list[str], records: list[str]):
+    """`tmp/name.vcf.gz`, bgzipped and indexed by bcftools, from a header, sample names and data lines."""
+    import subprocess
+
+    raw = tmp / f"{name}.vcf"
+    raw.write_text(header + "\t".join(VCF_COLUMNS + samples) + "\n" + "\n".join(records) + "\n")
+    out = tmp / f"{name}.vcf.gz"
+    subprocess.run(["bcftools", "view", "-Oz", "-o", str(out), str(raw)], check=True)
+    subprocess.run(["bcftools", "index", "-f", str(out)], check=True)
+    return out
+
+
+def converted(vcf, variants_chunk_size: int, samples_chunk_size: int):
+    """The bio2zarr conversion of `x.vcf.gz` beside it, as `x.vcz` (made once)."""
+    from bio2zarr import vcf as b2z_vcf
+
+    out = vcf.parent / vcf.name.replace(".vcf.gz", ".vcz")
+    if not out.exists():
+        b2z_vcf.convert([str(vcf)], str(out), variants_chunk_size=variants_chunk_size,
+                        samples_chunk_size=samples_chunk_size, zarr_format=3)
+    return out

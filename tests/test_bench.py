@@ -39,8 +39,10 @@ def test_bench_tiny_runs_end_to_end(tmp_path: Path) -> None:
     results, _ = _bench(tmp_path, "tiny")
     assert results["size"] == "tiny"
     runs = results["runs"]
-    for key in ("append_aligned", "append_unaligned", "remove_1_at_N", "view_vczrepo", "log_H", "tag_H"):
+    for key in ("append_aligned", "append_unaligned", "remove_1_at_N", "view_vczrepo", "log_H", "tag_H", "extend",
+                "grow"):
         assert key in runs, sorted(runs)
+    assert results["variant_axis"]["grow: sites inserted"] > 0
     targets = results["targets"]
     assert len([t for t in targets if t["ci_limit"] is not None]) >= 10
     bad = [t["name"] for t in targets if not (math.isfinite(t["value"]) and t["value"] > 0)]

@@ -110,3 +110,26 @@ def test_distributed_append_leaves_dask_default_scheduler_alone(tmp_path, cluste
     import dask.array as da
 
     assert int(da.ones(4, chunks=2).sum().compute()) == 4  # local dask still works
+
+
+def test_distributed_grow_equals_local_grow(cli, tmp_path, cluster):
+    """append --grow-variants with workers: the rewrite of the moved rows is shared out too."""
+    import zarr
+
+    base = _batch(tmp_path / "a.vcz", ["A0", "A1", "A2", "A3"], 1)
+    wave = _batch(tmp_path / "w.vcz", [f"W{i}" for i in range(5)], 3)
+    positions = zarr.open_group(wave, mode="r+")["variant_position"]
+    pos = np.asarray(positions[:])
+    room = np.append(pos[1:] - pos[:-1] > 1, True)
+    moved = (np.arange(len(pos)) % 10 == 5) & room
+    positions[:] = pos + moved  # a tenth of the wave's sites are new
+    local, dist = tmp_path / "local", tmp_path / "dist"
+    for path in (local, dist):
+        vczrepo.Repository.init(path, base)
+    cli("append", local, wave, "--grow-variants", "--no-align")
+    cli("append", dist, wave, "--grow-variants", "--scheduler", cluster.scheduler_address)
+    a, b = vczrepo.open_group(local), vczrepo.open_group(dist)
+    assert a["variant_position"].shape[0] == N_VARIANTS + int(moved.sum())
+    for name, array in a.arrays():
+        np.testing.assert_array_equal(array[...], b[name][...], err_msg=name)
+    assert vczrepo.Repository.open(dist).check().ok

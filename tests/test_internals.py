@@ -152,3 +152,20 @@ def test_canary_icechunk_chunk_iterator_and_layout(tmp_path):
     session.commit("x")
     files = list((tmp_path / "r" / "chunks").iterdir())  # icechunk's documented layout: chunks/<id>
     assert len(files) == 1
+
+
+def test_canary_members_opens_every_member_and_returns_each_failure(tmp_path):
+    from vczrepo.internals import members
+
+    root = zarr.open_group(tmp_path / "g", mode="w", zarr_format=3)
+    for name in ("a", "b", "c"):
+        root.create_array(name, shape=(4,), dtype="int8")
+    root.create_group("sub")
+    (tmp_path / "g" / "stray").mkdir()
+    doc = (tmp_path / "g" / "b" / "zarr.json")
+    doc.write_text(doc.read_text().replace('"int8"', '"no_such_type"'))
+    found = dict(members(zarr.open_group(tmp_path / "g", mode="r")))
+    assert sorted(found) == ["a", "b", "c", "sub"]
+    assert isinstance(found["a"], zarr.Array)
+    assert isinstance(found["sub"], zarr.Group)
+    assert isinstance(found["b"], ValueError)

@@ -150,6 +150,47 @@ def test_purge_and_gc(server, prefix, tmp_path):
     assert _check(repo)
 
 
+def test_digest_records_on_object_storage(cli, server, prefix, tmp_path):
+    """Each commit records its snapshot and new manifests beside them; check verifies them and
+    names a flipped object; gc deletes the records of what it collects."""
+    from vczrepo.storage import RawObjects
+
+    url, opts = server.url(prefix), server.cli_options
+    repo, _ = vczrepo.Repository.init(url, make_vcz(tmp_path, "base", ["D1", "D2"], samples_chunk_size=2),
+                                      storage_options=server.options)
+    repo.create_tag("t")
+    repo.append(make_vcz(tmp_path, "more", ["D3"], samples_chunk_size=2))
+    raw = RawObjects(storage.parse_location(url, server.options))
+
+    def recorded() -> tuple[set[str], set[str]]:
+        objects = {k for kind in ("snapshots/", "manifests/") for k in raw.keys(kind)}
+        return objects, {k.removeprefix("vczrepo-digests/") for k in raw.keys("vczrepo-digests/")}
+
+    objects, records = recorded()
+    assert objects == records
+    report = vczrepo.Repository.open(url, server.options).check()
+    assert report.ok
+    assert report.objects_verified == len(objects)
+    victim = sorted(k for k in objects if k.startswith("manifests/"))[0]
+    original = raw.get(victim)
+    assert original is not None
+    raw.put(victim, bytes([original[0] ^ 1]) + original[1:])
+    result = cli("check", url, *opts, ok=False)
+    assert result.exit_code == 8
+    assert f"problem: {victim}: checksum mismatch" in result.stderr
+    raw.put(victim, original)
+    raw.delete([f"vczrepo-digests/{victim}"])  # as a commit made by another tool: unverified, not damage
+    report = vczrepo.Repository.open(url, server.options).check()
+    assert report.ok
+    assert report.objects_unverified == 1
+    result = _purge_and_gc(vczrepo.Repository.open(url, server.options), ["D2"])
+    assert result.records_deleted > 0
+    objects, records = recorded()
+    assert records <= objects
+    assert objects - records <= {victim}
+    assert _check(vczrepo.Repository.open(url, server.options))
+
+
 def test_explicit_credentials_instead_of_the_environment(server, prefix, tmp_path, monkeypatch):
     for key in ENV[server.kind]:
         if "KEY" in key or "TOKEN" in key:

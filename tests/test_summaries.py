@@ -11,6 +11,7 @@ import pytest
 import zarr
 from helpers import vcf_body
 
+import vczrepo
 from vczrepo import summaries
 
 pytestmark = pytest.mark.skipif(shutil.which("bcftools") is None,
@@ -333,3 +334,26 @@ def test_fields_not_true_of_the_samples_are_stale_and_left_alone(tmp_path, panel
     assert summaries.maintained_fields(root) == list(summaries.MAINTAINED)
     want = fill_tags(panel, tmp_path / "rest.vcf.gz", samples=SAMPLES[1:7])
     assert_same_summaries(info_of(vcf_body(root)), info_of(reference(want)))
+
+
+def test_grow_variants_keeps_summaries_true(tmp_path, panel):
+    """A second wave with sites the first lacks, appended with --grow-variants: the maintained
+    fields equal +fill-tags on `bcftools merge -m none` of the waves (missing where a wave lacks a site)."""
+    first, second = SAMPLES[:7], SAMPLES[7:]
+    rows = [line.split("\t") for line in bcf(["view", "-H", str(panel)]).splitlines()]
+    lacking = tmp_path / "lacking.tsv"  # every third site is not in the first wave
+    lacking.write_text("".join(f"{r[0]}\t{r[1]}\n" for i, r in enumerate(rows) if i % 3 == 0))
+    wave_a = bcf(["view", "-s", ",".join(first), "-T", f"^{lacking}", "-Oz", "-o", str(tmp_path / "a0.vcf.gz"),
+                  str(panel)], tmp_path / "a0.vcf.gz")
+    wave_a = bcf(["+fill-tags", str(wave_a), "-Oz", "-o", str(tmp_path / "a.vcf.gz"), "--", "-t", TAGS],
+                 tmp_path / "a.vcf.gz")
+    wave_b = fill_tags(panel, tmp_path / "b.vcf.gz", samples=second)
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz_path(wave_a, tmp_path / "a.vcz"))
+    result = repo.append(to_vcz_path(wave_b, tmp_path / "b.vcz"), grow_variants=True)
+    assert result.metadata["variants_grown"]["n_variants_inserted"] == len(rows[::3])
+    assert set(result.metadata["summaries_updated"]) == set(summaries.MAINTAINED)
+    merged = bcf(["merge", "-m", "none", "-Oz", "-o", str(tmp_path / "m0.vcf.gz"), str(wave_a), str(wave_b)],
+                 tmp_path / "m0.vcf.gz")
+    want = bcf(["+fill-tags", str(merged), "-Oz", "-o", str(tmp_path / "m.vcf.gz"), "--", "-t", TAGS],
+               tmp_path / "m.vcf.gz")
+    assert_same_summaries(info_of(vcf_body(repo.group())), info_of(reference(want)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import zarr
-from helpers import vcf_body
+from helpers import converted, indexed_vcf, vcf_body
 
 import vczrepo
 
@@ -30,7 +30,6 @@ HEADER = """##fileformat=VCFv4.3
 ##INFO=<ID=AN,Number=1,Type=Integer,Description="Allele number">
 ##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">
 """
-COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
 PANEL_A = (["A1", "A2", "A3"], [
     "1\t100\trs1\tA\tC\t30\tPASS\tDP=10;DB;AC=1;AN=6\tGT\t0/1\t0/0\t0/0",
     "1\t200\t.\tG\tT,C\t20\tq10\tDP=5;AC=1,1;AN=6\tGT\t1/2\t0/0\t./.",
@@ -46,20 +45,11 @@ PANEL_B = (["B1", "B2"], [
 
 
 def panel(tmp: Path, name: str, samples: list[str], records: list[str]) -> Path:
-    raw = tmp / f"{name}.vcf"
-    raw.write_text(HEADER + "\t".join(COLUMNS + samples) + "\n" + "\n".join(records) + "\n")
-    out = tmp / f"{name}.vcf.gz"
-    subprocess.run(["bcftools", "view", "-Oz", "-o", str(out), str(raw)], check=True)
-    subprocess.run(["bcftools", "index", "-f", str(out)], check=True)
-    return out
+    return indexed_vcf(tmp, name, HEADER, samples, records)
 
 
 def to_vcz(vcf: Path) -> Path:
-    from bio2zarr import vcf as b2z_vcf
-
-    out = vcf.parent / vcf.name.replace(".vcf.gz", ".vcz")
-    b2z_vcf.convert([str(vcf)], str(out), variants_chunk_size=2, samples_chunk_size=2, zarr_format=3)
-    return out
+    return converted(vcf, 2, 2)
 
 
 @pytest.fixture

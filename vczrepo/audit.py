@@ -17,6 +17,8 @@ Where an id can live in an icechunk (spec 2) repository, as measured on icechunk
 - `manifests/<id>`: chunk references — and inline chunks (small chunks, e.g. sample_id
   of a small repository, are stored inside the manifest).
 - `chunks/<id>`: chunk data, encoded by the array's codecs (blosc/zstd for VCZ).
+- `vczrepo-digests/…`: vczrepo's own digest records (vczrepo.digests): ids, sizes and
+  checksums only, so not scanned.
 
 Every icechunk file starts with a 39-byte header (magic, writer version, spec version,
 file type, compression) followed by a zstd frame of a flatbuffer. `scan_bytes` therefore
@@ -37,12 +39,11 @@ writers finish).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import storage
+from . import digests, storage
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ICECHUNK_MAGIC = b"ICE\xf0\x9f\xa7\x8aCHUNK"
@@ -125,22 +126,16 @@ def _whole_blosc(data: bytes) -> bytes | None:
 
 
 def iter_objects(loc: storage.Location) -> Iterator[tuple[str, bytes]]:
-    """(key, bytes) of every object stored under the repository."""
-    if loc.is_local:
-        root = Path(loc.path)
-        for dirpath, _, files in os.walk(root):
-            for f in sorted(files):
-                path = Path(dirpath) / f
-                yield path.relative_to(root).as_posix(), path.read_bytes()
-        return
-    if loc.scheme == "memory":
-        raise ValueError("audit cannot read an in-memory repository's objects")
-    import obstore
-
-    store = storage.object_store(loc)
-    for batch in obstore.list(store):
-        for meta in batch:
-            yield meta["path"], bytes(obstore.get(store, meta["path"]).bytes())
+    """(key, bytes) of every object stored under the repository, except vczrepo's digest
+    records: object ids, sizes and checksums by construction, never a sample id, and short
+    random bytes in which a short id could appear by chance."""
+    store = storage.RawObjects(loc)
+    for key in store.keys():
+        if key.startswith(digests.PREFIX):
+            continue
+        data = store.get(key)
+        if data is not None:
+            yield key, data
 
 
 def audit(location, names: Iterable[str], storage_options: dict | None = None) -> list[Finding]:
@@ -180,15 +175,6 @@ def erase_overwritten(location, storage_options: dict | None = None, *, dry_run:
     loc = _location(location, storage_options)
     with storage.write_lock(loc):
         keys = superseded_documents(loc)
-        if dry_run:
-            return keys
-        if loc.is_local:
-            for key in keys:
-                (Path(loc.path) / key).unlink(missing_ok=True)
-            return keys
-        import obstore
-
-        store = storage.object_store(loc)
-        if keys:
-            obstore.delete(store, keys)
+        if not dry_run:
+            storage.RawObjects(loc).delete(keys)
         return keys

@@ -6,9 +6,11 @@ chunk's checksum, see vczrepo.checksums and vczrepo.internals); shapes must agre
 and variants; sample ids must be unique apart from nulls; null samples must hold only
 missing/fill values (True in masks); every mask must equal its array's missing calls
 (call_genotype_mask == (call_genotype < 0)); and the commit journal replayed from the first
-commit must give the stored sample list. With `deep`, the stored bytes of every chunk of
-every snapshot in the history of the refs are verified against their checksums; arrays
-without checksums (repositories made before them) are reported as unverified.
+commit must give the stored sample list; every snapshot and manifest the refs reach must
+match its digest record (vczrepo.digests; objects without one are counted as unverified).
+With `deep`, the stored bytes of every chunk of every snapshot in the history of the refs
+are verified against their checksums; arrays without checksums (repositories made before
+them) are reported as unverified.
 
 Damage is reported one line per problem naming the object (ref, snapshot, repository
 document, chunk), never a storage trace. `repair_masks` is the data-commit function that
@@ -31,7 +33,7 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from . import checksums, journal, schema, storage
+from . import checksums, digests, journal, schema, storage
 from .chunks import Pipeline, chunk_ranges
 from .errors import IntegrityError, RepositoryError, VczRepoError
 
@@ -70,6 +72,8 @@ class CheckReport:
     deep: bool = False
     chunks_verified: int = 0
     unverified: list[str] = field(default_factory=list)  # arrays without checksums (deep only)
+    objects_verified: int = 0  # snapshots and manifests matching their digest records
+    objects_unverified: int = 0  # … without a record (made before records, or by other tools)
 
     @property
     def problems(self) -> list[str]:
@@ -108,6 +112,8 @@ class CheckReport:
             "repository_problems": list(self.repository_problems),
             "chunks_verified": self.chunks_verified,
             "unverified": list(self.unverified),
+            "objects_verified": self.objects_verified,
+            "objects_unverified": self.objects_unverified,
             "problems": self.problems,
         }
 
@@ -116,7 +122,9 @@ class CheckReport:
         status = "ok" if self.ok else f"{len(self.problems)} problem(s)"
         refs = ", ".join(f"{r.ref} ({r.snapshot or '?'})" for r in self.refs) or "no refs"
         deep = f", {self.chunks_verified} chunks verified by checksum" if self.deep else ""
-        return f"{refs}: {self.arrays_read} arrays, {self.chunks_read} chunks read{deep}: {status}"
+        unrecorded = f" ({self.objects_unverified} unverified: no digest recorded)" if self.objects_unverified else ""
+        return (f"{refs}: {self.arrays_read} arrays, {self.chunks_read} chunks read{deep}, "
+                f"{self.objects_verified} snapshots and manifests verified by digest{unrecorded}: {status}")
 
 
 def _say(e: BaseException) -> str:
@@ -198,12 +206,16 @@ def _journal_problems(repo: Repository, sid: str, ids: list[str]) -> list[str]:
     commits = [c for c in repo.log(sid) if c.op != "root"][::-1]
     if any("vczrepo" not in c.metadata for c in commits):
         return []
+    oldest: list[str] = []
+    if commits and commits[0].op != "init":  # history expired (gc --expire): replay from the oldest commit kept
+        oldest = schema.sample_ids(repo.group(commits[0].id, verify=False)).tolist()
+        commits = commits[1:]
     removed: dict[int, str] = {}
     for c in commits:
         for i, name in zip(c.metadata.get("sample_indexes_removed", []), c.metadata.get("samples_removed", []),
                            strict=True):
             removed.setdefault(i, name)
-    samples: list[str] = []
+    samples = oldest
     for c in commits:
         m = c.metadata
         samples.extend([schema.NULL_SAMPLE] * m.get("n_padding", 0))
@@ -366,10 +378,20 @@ def check(repo: Repository, at: str | None = None, deep: bool = False) -> CheckR
         found = check_ref(repo, name, sid)
         found.problems = list(dict.fromkeys(found.problems))  # a chunk read for two arrays is one problem
         report.refs.append(found)
+    heads = [r.snapshot for r in report.refs if r.snapshot]
+    _verify_digests(repo, heads, report)
     if deep:
-        _deep(repo, [r.snapshot for r in report.refs if r.snapshot], report)
-        report.repository_problems = list(dict.fromkeys(report.repository_problems))
+        _deep(repo, heads, report)
+    report.repository_problems = list(dict.fromkeys(report.repository_problems))
     return report
+
+
+def _verify_digests(repo: Repository, heads: list[str], report: CheckReport) -> None:
+    """Every snapshot and manifest reachable from the refs checked, against its digest record."""
+    found = digests.verify(repo.location, digests.reachable(repo.icechunk, heads))
+    report.repository_problems.extend(found.problems)
+    report.objects_verified = found.verified
+    report.objects_unverified = len(found.unverified)
 
 
 def check_path(url, storage_options: dict | None = None, at: str | None = None, deep: bool = False) -> CheckReport:
@@ -418,6 +440,12 @@ def repair_masks(pipe: Pipeline, root: zarr.Group) -> dict:
     return {"op_detail": "repair masks", "chunks_rewritten": dict(sorted(fixed.items()))}
 
 
+def lacking_checksums(root: zarr.Group) -> dict[str, zarr.Array]:
+    """The arrays add_checksums would upgrade (format 3, no crc32c codec)."""
+    return {name: a for name, a in schema.arrays(root).items()
+            if a.metadata.zarr_format == 3 and not checksums.has_checksum(a)}
+
+
 def add_checksums(pipe: Pipeline, root: zarr.Group) -> dict:
     """Give every array without one the crc32c codec: its metadata gains the codec and each
     stored chunk its checksum, as bytes (nothing decoded). A data-commit `apply` function.
@@ -444,8 +472,6 @@ def add_checksums(pipe: Pipeline, root: zarr.Group) -> dict:
         await store.set(f"{array.path}/zarr.json", meta.to_buffer_dict(proto)["zarr.json"])
         return len(keys)
 
-    for name, array in schema.arrays(root).items():
-        if array.metadata.zarr_format != 3 or checksums.has_checksum(array):
-            continue
+    for name, array in lacking_checksums(root).items():
         upgraded[name] = sync(upgrade(array))
     return {"op_detail": "add checksums", "chunks_upgraded": dict(sorted(upgraded.items()))}

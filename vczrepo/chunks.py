@@ -134,7 +134,8 @@ Share = tuple[int, int]  # (k, n): this worker's part of the work, chunk rows k,
 WHOLE: Share = (0, 1)
 
 
-def _mine(first_chunk_index: int, share: Share) -> bool:
+def mine(first_chunk_index: int, share: Share) -> bool:
+    """Is this chunk row in the worker's share?"""
     return first_chunk_index % share[1] == share[0]
 
 
@@ -216,7 +217,7 @@ def _outer_regions(array: zarr.Array, axis: int, share: Share) -> list[tuple]:
     """Chunk regions over every axis but the sample axis (whose entry is left as a full slice)."""
     axes = [[slice(None)] if i == axis else list(chunk_ranges(n, c))
             for i, (n, c) in enumerate(zip(array.shape, array.chunks, strict=True))]
-    return [r for r in itertools.product(*axes) if _mine(r[0].start // array.chunks[0] if axis else 0, share)]
+    return [r for r in itertools.product(*axes) if mine(r[0].start // array.chunks[0] if axis else 0, share)]
 
 
 class Pipeline:
@@ -261,7 +262,7 @@ class Pipeline:
                             share: Share) -> None:
         """Copy stored chunks as bytes, each checked on the way: blosc frames by their header
         (sizes), other codecs by decoding once."""
-        grid = [c for c in _chunk_grid(src) if _mine(c[0], share)]
+        grid = [c for c in _chunk_grid(src) if mine(c[0], share)]
         limit = asyncio.Semaphore(self.settings.concurrency)
         proto = default_buffer_prototype()
         by_header = _blosc_only(src)
@@ -323,7 +324,7 @@ class Pipeline:
             s = region[axis]
             out[region] = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
 
-        regions = [r for r in sample_regions(dst, offset, offset + n) if _mine(r[0].start // dst.chunks[0], share)]
+        regions = [r for r in sample_regions(dst, offset, offset + n) if mine(r[0].start // dst.chunks[0], share)]
         self.run_bounded(one, regions, "recompose", desc=dst.path)
 
     def copy_array(self, src: zarr.Array, dst: zarr.Array) -> None:
@@ -356,7 +357,7 @@ class Pipeline:
         for c, members in by_chunk.items():
             start, stop = c * chunk, min((c + 1) * chunk, array.shape[axis])
             for region in sample_regions(array, start, stop):
-                if _mine(region[0].start // array.chunks[0], share):
+                if mine(region[0].start // array.chunks[0], share):
                     tasks.append((region, members))
 
         out = self.writer(array)

@@ -302,20 +302,41 @@ def init(state: State, repo, sources, variants_from, message, variants_chunk_siz
               help="Map a batch with another variant set onto the repository's variants first.")
 @click.option("--allow-new-alleles", is_flag=True,
               help="With --normalise: add the batch's new ALT alleles at existing sites.")
+@click.option("--grow-variants", is_flag=True,
+              help="Insert the batch's sites the repository lacks (missing for the samples already there), "
+                   "then append it normalised onto the grown variants. Rewrites every chunk from the first "
+                   "inserted site on: see --dry-run.")
+@click.option("--dry-run", is_flag=True, help="With --grow-variants: say what it would rewrite, change nothing.")
 @drop_stale_option
 @distributed_options
 @storage_option
 @json_option
 @pass_state
 def append(state: State, repo, source, branch, message, variants_chunk_size, samples_chunk_size,
-           fill_missing_fields, align, normalise, allow_new_alleles, drop_stale_info, workers, scheduler,
-           storage_options, as_json):
+           fill_missing_fields, align, normalise, allow_new_alleles, grow_variants, dry_run, drop_stale_info,
+           workers, scheduler, storage_options, as_json):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
-    result = state.open(repo, storage_options, workers=workers, scheduler=scheduler).append(
+    if dry_run and not grow_variants:
+        raise click.UsageError("--dry-run needs --grow-variants")
+    repository = state.open(repo, storage_options, workers=workers, scheduler=scheduler)
+    if dry_run:
+        cost = repository.growth(source, branch=branch)
+        if as_json:
+            _emit_json(cost.to_json())
+            return
+        if not cost.n_variants_inserted:
+            click.echo("no new sites: nothing to grow")
+            return
+        added = f", {len(cost.contigs_added)} new contig(s)" if cost.contigs_added else ""
+        click.echo(f"would insert {cost.n_variants_inserted} site(s) among {cost.n_variants} variants{added}, "
+                   f"the first at {cost.first_inserted}, and rewrite {cost.chunks} chunk(s) in {cost.arrays} "
+                   f"arrays ({cost.stored_bytes} bytes stored)")
+        return
+    result = repository.append(
         source, branch=branch, message=message,
         variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
         fill_missing_fields=fill_missing_fields, align=align, normalise=normalise,
-        allow_new_alleles=allow_new_alleles, drop_stale_info=drop_stale_info,
+        allow_new_alleles=allow_new_alleles, drop_stale_info=drop_stale_info, grow_variants=grow_variants,
     )
     _print_commit(result, as_json)
 
@@ -691,7 +712,8 @@ def repair(state: State, repo, branch, message, storage_options, as_json):
 @json_option
 @pass_state
 def add_checksums(state: State, repo, branch, message, storage_options, as_json):
-    """Give a repository made before checksums a crc32c on every chunk (as bytes), as one commit."""
+    """Give a repository made before checksums a crc32c on every chunk (as bytes), as one commit,
+    and a digest record to every snapshot and manifest that has none."""
     _print_commit(state.open(repo, storage_options).add_checksums(branch=branch, message=message), as_json)
 
 

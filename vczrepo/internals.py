@@ -8,7 +8,8 @@ changes what it relies on:
 - `SessionStore` (a zarr `WrapperStore`): chunks of a local repository read straight from
   their files, by icechunk's documented layout (`chunks/<id>`) and
   `IcechunkStore.array_chunk_iterator`;
-- `click_params` and `click_saw_broken_pipe`: click's `__click_params__` and its EPIPE wrapper.
+- `click_params` and `click_saw_broken_pipe`: click's `__click_params__` and its EPIPE wrapper;
+- `members`: a group's members opened through zarr's `Group._async_group.getitem`.
 
 The zarr store vczrepo reads a session through: chunks of a local repository come
 straight from their files.
@@ -43,9 +44,10 @@ import icechunk
 import numpy as np
 import zarr
 from icechunk.store import IcechunkStore
-from zarr.abc.store import ByteRequest
+from zarr.abc.store import ByteRequest, Store
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
 from . import checksums
@@ -90,6 +92,40 @@ def click_params(decorator: Callable) -> list[click.Parameter]:
     decorator(target)
     return list(getattr(target, "__click_params__", []))
 
+
+_NOT_MEMBERS = frozenset({"zarr.json", ".zattrs", ".zgroup", ".zarray", ".zmetadata"})
+
+
+def members(group: zarr.Group) -> list[tuple[str, zarr.Array | zarr.Group | Exception]]:
+    """Every direct member of a group, by name, opened concurrently; a member whose metadata
+    cannot be read comes back as its exception. (zarr's `Group.arrays` stops at the first
+    failure and leaves its other tasks pending or unretrieved: asyncio then prints "Task
+    exception was never retrieved" and the process can even crash at exit.)"""
+    return sync(_members(group))
+
+
+async def _members(group: zarr.Group) -> list[tuple[str, zarr.Array | zarr.Group | Exception]]:
+    async_group = group._async_group
+    limit = asyncio.Semaphore(zarr.config.get("async.concurrency"))
+
+    async def one(name: str):
+        async with limit:
+            return await async_group.getitem(name)
+
+    if async_group.metadata.consolidated_metadata is not None:
+        names = sorted(async_group.metadata.consolidated_metadata.metadata)
+    else:
+        names = sorted({n async for n in group.store.list_dir(group.path)} - _NOT_MEMBERS)
+    opened = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+    out: list[tuple[str, zarr.Array | zarr.Group | Exception]] = []
+    for name, node in zip(names, opened, strict=True):
+        if isinstance(node, KeyError):  # a key that is no node (e.g. a stray file)
+            continue
+        if isinstance(node, BaseException) and not isinstance(node, Exception):
+            raise node  # an interrupt
+        out.append((name, node if isinstance(node, Exception) else
+                    zarr.Array(node) if isinstance(node, AsyncArray) else zarr.Group(node)))
+    return out
 
 
 @dataclass
@@ -260,3 +296,16 @@ def damaged_object(error: Exception) -> str:
              "transactions": "transaction log"}
     prefix = f"{kinds[found[0][0]]} {found[0][1]}: " if found else ""
     return prefix + short_message(error)
+
+
+def stored_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
+    """The stored size of each chunk of an array (in a chunk file or inlined in a manifest)."""
+    assert isinstance(store, SessionStore)  # the store of a group opened on a session (session_store)
+
+    async def sizes() -> dict[tuple[int, ...], int]:
+        found: dict[tuple[int, ...], int] = {}
+        async for coords, _, _, _, lengths, _ in store._store.array_chunk_iterator(array):
+            found.update((tuple(int(c) for c in xs), int(n)) for xs, n in zip(coords, lengths, strict=True))
+        return found
+
+    return sync(sizes())

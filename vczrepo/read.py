@@ -116,7 +116,9 @@ def dataset(repo: Repository, at: str, keep_null_samples: bool = False) -> Any:
         import xarray as xr
     except ImportError as e:
         raise ReadError("open_dataset needs xarray: install vczrepo[xarray]") from e
-    session = repo.icechunk.readonly_session(snapshot_id=repo.resolve(at))
+    sid = repo.resolve(at)
+    repo.group(sid)  # every array's metadata readable: damage is one IntegrityError before xarray lists them
+    session = repo.icechunk.readonly_session(snapshot_id=sid)
     ds = xr.open_zarr(session_store(session, repo.location), consolidated=False, zarr_format=3)
     if keep_null_samples:
         return ds

@@ -19,13 +19,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import icechunk
 import numpy as np
 import zarr
 
-from . import refs, schema, storage
+from . import refs, schema, storage, validate
 from .chunks import Pipeline
 from .errors import (
     IntegrityError,
@@ -43,6 +43,9 @@ from .journal import Commit
 from .settings import DEFAULT, Settings
 from .sources import is_vcf, open_source
 from .transaction import Apply, OpenMode, Transaction
+
+if TYPE_CHECKING:
+    from .ops.grow import GrowthCost
 
 DEFAULT_BRANCH = "main"
 RENAMED_TAGS = "vczrepo_renamed_tags"
@@ -309,19 +312,27 @@ class Repository:
         return self.icechunk.lookup_branch(branch)
 
     # ----- reading -----
-    def group(self, at: str = DEFAULT_BRANCH) -> zarr.Group:
-        """Read-only root group of the VCZ at a ref (for vcztools.VczReader)."""
+    def group(self, at: str = DEFAULT_BRANCH, *, verify: bool = True) -> zarr.Group:
+        """Read-only root group of the VCZ at a ref (for vcztools.VczReader). `verify` opens every
+        array's metadata first, so that damage is one IntegrityError before a reader lists them
+        (False: for callers that read a named array or two, e.g. once per commit of a history)."""
         sid = self.resolve(at)
         try:
             session = self.icechunk.readonly_session(snapshot_id=sid)
-            return zarr.open_group(session_store(session, self.location), mode="r")
+            root = zarr.open_group(session_store(session, self.location), mode="r")
         except zarr.errors.GroupNotFoundError as e:
             raise RefError(f"snapshot {sid} holds no VCZ (the repository's empty root commit)") from e
         except icechunk.IcechunkError as e:  # a missing or corrupt snapshot: damage (exit 8)
-            from .errors import IntegrityError
             from .internals import damaged_object
 
             raise IntegrityError(f"snapshot {sid} unreadable: {damaged_object(e)}") from e
+        if not verify:
+            return root
+        try:
+            schema.arrays(root)  # a damaged array metadata document is named here, before any reader lists them
+        except IntegrityError as e:
+            raise IntegrityError(f"snapshot {sid}: {e}") from e
+        return root
 
     def samples(self, at: str = DEFAULT_BRANCH) -> list[str]:
         """The live sample ids at a ref, in column order (removed and padding columns left out)."""
@@ -332,7 +343,7 @@ class Repository:
         journal keeps their columns, not their names); purged ones read as null."""
         sid = self.resolve(at)
         start, stop = self.log(sid, limit=1)[0].metadata.get("sample_range", (0, 0))
-        return schema.sample_ids(self.group(sid))[start:stop].tolist() if stop > start else []
+        return schema.sample_ids(self.group(sid, verify=False))[start:stop].tolist() if stop > start else []
 
     def log(self, at: str = DEFAULT_BRANCH, limit: int | None = None) -> list[Commit]:
         """History of a ref, newest first, with the branches and tags pointing at each commit."""
@@ -481,6 +492,7 @@ class Repository:
         normalise: bool = False,
         allow_new_alleles: bool = False,
         drop_stale_info: bool = False,
+        grow_variants: bool = False,
     ) -> CommitResult:
         """Add the samples of a VCZ (or VCF/BCF) batch as one commit on `branch`.
 
@@ -496,21 +508,26 @@ class Repository:
         converted with the repository's chunking unless the chunk sizes are given.
         INFO fields that are functions of the genotypes (AC, AN, AF, NS, …) are updated in the
         same commit; `drop_stale_info` drops the INFO fields that cannot be (site DP, …).
+        `grow_variants` first makes the repository's variants the sorted union with the batch's
+        (its new sites are inserted, missing for the samples already there; see ops.grow and
+        `growth` for what that rewrites), then appends the batch normalised onto them.
         """
         return self._append(source, branch=branch, message=message, variants_chunk_size=variants_chunk_size,
                             samples_chunk_size=samples_chunk_size, fill_missing_fields=fill_missing_fields,
                             align=align, normalise=normalise, allow_new_alleles=allow_new_alleles,
-                            drop_stale_info=drop_stale_info)
+                            drop_stale_info=drop_stale_info, grow_variants=grow_variants)
 
     def _append(self, source: str | os.PathLike | zarr.Group, *, branch: str, message: str | None,
                 extra: dict | None = None, variants_chunk_size: int | None = None,
                 samples_chunk_size: int | None = None, fill_missing_fields: bool = False,
                 align: bool | None = None, normalise: bool = False, allow_new_alleles: bool = False,
-                drop_stale_info: bool = False) -> CommitResult:
-        from .ops.append import append_batch, append_normalised
+                drop_stale_info: bool = False, grow_variants: bool = False) -> CommitResult:
+        from .ops.append import append_batch, append_grown, append_normalised
 
         if allow_new_alleles and not normalise:
             raise UsageError("--allow-new-alleles needs --normalise")
+        if allow_new_alleles and grow_variants:
+            raise UsageError("--allow-new-alleles does not go with --grow-variants (a new ALT allele makes a new site)")
         if self.settings.distributed:
             _require_dask()
         head = self._require_branch(branch)
@@ -524,13 +541,35 @@ class Repository:
         ) as src:
 
             def apply(root: zarr.Group) -> dict:
-                if normalise:
+                if grow_variants:
+                    summary = append_grown(self.pipe, root, self._before(root), self.location, src, **options)
+                elif normalise:
                     summary = append_normalised(self.pipe, root, src, allow_new_alleles=allow_new_alleles, **options)
                 else:
                     summary = append_batch(self.pipe, root, src, **options)
                 return {**summary, **_dropped(root, drop_stale_info), **(extra or {})}
 
             return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
+
+    def growth(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH) -> GrowthCost:
+        """What `append(source, grow_variants=True)` would rewrite on `branch` (nothing is written):
+        the sites it inserts, and the chunks and stored bytes of the rows that move."""
+        from .ops.grow import cost, plan
+
+        head = self._require_branch(branch)
+        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
+        with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+                         storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
+            validate.check_batch(src.group)
+            root = self.group(head)
+            return cost(root, plan(root, src.group))
+
+    def _before(self, root: zarr.Group) -> zarr.Group:
+        """The committed state a writable session's root started from, read-only."""
+        from .internals import SessionStore
+
+        assert isinstance(root.store, SessionStore)  # opened by the transaction on its session
+        return self.group(root.store.session.snapshot_id, verify=False)
 
     def _vcf_chunking(self, source: str | os.PathLike | zarr.Group, head: str, variants: int | None = None,
                       samples: int | None = None) -> tuple[int | None, int | None]:
@@ -622,12 +661,20 @@ class Repository:
 
     def add_checksums(self, *, branch: str = DEFAULT_BRANCH, message: str | None = None) -> CommitResult:
         """Give every array of a repository made before checksums the crc32c codec (each chunk
-        gets its checksum appended, as bytes), as one commit."""
-        from .check import add_checksums
+        gets its checksum appended, as bytes), as one commit (none if every array has it); then
+        record the digest of every snapshot and manifest any ref reaches that has none."""
+        from . import digests
+        from .check import add_checksums, lacking_checksums
 
         self._require_branch(branch)
-        return self._commit(branch, "add-checksums", message or "add chunk checksums",
-                            lambda root: add_checksums(self.pipe, root))
+        if lacking_checksums(self.group(branch)):
+            result = self._commit(branch, "add-checksums", message or "add chunk checksums",
+                                  lambda root: add_checksums(self.pipe, root))
+        else:
+            result = CommitResult(self.resolve(branch), branch, {"op": "add-checksums"})
+        heads = {*self.branches().values(), *self.tags().values()}
+        recorded = digests.record_reachable(self.icechunk, self.location, sorted(heads))
+        return CommitResult(result.snapshot_id, branch, {**result.metadata, "digests_recorded": recorded})
 
     def audit(self, samples: Sequence[str]) -> list:
         """Every place in storage (object, and layer inside it) where one of the ids still appears."""

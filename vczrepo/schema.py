@@ -12,6 +12,9 @@ from typing import Literal, cast
 import numpy as np
 import zarr
 
+from .errors import IntegrityError, short_message
+from .internals import members
+
 SAMPLES = "samples"
 VARIANTS = "variants"
 NULL_SAMPLE = ""  # vcztools' reserved id of a withdrawn sample: never listed or emitted
@@ -40,8 +43,16 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
 
 
 def arrays(group: zarr.Group) -> dict[str, zarr.Array]:
-    """Top-level arrays of a VCZ group, by name (sorted for deterministic work order)."""
-    return dict(sorted(group.arrays()))
+    """Top-level arrays of a VCZ group, by name (sorted for deterministic work order).
+    An array whose metadata document cannot be read is damage: an IntegrityError naming it."""
+    found: dict[str, zarr.Array] = {}
+    for name, node in members(group):
+        if isinstance(node, Exception):
+            raise IntegrityError(f"array {name}: metadata unreadable ({type(node).__name__}: "
+                                 f"{short_message(node)})") from node
+        if isinstance(node, zarr.Array):
+            found[name] = node
+    return found
 
 
 def samples_axis(array: zarr.Array) -> int:
@@ -79,6 +90,48 @@ def missing_value(dtype: np.dtype):
     if dtype.kind == "f":
         return FLOAT32_MISSING if dtype == np.float32 else np.array(np.nan, dtype=dtype)
     return STR_MISSING
+
+
+def fill_like(dtype: np.dtype):
+    """The fill value VCZ pads a row with beyond its length (alleles beyond a site's, ploidy)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.array(0x7F800002, dtype=np.int32).view(np.float32)
+    if dtype.kind == "b":
+        return False
+    if dtype.kind in "iu":
+        return -2
+    return ""
+
+
+def widen(array: zarr.Array, width: int, value) -> None:
+    """Grow an array's second axis to `width`, writing `value` into the new entries of every
+    chunk row (a VCZ holds every chunk, so `check` finds none missing)."""
+    old = array.shape[1]
+    if width <= old:
+        return
+    array.resize((array.shape[0], width, *array.shape[2:]))
+    step, full = array.chunks[0], array.with_config({"write_empty_chunks": True})
+    for start in range(0, array.shape[0], step):
+        stop = min(start + step, array.shape[0])
+        full[start:stop, old:] = np.full((stop - start, width - old, *array.shape[2:]), value,
+                                         dtype=object if np.dtype(array.dtype).kind in "OTU" else array.dtype)
+
+
+ALLELE_DIMS = ("alleles", "alt_alleles")  # per-allele axes (Number=R, Number=A)
+
+
+def allele_axes(array: zarr.Array) -> list[int]:
+    return [i for i, d in enumerate(dims(array)) if d in ALLELE_DIMS]
+
+
+def fitted(values: np.ndarray, shape: tuple[int, ...], pad) -> np.ndarray:
+    """`values` in an array of `shape`: cut, or padded with `pad`, on each axis."""
+    dtype = np.dtype(object) if values.dtype.kind in "OTUS" else values.dtype
+    out = np.full(shape, pad, dtype=dtype)
+    overlap = tuple(slice(0, min(a, b)) for a, b in zip(values.shape, shape, strict=True))
+    out[overlap] = values[overlap]
+    return out
 
 
 MASK_SUFFIX = "_mask"

@@ -253,6 +253,70 @@ def object_store(loc: Location):
     raise UsageError(f"{loc.scheme} locations are not object storage: {loc.url}")
 
 
+class RawObjects:
+    """The objects stored at a repository's location, read and written as bytes by key (local
+    files or object storage): for what icechunk does not expose (vczrepo's digest records,
+    audit's scan, erasing superseded documents)."""
+
+    def __init__(self, loc: Location):
+        if loc.scheme == "memory":
+            raise UsageError("an in-memory repository's objects cannot be read as bytes")
+        self.loc = loc
+        self._store = None if loc.is_local else object_store(loc)
+
+    def _path(self, key: str) -> Path:
+        return Path(self.loc.path) / key
+
+    def get(self, key: str) -> bytes | None:
+        """An object's bytes (None if there is no such object)."""
+        if self._store is None:
+            try:
+                return self._path(key).read_bytes()
+            except FileNotFoundError:
+                return None
+        import obstore
+        from obstore.exceptions import NotFoundError
+
+        try:
+            return bytes(obstore.get(self._store, key).bytes())
+        except (FileNotFoundError, NotFoundError):
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write an object whole (a local file appears complete or not at all)."""
+        if self._store is None:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            return
+        import obstore
+
+        obstore.put(self._store, key, data)
+
+    def delete(self, keys: list[str]) -> None:
+        if self._store is None:
+            for key in keys:
+                self._path(key).unlink(missing_ok=True)
+            return
+        import obstore
+
+        if keys:
+            obstore.delete(self._store, keys)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Keys of the objects under a prefix ending in "/" (all with ""), sorted."""
+        if self._store is None:
+            root = Path(self.loc.path)
+            top = root / prefix
+            return sorted(p.relative_to(root).as_posix() for p in top.rglob("*") if p.is_file()) \
+                if top.is_dir() else []
+        import obstore
+
+        return sorted(meta["path"] for batch in obstore.list(self._store, prefix=prefix or None) for meta in batch)
+
+
 def make_storage(loc: Location) -> icechunk.Storage:
     """Build the icechunk storage for a location; credentials come from the environment."""
     if loc.scheme == "file":

@@ -249,6 +249,15 @@ def expected_values(counts: Counts, n_alt: np.ndarray, n_samples: int) -> dict[s
     }
 
 
+def values_without_calls(root: zarr.Group, n_alt: np.ndarray) -> dict[str, np.ndarray]:
+    """Every maintained field's values at sites where none of the live samples has a call
+    (sites `append --grow-variants` inserts): counts 0, frequencies missing, F_MISSING 1."""
+    n_live = _n_live(root)
+    counts = Counts.zeros(len(n_alt), int(n_alt.max(initial=0)) + 1)
+    counts.missing[:] = n_live
+    return expected_values(counts, n_alt, n_live)
+
+
 def _agrees(stored: np.ndarray, want: np.ndarray, n_alt: np.ndarray) -> bool:
     stored = np.asarray(stored)
     if stored.ndim == 1 and want.ndim == 2:

@@ -20,6 +20,7 @@ first, so a long append is not starved by a stream of short removes and tags.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import socket
@@ -33,7 +34,7 @@ import icechunk
 import zarr
 
 from . import journal
-from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk
+from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk, short_message
 from .internals import session_store
 from .settings import Settings
 from .storage import Location, write_lock
@@ -165,7 +166,25 @@ class Transaction:
         `context` (the Repository) lets the commit first finish a plan a dead writer left;
         `mode` opens the root group ("w": a new root, "a": whatever is there, if anything);
         `journal_entry` replaces the entry built from `apply`'s summary (purge keeps the
-        rewritten commit's own), and then the commit may hold no change."""
+        rewritten commit's own), and then the commit may hold no change. Once the commit has
+        landed, the digests of its new snapshot and manifests are recorded (vczrepo.digests)."""
+        sid, metadata = self._commit(branch, op, message, apply, context, mode, journal_entry)
+        self._record_digests(sid)
+        return sid, metadata
+
+    def _record_digests(self, sid: str) -> None:
+        """Best effort: the commit has landed, so a failure here leaves it unverified, not undone."""
+        from . import digests
+
+        try:
+            digests.record_commit(self.repo, self.location, sid)
+        except Exception as e:  # noqa: BLE001 - any storage failure; the commit stands
+            logging.getLogger("vczrepo").warning(
+                "commit %s landed, but its digests were not recorded (%s): `vczrepo add-checksums` records them",
+                sid, short_message(e))
+
+    def _commit(self, branch: str, op: str, message: str, apply: Apply, context: Any, mode: OpenMode,
+                journal_entry: dict | None) -> tuple[str, dict]:
         op_id = uuid.uuid4().hex
         started = time.monotonic()
         deadline: float | None = None

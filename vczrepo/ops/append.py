@@ -18,6 +18,7 @@ from .. import chunks, journal, schema, validate
 from ..errors import SourceError
 from ..settings import Settings
 from ..sources import Source, open_vcz
+from ..storage import Location
 from ..summaries import update_summaries
 from .normalise import add_alleles, normalise
 
@@ -119,6 +120,10 @@ def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fil
 
         if source.vcz_path is None:
             raise SourceError("a distributed append needs a batch on disk or object storage, not in memory")
+        # resized here, once: forks that all change the definition of an array the session had
+        # already changed (a growth of the variants) cannot be merged
+        for array in schema.sample_arrays(root).values():
+            schema.resize_samples(array, total)
         run_forked(root.store, pipe.settings, copy_share, (source.vcz_path, source.options, start, total))
     elif padding:
         # the padding's chunk column is rewritten (CPU) while the batch is copied in (mostly I/O);
@@ -155,3 +160,16 @@ def append_normalised(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *
         add_alleles(root, summary["new_alleles"])
         mapped = dataclasses.replace(source, group=open_vcz(out), vcz_path=str(out))
         return {**append_batch(pipe, root, mapped, **options), "normalised": summary}
+
+
+def append_grown(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, location: Location, source: Source,
+                 **options) -> dict:
+    """Make the repository's variants the union with the batch's (ops.grow; `before` is the
+    committed state the session started from, in the repository at `location`), then append
+    the batch normalised onto them."""
+    from .grow import grow_variants
+
+    validate.check_batch(source.group)
+    validate.check_batch_samples(root, source.group)  # before the rewrite, not after it
+    grown = grow_variants(pipe, root, before, source.group, location)
+    return {**append_normalised(pipe, root, source, **options), "variants_grown": grown}

@@ -59,9 +59,29 @@ def _contig_map(root: zarr.Group, batch: zarr.Group) -> tuple[np.ndarray, list[s
     return np.array([order.index(c) for c in batch_contigs], dtype=np.int64), new
 
 
-def _check_fields(root: zarr.Group, batch: zarr.Group) -> None:
-    """Same filters, same variant and call fields (names, dimensions, trailing shapes, ploidy),
-    batch dtypes that fit the repository's."""
+def _wider(name: str, src: zarr.Array, dst: zarr.Array, first: int) -> int | None:
+    """The width a repository array must grow to for the batch's (None: it need not); refuses
+    trailing shapes that differ other than on a per-allele axis, and call fields that would
+    have to widen (every chunk of them would be rewritten)."""
+    if src.shape[first:] == dst.shape[first:]:
+        return None
+    differ = [i for i in range(first, dst.ndim) if src.shape[i] != dst.shape[i]]
+    if any(i not in schema.allele_axes(dst) for i in differ):
+        raise IncompatibleBatchError(
+            f"field {name}: trailing dimensions differ (repository {dst.shape[first:]}, batch {src.shape[first:]})")
+    if all(src.shape[i] < dst.shape[i] for i in differ):
+        return None  # the batch's rows are padded
+    if schema.sample_axis(dst) is not None or differ != [1]:
+        raise IncompatibleBatchError(
+            f"field {name}: the batch has {max(src.shape[i] for i in differ)} entries per allele axis, the repository "
+            f"{max(dst.shape[i] for i in differ)} (extend widens per-variant fields, not call fields)")
+    return int(src.shape[1])
+
+
+def _check_fields(root: zarr.Group, batch: zarr.Group) -> dict[str, int]:
+    """Same filters, same variant and call fields (names, dimensions, trailing shapes but for
+    the number of alleles, ploidy), batch dtypes that fit the repository's; returns the
+    per-variant arrays to widen for the batch's alleles."""
     if "filter_id" in root or "filter_id" in batch:
         f_ours = schema.as_str(schema.array(root, "filter_id")[:]).tolist() if "filter_id" in root else None
         f_theirs = schema.as_str(schema.array(batch, "filter_id")[:]).tolist() if "filter_id" in batch else None
@@ -76,20 +96,19 @@ def _check_fields(root: zarr.Group, batch: zarr.Group) -> None:
     if "call_genotype" in ours and ours["call_genotype"].shape[2:] != theirs["call_genotype"].shape[2:]:
         raise IncompatibleBatchError(f"ploidy differs: repository {ours['call_genotype'].shape[2]}, "
                                      f"batch {theirs['call_genotype'].shape[2]}")
+    widen = {}
     for name, dst in ours.items():
         src = theirs[name]
         if schema.dims(src) != schema.dims(dst):
             raise IncompatibleBatchError(
                 f"field {name}: dimensions differ ({schema.dims(dst)} vs {schema.dims(src)})")
-        axis = schema.sample_axis(dst)
-        first = 2 if axis is not None else 1
-        if src.shape[first:] != dst.shape[first:]:
-            raise IncompatibleBatchError(
-                f"field {name}: trailing dimensions differ (repository {dst.shape[first:]}, "
-                f"batch {src.shape[first:]})")
+        width = _wider(name, src, dst, 2 if schema.sample_axis(dst) is not None else 1)
+        if width is not None:
+            widen[name] = width
         s_dt, d_dt = np.dtype(src.dtype), np.dtype(dst.dtype)
         if not (s_dt.kind in "OTU" and d_dt.kind in "OTU") and not np.can_cast(s_dt, d_dt, casting="safe"):
             raise IncompatibleBatchError(f"field {name}: batch dtype {s_dt} does not fit the repository's {d_dt}")
+    return widen
 
 
 def _label(contigs: list[str], contig: int, pos: int) -> str:
@@ -132,7 +151,8 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
     possible, else each destination chunk (clipped to the new rows) assembled from decoded
     values; with `columns`, src's sample columns go to those dst columns and the others are null."""
     vc = dst.chunks[0]
-    if transform is None and columns is None and n_old % vc == 0 and chunks.same_encoding(src, dst):
+    if transform is None and columns is None and n_old % vc == 0 and chunks.same_encoding(src, dst) \
+            and src.shape[1:] == dst.shape[1:]:
         sync(pipe.copy_encoded(src, dst, 0, n_old // vc, chunks.WHOLE))
         return "bytes"
     axis = schema.sample_axis(dst)
@@ -142,10 +162,15 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
     axes = [list(chunks.chunk_ranges(dst.shape[0], vc, n_old))]
     axes += [list(chunks.chunk_ranges(n, c)) for n, c in zip(dst.shape[1:], dst.chunks[1:], strict=True)]
 
+    pad = schema.fill_like(dst.dtype)  # the batch is narrower only on per-allele axes
+
     def one(region: tuple[slice, ...]) -> None:
         rows = slice(region[0].start - n_old, region[0].stop - n_old)
         if columns is None:
-            block = chunks.read_region(src, (rows, *region[1:]))
+            within = tuple(slice(min(r.start, n), min(r.stop, n)) for r, n in zip(region[1:], src.shape[1:],
+                                                                                   strict=True))
+            block = schema.fitted(chunks.read_region(src, (rows, *within)),
+                                  tuple(r.stop - r.start for r in region), pad)
         else:
             assert axis is not None  # columns are given for sample arrays only
             s = region[axis]
@@ -154,8 +179,11 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
             block = np.full(shape, null, dtype=dst.dtype)
             if targets:
                 picked = np.array([where[c] for c in targets])
-                got = chunks.read_region(src, (rows, picked, *region[2:]), picked)
-                block[(slice(None), np.array(targets) - s.start)] = got
+                within = tuple(slice(min(r.start, n), min(r.stop, n)) for r, n in zip(region[2:], src.shape[2:],
+                                                                                       strict=True))
+                got = chunks.read_region(src, (rows, picked, *within), picked)
+                block[(slice(None), np.array(targets) - s.start)] = schema.fitted(
+                    got, (shape[0], len(targets), *shape[2:]), pad)
         if transform is not None:
             block = transform(block)
         out[region] = block
@@ -173,9 +201,9 @@ def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarra
     return contig, pos, length
 
 
-def _extend_region_index(root: zarr.Group, n_old: int) -> None:
-    """Keep the index rows of the chunks before the first chunk the batch touched and
-    compute the rest from the stored variants."""
+def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
+    """Keep the index rows of the chunks before the one holding variant `n_old` (the first
+    variant that changed) and compute the rest from the stored variants."""
     if "region_index" not in root:
         return
     index = schema.array(root, "region_index")
@@ -194,12 +222,30 @@ def _extend_region_index(root: zarr.Group, n_old: int) -> None:
     index[...] = rows
 
 
+def add_contigs(root: zarr.Group, batch: zarr.Group, new: list[str]) -> None:
+    """Append contigs to the repository's contig table, with the batch's lengths (-1 if it has none)."""
+    if not new:
+        return
+    contigs = schema.array(root, "contig_id")
+    order = schema.as_str(contigs[:]).tolist() + new
+    contigs.resize((len(order),))
+    contigs[...] = np.array(order, dtype=object)
+    if "contig_length" in root:
+        lengths = dict(zip(schema.as_str(schema.array(batch, "contig_id")[:]).tolist(),
+                           np.asarray(schema.array(batch, "contig_length")[:]).tolist() if "contig_length" in batch
+                           else itertools.repeat(-1), strict=False))
+        array = schema.array(root, "contig_length")
+        old = np.asarray(array[:]).tolist()
+        array.resize((len(order),))
+        array[...] = np.array(old + [lengths.get(c, -1) for c in new], dtype=array.dtype)
+
+
 def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dict:
     """Concatenate the batch's variants after the repository's; the journal summary."""
     batch = source.group
     validate.check_batch(batch)
     columns = _sample_columns(root, batch)
-    _check_fields(root, batch)
+    widen = _check_fields(root, batch)
     contig_map, new_contigs = _contig_map(root, batch)
     order = schema.as_str(schema.array(root, "contig_id")[:]).tolist() + new_contigs
     _check_order(root, batch, contig_map, order)
@@ -208,21 +254,13 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     total = n_old + n_add
     if n_add == 0:
         raise IncompatibleBatchError("batch has no variants")
-    if new_contigs:  # contig tables first: the values below index them
-        contigs = schema.array(root, "contig_id")
-        contigs.resize((len(order),))
-        contigs[...] = np.array(order, dtype=object)
-        if "contig_length" in root:
-            lengths = dict(zip(schema.as_str(schema.array(batch, "contig_id")[:]).tolist(),
-                               np.asarray(schema.array(batch, "contig_length")[:]).tolist() if "contig_length" in batch
-                               else itertools.repeat(-1), strict=False))
-            array = schema.array(root, "contig_length")
-            old = np.asarray(array[:]).tolist()
-            array.resize((len(order),))
-            array[...] = np.array(old + [lengths.get(c, -1) for c in new_contigs], dtype=array.dtype)
+    add_contigs(root, batch, new_contigs)  # contig tables first: the values below index them
     identity = np.array_equal(contig_map, np.arange(len(contig_map)))
     paths = {}
     batch_arrays = variant_arrays(batch)
+    for name, width in widen.items():  # before growing: the new entries of the old rows are written
+        array = schema.array(root, name)
+        schema.widen(array, width, schema.fill_like(array.dtype))
     for name, dst in variant_arrays(root).items():
         _grow(dst, total)
         transform = None
@@ -230,7 +268,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
             transform = lambda block, m=contig_map: m[np.asarray(block, dtype=np.int64)]  # noqa: E731
         use = columns if schema.sample_axis(dst) is not None else None
         paths[name] = _copy_rows(pipe, batch_arrays[name], dst, n_old, use, transform)
-    _extend_region_index(root, n_old)
+    rebuild_region_index(root, n_old)
     return {
         "variant_range": [n_old, total],
         "n_variants_added": n_add,

@@ -8,6 +8,7 @@ margin (a writer started within the margin keeps its chunks). `now` collects at 
 allowed where the lock makes it safe (local repositories), refused elsewhere; it also
 deletes icechunk's copies of superseded repository documents (`overwritten/`), which
 hold every commit message and journal entry the repository ever had (vczrepo.audit).
+The digest records of the snapshots and manifests collected are deleted with them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from .. import digests
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class GCResult:
     snapshots_deleted: int
     bytes_deleted: int
     documents_deleted: int = 0  # superseded repository documents (overwritten/…), with `now`
+    records_deleted: int = 0  # digest records of the collected snapshots and manifests (vczrepo.digests)
 
     def to_json(self) -> dict:
         return {**asdict(self), "threshold": self.threshold.isoformat(timespec="seconds")}
@@ -75,13 +78,14 @@ def gc(repo: Repository, older_than: dt.timedelta = dt.timedelta(days=7), *, exp
         if expire and not dry_run:
             expired = repo.icechunk.expire_snapshots(threshold)
         summary = repo.icechunk.garbage_collect(threshold, dry_run=dry_run)
+        forgotten = 0 if dry_run else digests.forget_collected(repo.location)
         erased = []
         if now:  # icechunk keeps a copy of every superseded repository document (commit messages, journal)
             from ..audit import erase_overwritten
 
             erased = erase_overwritten(repo.location, dry_run=dry_run)
     return GCResult(threshold, dry_run, sorted(expired), summary.chunks_deleted, summary.manifests_deleted,
-                    summary.snapshots_deleted, summary.bytes_deleted, len(erased))
+                    summary.snapshots_deleted, summary.bytes_deleted, len(erased), forgotten)
 
 
 def _format(delta: dt.timedelta) -> str:

@@ -112,10 +112,6 @@ def map_variants(store: Variants, batch: Variants, allow_new_alleles: bool) -> M
     return Mapping(np.array(target, dtype=np.int64), alleles, new_alts)
 
 
-def _allele_axes(array: zarr.Array) -> list[int]:
-    return [i for i, d in enumerate(schema.dims(array)) if d in ("alleles", "alt_alleles")]
-
-
 def _remap_genotypes(values: np.ndarray, lookup: np.ndarray) -> np.ndarray:
     """Allele indexes through per-variant lookup tables; negative (missing/fill) values are kept."""
     out = values.copy()
@@ -135,14 +131,7 @@ def add_alleles(root: zarr.Group, new_alts: dict) -> None:
     current = schema.as_str(array.oindex[np.array(sorted(new_alts)), :])
     widths = [len([a for a in row if a]) + len(new_alts[i]) for i, row in zip(sorted(new_alts), current.tolist(),
                                                                                 strict=True)]
-    if max(widths) > array.shape[1]:
-        old_width = array.shape[1]
-        array.resize((array.shape[0], max(widths)))
-        # the new columns' chunks must exist (a VCZ is complete); "" pads a site's alleles
-        step, full = array.chunks[0], array.with_config({"write_empty_chunks": True})
-        for start in range(0, array.shape[0], step):
-            stop = min(start + step, array.shape[0])
-            full[start:stop, old_width:] = np.full((stop - start, max(widths) - old_width), "", dtype=object)
+    schema.widen(array, max(widths), "")
     for i in sorted(new_alts):
         row = schema.alleles_present(schema.as_str(array[i, :]).tolist()) + new_alts[i]
         array[i, :] = np.array(row + [""] * (array.shape[1] - len(row)), dtype=object)
@@ -174,14 +163,15 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
         if name == "sample_id":
             pipe.copy_array(src, schema.create_like(dst, name, src))
             continue
-        if _allele_axes(src) and not mapping.identity:
+        if schema.allele_axes(src) and not mapping.identity:
             raise IncompatibleBatchError(f"field {name}: per-allele values cannot be remapped yet")
         if "genotypes" in schema.dims(src) and not mapping.identity:
             raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
         shape = (n_store, *src.shape[1:])
         out_arr = schema.create_like(dst, name, src, shape=shape, chunks=(vchunk, *src.chunks[1:]))
-        missing = schema.null_value(name, src)
-        for block in schema.variant_blocks(store):
+        missing, writer = schema.null_value(name, src), pipe.writer(out_arr)
+
+        def one(block: slice, src=src, name=name, missing=missing, writer=writer) -> None:
             rows = inverse[block]
             values = np.full((len(rows), *src.shape[1:]), missing, dtype=src.dtype)
             present = rows >= 0
@@ -190,7 +180,9 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
                 if name == "call_genotype":
                     got = _remap_genotypes(got, lookup[rows[present]])
                 values[present] = got
-            out_arr[block] = values
+            writer[block] = values
+
+        pipe.run_bounded(one, schema.variant_blocks(store), "recompose", desc=name)
     return {"new_alleles": {str(k): v for k, v in mapping.new_alts.items()},  # JSON keys, for the journal
             "n_variants_missing_from_batch": int((inverse < 0).sum()),
             "n_alleles_remapped": sum(not np.array_equal(a, np.arange(len(a))) for a in mapping.alleles)}
@@ -205,17 +197,6 @@ def _missing_like(dtype: np.dtype):
     if dtype.kind in "iu":
         return -1
     return "."
-
-
-def _fill_like(dtype: np.dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return np.array(0x7F800002, dtype=np.int32).view(np.float32)
-    if dtype.kind == "b":
-        return False
-    if dtype.kind in "iu":
-        return -2
-    return ""
 
 
 def _is_missing(values: np.ndarray) -> np.ndarray:
@@ -392,7 +373,7 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
         tag = name[len("variant_"):]
         first = next(schema.array(p.group, name) for p in infos if name in p.group)
         dim_names = schema.dims(first)
-        per_allele = len(dim_names) > 1 and dim_names[1] in ("alt_alleles", "alleles")
+        per_allele = len(dim_names) > 1 and dim_names[1] in schema.ALLELE_DIMS
         offset = 1 if per_allele and dim_names[1] == "alt_alleles" else 0
         trailing = list(first.shape[1:])
         if per_allele:
@@ -406,13 +387,13 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
         out[...] = _missing_like(dtype) if dtype != np.dtype(object) else "."
         if per_allele:  # padding beyond each variant's alleles
             k = np.arange(trailing[0])[None, :] >= (n_alt + 1 - offset)[:, None]
-            out[k] = _fill_like(dtype)
+            out[k] = schema.fill_like(dtype)
         data = [np.asarray(schema.array(p.group, name)[:]) if name in p.group else None for p in infos]
         if tag in maintained:
             if tag in linear:
                 base = np.zeros((n, *trailing), dtype=dtype)
                 if per_allele:
-                    base[k] = _fill_like(dtype)
+                    base[k] = schema.fill_like(dtype)
                 out = base
             # frequencies stay missing: no samples yet
         else:
