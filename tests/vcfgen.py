@@ -62,17 +62,17 @@ def make_vcz(tmp: Path, name: str, samples: list[str], *, n_variants: int = 12, 
 
 def write_vcz_direct(path, samples: list[str], gts: np.ndarray, *, n_variants: int,
                      samples_chunk_size: int, variants_chunk_size: int, dp_dtype=np.int16,
-                     with_dp: bool = True, first: int = 0) -> Path:
+                     with_dp: bool = True, variants: list | None = None) -> Path:
     """A minimal spec-following VCZ (GT and DP) written straight with zarr: fast for state machines.
 
     `path` may be a zarr Store (then the group is returned) or a filesystem path (returned).
-    The variants are `sites(first + n_variants)[first:]` (`first` > 0: a batch to extend with).
+    The variants are `sites(n_variants)` unless given (as `sites` gives them).
     """
     in_memory = isinstance(path, zarr.abc.store.Store)
     root = zarr.open_group(path if in_memory else str(path), mode="w-", zarr_format=3)
     sc = max(1, samples_chunk_size)
     root.attrs["vcf_zarr_version"] = "0.4"
-    vs = sites(first + n_variants)[first:]
+    vs = variants or sites(n_variants)
     contigs = ["chr20", "chr21"]
     vc = variants_chunk_size
 

@@ -3,9 +3,10 @@
 `RepositoryMachine` runs on the storage users get by default (a local directory: direct
 chunk-file reads, the flock) and on `memory://`; in the slow profile also on S3 (a moto
 server). The model is deliberately simple: per branch, the ordered sample columns (None for
-a withdrawn sample), the number of variants (extend adds some after the last one; reverting
-the last extend takes them off again) and the commits that made it (so ancestry is a prefix
-relation); per tag, a frozen copy. Every operation may be cut
+a withdrawn sample), the variant positions (extend adds some after the last one, reverting
+the last extend takes them off again, `append --grow-variants` inserts a batch's new sites
+anywhere, missing for the samples already there), where each sample has no call, and the
+commits that made it (so ancestry is a prefix relation); per tag, a frozen copy. Every operation may be cut
 by a fault at any of its write sites (`Settings.checkpoint`): a data commit cut short
 changes nothing; a plan (purge, promote --replay) cut after it was recorded is finished by
 the next write. While an operation is in flight (at one of its write sites), a reader with
@@ -47,14 +48,14 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from servers import Server, running
-from vcfgen import sites, write_vcz_direct
+from vcfgen import write_vcz_direct
 
 import vczrepo
 from vczrepo.ops.gc import gc as collect
 from vczrepo.settings import Settings
 
 N_VARIANTS = 7
-MAX_VARIANTS = 256  # extends stop here (a soak run's 40 steps add at most 160)
+POSITIONS = tuple(100 + 10 * i for i in range(N_VARIANTS))  # the first batch's sites (chr20)
 VARIANTS_CHUNK = 3
 SAMPLES_CHUNK = 2
 # every write site an operation of this machine can meet ("summaries" and "restore" too,
@@ -68,6 +69,7 @@ STEPS: dict[str, Counter[str]] = {}  # per storage: the steps that landed, by ki
 OPERATION_SITES = {
     "append": ("copy-encoded", "recompose", "fill", "before-commit", "after-commit"),
     "extend": ("copy-encoded", "recompose", "before-commit", "after-commit"),
+    "grow": ("recompose", "copy-encoded", "fill", "before-commit", "after-commit"),  # (rows from the first new site on)
     "remove": ("fill", "before-commit", "after-commit"),
     "revert": ("restore", "fill", "recompose"),  # (recompose: the chunk row an extend's revert cuts)
     "tag": ("ref-move",), "branch": ("ref-move",), "reset": ("ref-move",), "promote": ("ref-move",),
@@ -83,26 +85,28 @@ class InjectedFaultError(Exception):
 
 @dataclass(frozen=True)
 class Op:
-    """One successful commit: its operation, samples and the columns it touched, the number
-    of variants after it, and how many it added (an extend)."""
+    """One successful commit: its operation, samples and the columns it touched, the variant
+    positions after it, how many it added (an extend) and whether it grew the variants."""
 
     kind: str
     names: tuple[str, ...]
     columns: tuple[int, ...]
     snapshot: str
-    n_variants: int = N_VARIANTS
+    positions: tuple[int, ...] = POSITIONS
     added: int = 0
+    grew: bool = False
 
 
 @dataclass
 class BranchModel:
     columns: list[str | None] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
-    n_variants: int = N_VARIANTS
+    positions: tuple[int, ...] = POSITIONS
+    missing: dict[str, frozenset[int]] = field(default_factory=dict)  # per sample: positions without a call
     extends: list[int] = field(default_factory=list)  # indexes in ops of the extends not reverted
 
     def copy(self) -> BranchModel:
-        return BranchModel(list(self.columns), list(self.ops), self.n_variants, list(self.extends))
+        return BranchModel(list(self.columns), list(self.ops), self.positions, dict(self.missing), list(self.extends))
 
     @property
     def live(self) -> list[str]:
@@ -111,7 +115,8 @@ class BranchModel:
     def append(self, names: list[str], snapshot: str, kind: str = "append") -> None:
         start = len(self.columns)
         self.columns.extend(names)
-        self.ops.append(Op(kind, tuple(names), tuple(range(start, start + len(names))), snapshot, self.n_variants))
+        self.missing.update({n: frozenset() for n in names})
+        self.ops.append(Op(kind, tuple(names), tuple(range(start, start + len(names))), snapshot, self.positions))
 
     def append_batch(self, names: list[str], samples_chunk: int, align: bool | None, snapshot: str) -> None:
         """An append, padded with null columns to a chunk boundary first if `align`, or by default
@@ -125,36 +130,52 @@ class BranchModel:
         cols = tuple(self.columns.index(n) for n in names)
         for c in cols:
             self.columns[c] = None
-        self.ops.append(Op(kind, tuple(names), cols, snapshot, self.n_variants))
+        self.ops.append(Op(kind, tuple(names), cols, snapshot, self.positions))
 
     def restore(self, names: tuple[str, ...], cols: tuple[int, ...], snapshot: str) -> None:
         for n, c in zip(names, cols, strict=True):
             self.columns[c] = n
-        self.ops.append(Op("revert", names, cols, snapshot, self.n_variants))
+        self.ops.append(Op("revert", names, cols, snapshot, self.positions))
 
-    def extend(self, added: int, snapshot: str) -> None:
-        self.n_variants += added
+    def extend(self, new: list[int], snapshot: str) -> None:
+        self.positions = (*self.positions, *new)
         self.extends.append(len(self.ops))
-        self.ops.append(Op("extend", (), (), snapshot, self.n_variants, added))
+        self.ops.append(Op("extend", (), (), snapshot, self.positions, len(new)))
 
     def shrink(self, snapshot: str) -> None:
         """The revert of the last extend not reverted yet."""
-        self.n_variants -= self.ops[self.extends.pop()].added
-        self.ops.append(Op("revert", (), (), snapshot, self.n_variants))
+        self.positions = self.positions[: -self.ops[self.extends.pop()].added]
+        self.ops.append(Op("revert", (), (), snapshot, self.positions))
+
+    def grow(self, names: list[str], batch_positions: list[int], snapshot: str) -> None:
+        """append --grow-variants: the batch's new sites go in, missing for every sample already
+        there; the batch's samples are missing at the repository's sites the batch lacks."""
+        new = frozenset(batch_positions) - set(self.positions)
+        lacking = frozenset(self.positions) - set(batch_positions)
+        self.missing = {s: m | new for s, m in self.missing.items()}
+        self.positions = tuple(sorted((*self.positions, *new)))
+        self.append(names, snapshot)
+        self.missing.update({n: lacking for n in names})
+        self.ops[-1] = dataclasses.replace(self.ops[-1], grew=True)
+
+
+def _site(position: int) -> tuple[str, int, str, str]:
+    """The site at a position (chr20; one site per position, some multi-allelic)."""
+    return "chr20", position, "A", "C" if position % 3 else "G,T"
 
 
 @functools.cache
-def _genotypes(name: str) -> np.ndarray:
-    """A sample's genotypes at every variant a repository of the machine can have (a
-    repository with n variants holds the first n rows)."""
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    return rng.integers(0, 2, size=(MAX_VARIANTS, 2)).astype(np.int8)
+def _call(name: str, position: int) -> tuple[int, int]:
+    """A sample's genotype at a site (the same in every batch that has both)."""
+    h = zlib.crc32(f"{name}:{position}".encode())
+    return h & 1, (h >> 1) & 1
 
 
-def _batch(names: list[str], samples_chunk: int, stop: int = N_VARIANTS, start: int = 0) -> zarr.Group:
-    """The samples at variants [start, stop) (start > 0: a batch to extend with)."""
-    gts = np.stack([_genotypes(n)[start:stop] for n in names], axis=1)
-    return write_vcz_direct(zarr.storage.MemoryStore(), names, gts, n_variants=stop - start, first=start,
+def _batch(names: list[str], samples_chunk: int, positions: tuple[int, ...] | list[int] = POSITIONS) -> zarr.Group:
+    """The samples at the sites at `positions`."""
+    gts = np.array([[_call(n, p) for n in names] for p in positions], dtype=np.int8)
+    return write_vcz_direct(zarr.storage.MemoryStore(), names, gts, n_variants=len(positions),
+                            variants=[_site(p) for p in positions],
                             samples_chunk_size=samples_chunk, variants_chunk_size=VARIANTS_CHUNK)
 
 
@@ -183,10 +204,10 @@ def _matches(seen: tuple, model: BranchModel) -> bool:
     stored, live, positions, gts = seen
     if stored != [c or "" for c in model.columns] or live != model.live:
         return False
-    if positions.tolist() != [p for _, p, _, _ in sites(model.n_variants)]:
+    if tuple(positions.tolist()) != model.positions:
         return False
-    expected = [_genotypes(s)[: model.n_variants] for s in model.live]
-    return gts is None or np.array_equal(gts, np.stack(expected, axis=1))
+    expected = [[(-1, -1) if p in model.missing[s] else _call(s, p) for s in model.live] for p in model.positions]
+    return gts is None or np.array_equal(gts, np.array(expected, dtype=np.int8))
 
 
 class RepositoryMachine(RuleBasedStateMachine):
@@ -283,7 +304,7 @@ class RepositoryMachine(RuleBasedStateMachine):
     def append(self, data, n, chunk, align):
         branch = self._branch(data)
         names = [f"S{next(self.counter)}" for _ in range(n)]
-        batch = _batch(names, chunk, self.branches[branch].n_variants)
+        batch = _batch(names, chunk, self.branches[branch].positions)
         before = self._state()
         result, cut = self._run(data, lambda r: r.append(batch, branch=branch, align=align), None, "append")
         if cut:
@@ -310,14 +331,35 @@ class RepositoryMachine(RuleBasedStateMachine):
         columns are absent from the batch and filled as null)."""
         branch = self._branch(data)
         model = self.branches[branch]
-        assume(model.live and model.n_variants + n <= MAX_VARIANTS)
-        batch = _batch(model.live, chunk, model.n_variants + n, model.n_variants)
+        assume(model.live)
+        new = [model.positions[-1] + 10 * (k + 1) for k in range(n)]
+        batch = _batch(model.live, chunk, new)
         before = self._state()
         result, cut = self._run(data, lambda r: r.extend(batch, branch=branch), None, "extend")
         if cut:
             assert self._state() == before
             return
-        model.extend(n, result.snapshot_id)
+        model.extend(new, result.snapshot_id)
+
+    @rule(data=st.data(), n=st.integers(1, 3), chunk=st.sampled_from([1, 2, 3]))
+    def grow(self, data, n, chunk):
+        """append --grow-variants: a batch with some of the branch's sites and 1-3 new ones
+        (before, between or after them)."""
+        branch = self._branch(data)
+        model = self.branches[branch]
+        kept = data.draw(st.lists(st.sampled_from(model.positions), max_size=4, unique=True), label="sites kept")
+        free = [p for p in range(model.positions[0] - 5, model.positions[-1] + 20, 5) if p not in model.positions]
+        new = data.draw(st.lists(st.sampled_from(free), min_size=1, max_size=3, unique=True), label="new sites")
+        names = [f"S{next(self.counter)}" for _ in range(n)]
+        positions = sorted(kept + new)
+        batch = _batch(names, chunk, positions)
+        before = self._state()
+        result, cut = self._run(data, lambda r: r.append(batch, branch=branch, grow_variants=True, align=False),
+                                None, "grow")
+        if cut:
+            assert self._state() == before
+            return
+        model.grow(names, positions, result.snapshot_id)
 
     @rule(target=refs, data=st.data())
     def tag(self, data):
@@ -363,8 +405,9 @@ class RepositoryMachine(RuleBasedStateMachine):
             assert self._state() == before
             return
         shared = next(i for i, (a, b) in enumerate(itertools.zip_longest(src.ops, dst.ops)) if a != b)
-        assume(all(op.kind in ("append", "remove") and "" not in op.names for op in src.ops[shared:]))
-        if any(op.kind == "append" and op.n_variants != dst.n_variants for op in src.ops[shared:]):
+        assume(all(op.kind in ("append", "remove") and "" not in op.names and not op.grew
+                   for op in src.ops[shared:]))
+        if any(op.kind == "append" and op.positions != dst.positions for op in src.ops[shared:]):
             return  # a replayed append whose variants are not the branch's would refuse: not modelled
         expected = dst.copy()
         for op in src.ops[shared:]:
@@ -405,11 +448,11 @@ class RepositoryMachine(RuleBasedStateMachine):
     def revert(self, data):
         branch = self._branch(data)
         model = self.branches[branch]
-        # (a remove made before the branch gained variants is left out: restoring its columns
-        # fails with a raw ValueError today, reported on issue #15's note)
+        # (a remove made when the branch had other variants is left out: restore copies the
+        # earlier columns row for row; with more rows now it fails with a raw ValueError)
         candidates = [i for i, op in enumerate(model.ops)
                       if (op.kind in ("append", "remove") and "" not in op.names or op.kind == "extend")
-                      and not (op.kind == "remove" and op.n_variants < model.n_variants)]
+                      and not (op.kind == "remove" and op.positions != model.positions)]
         assume(candidates)
         i = data.draw(st.sampled_from(candidates), label="revert")
         op = model.ops[i]
@@ -419,8 +462,8 @@ class RepositoryMachine(RuleBasedStateMachine):
             ok = all(n in model.live for n in op.names)
         elif op.kind == "remove":
             ok = all(model.columns[c] is None for c in op.columns) and not set(op.names) & set(model.live)
-        else:  # only the last extend not reverted yet
-            ok, refused = model.extends[-1:] == [i], vczrepo.VczRepoError
+        else:  # only the last extend not reverted yet, and only while its variants are the last ones
+            ok, refused = model.extends[-1:] == [i] and op.positions == model.positions, vczrepo.VczRepoError
         if not ok:
             with pytest.raises(refused):
                 self.repo.revert(op.snapshot, branch=branch)
