@@ -2,13 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import zarr
 
 from .. import chunks, schema
 from ..errors import SampleError
 from ..summaries import update_summaries
+from .normalise import Variants
+
+
+def row_map(now: zarr.Group, earlier: zarr.Group) -> np.ndarray | None:
+    """Per variant of `now`, its row in `earlier` (-1: a site added since, by a growth or an
+    extend); None when the variants are the same rows. vczrepo only appends ALT alleles to a
+    site and inserts new sites after the existing ones at their position, so a site's row is
+    the first unmatched earlier row at its contig, position and REF whose ALTs begin its own."""
+    def column(group: zarr.Group, name: str) -> np.ndarray:
+        values = np.asarray(schema.array(group, name)[:])
+        return schema.as_str(values) if values.dtype.kind in "OTU" else values
+
+    names = ("contig_id", "variant_contig", "variant_position", "variant_allele")
+    if all(np.array_equal(column(now, n), column(earlier, n)) for n in names):
+        return None
+    ours, theirs = Variants.read(now), Variants.read(earlier)
+    by_site: dict[tuple, list[int]] = {}
+    for j, site in enumerate(theirs.sites):
+        by_site.setdefault(site, []).append(j)
+    rows = np.full(len(ours.sites), -1, dtype=np.int64)
+    for i, (site, alts) in enumerate(zip(ours.sites, ours.alts, strict=True)):
+        candidates = by_site.get(site, [])
+        for k, j in enumerate(candidates):
+            if alts[:len(theirs.alts[j])] == theirs.alts[j]:
+                rows[i] = j
+                del candidates[k]
+                break
+    return rows
+
+
+def _moved(src: zarr.Array, rows: np.ndarray, null) -> Callable:
+    """write_columns' values: the earlier columns at their rows now, null at the sites added since."""
+    axis = schema.samples_axis(src)
+
+    def values(region: tuple[slice, ...], members: list[int]) -> np.ndarray:
+        here = rows[region[0]]
+        found = here >= 0
+        shape = tuple(len(members) if k == axis else r.stop - r.start for k, r in enumerate(region))
+        out = np.full(shape, null, dtype=src.dtype)
+        if found.any():
+            where: tuple = tuple(here[found] if k == 0 else np.asarray(members) if k == axis else r
+                                 for k, r in enumerate(region))
+            out[found] = src.oindex[where]
+        return out
+
+    return values
 
 
 def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group, names: Sequence[str],
@@ -21,8 +68,13 @@ def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group
             raise SampleError(f"cannot restore {name}: column {i} holds {ids[i]!r}")
         if name in live:
             raise SampleError(f"cannot restore {name}: it is in the repository again (re-added)")
+    rows = row_map(root, earlier)
     for name, array in schema.sample_arrays(root).items():
-        pipe.copy_columns(schema.array(earlier, name), array, list(indexes))
+        src = schema.array(earlier, name)
+        if rows is None or schema.dims(array)[:1] != (schema.VARIANTS,):
+            pipe.copy_columns(src, array, list(indexes))
+        else:
+            pipe.write_columns(array, list(indexes), _moved(src, rows, schema.null_value(name, array)), site="restore")
     update_summaries(root, added=list(indexes))  # after the columns are back
     return {
         "samples_restored": list(names),
