@@ -191,3 +191,33 @@ def test_ctrl_c_just_before_the_commit_commits_nothing(setup):
     assert r.resolve("main") == head
     assert _check(r).ok
     r.append(big)  # the lock was released: the same append now goes through
+
+
+# Ctrl-C reaching Python only once icechunk's commit has returned (the signal landed on another
+# thread, or during the commit itself): the commit stands and the message says so.
+SIGINT_DURING_COMMIT = """
+import icechunk
+_commit = icechunk.Session.commit
+def commit(self, *args, **kwargs):
+    sid = _commit(self, *args, **kwargs)
+    raise KeyboardInterrupt
+icechunk.Session.commit = commit
+from vczrepo.cli import main
+main(prog_name="vczrepo")
+"""
+
+
+def test_ctrl_c_during_the_commit_says_the_commit_landed(setup):
+    tmp, big = setup
+    repo = tmp / "interrupted-in-commit"
+    shutil.copytree(tmp / "pristine", repo)
+    head = vczrepo.Repository.open(repo).resolve("main")
+    proc = subprocess.run([sys.executable, "-c", SIGINT_DURING_COMMIT, "append", str(repo), str(big)],
+                          capture_output=True, text=True, timeout=WAIT_LIMIT)
+    r = vczrepo.Repository.open(repo)
+    landed = r.resolve("main")
+    assert landed != head
+    assert r.log("main")[1].id == head
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == f"vczrepo: error: interrupted after the commit landed: {landed}"
+    assert _check(r).ok

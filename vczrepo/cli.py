@@ -178,8 +178,8 @@ class Cli(click.Group):
             _fail(e.format_message() + hint, EXIT_USAGE)
         except click.ClickException as e:
             _fail(e.format_message(), e.exit_code)
-        except click.Abort:
-            _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
+        except click.Abort as e:  # click's name for a KeyboardInterrupt
+            _handle(e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else KeyboardInterrupt())
         except SystemExit:
             from .internals import click_saw_broken_pipe
 
@@ -198,6 +198,10 @@ def _handle(error: BaseException) -> None:
     if isinstance(error, VczRepoError):
         _fail(str(error), error.exit_code)
     if isinstance(error, KeyboardInterrupt):
+        from .errors import InterruptedAfterCommit
+
+        if isinstance(error, InterruptedAfterCommit):
+            _fail(f"interrupted after the commit landed: {error.snapshot}", EXIT_INTERRUPTED)
         _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
     if isinstance(error, BrokenPipeError):  # the reader stopped early (`vczrepo samples R | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit

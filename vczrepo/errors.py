@@ -85,6 +85,14 @@ class IntegrityError(VczRepoError):
     exit_code = 8
 
 
+class InterruptedAfterCommit(KeyboardInterrupt):
+    """Ctrl-C reached Python only once the commit had landed: the operation is done."""
+
+    def __init__(self, snapshot: str):
+        super().__init__(snapshot)
+        self.snapshot = snapshot
+
+
 def listing(items: Iterable[str], limit: int = 5) -> str:
     """Names for a one-line message: the first few and a count (errors never grow with the data)."""
     items = list(items)

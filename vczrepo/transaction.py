@@ -34,7 +34,7 @@ import icechunk
 import zarr
 
 from . import journal
-from .errors import ConcurrentUpdateError, RefError, VczRepoError, from_icechunk, short_message
+from .errors import ConcurrentUpdateError, InterruptedAfterCommit, RefError, VczRepoError, from_icechunk, short_message
 from .internals import session_store
 from .settings import Settings
 from .storage import Location, write_lock
@@ -169,7 +169,10 @@ class Transaction:
         rewritten commit's own), and then the commit may hold no change. Once the commit has
         landed, the digests of its new snapshot and manifests are recorded (vczrepo.digests)."""
         sid, metadata = self._commit(branch, op, message, apply, context, mode, journal_entry)
-        self._record_digests(sid)
+        try:
+            self._record_digests(sid)
+        except KeyboardInterrupt:
+            raise InterruptedAfterCommit(sid) from None
         return sid, metadata
 
     def _record_digests(self, sid: str) -> None:
@@ -218,6 +221,11 @@ class Transaction:
                         if not isinstance(e, icechunk.ConflictError):
                             raise from_icechunk(e, f"committing {op} to {branch}") from e
                     except VczRepoError:
+                        raise
+                    except KeyboardInterrupt:  # Ctrl-C during the commit: say so if it landed
+                        landed = self._landed(branch, op_id, base)
+                        if landed is not None:
+                            raise InterruptedAfterCommit(landed) from None
                         raise
                     except Exception:  # e.g. an injected fault after the commit: did it land?
                         landed = self._landed(branch, op_id, base)
