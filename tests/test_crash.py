@@ -154,28 +154,38 @@ def test_crash_campaign_short(tmp_path):
     assert not failures, table + "\n" + "\n".join(failures)
 
 
-# A real SIGINT, sent by the process to itself at a fixed point: the moment before icechunk's
-# commit, when every chunk object of the batch is written. No timing is involved at all.
-SIGINT_BEFORE_COMMIT = """
+# An append whose icechunk commit is interrupted at a fixed point, no timing involved: "before",
+# a real SIGINT the process sends itself the moment before the commit (every chunk object of the
+# batch written); "after", a KeyboardInterrupt once the commit has returned (the signal landed on
+# another thread, or during the commit itself).
+INTERRUPTED_COMMIT = """
 import os, signal, sys
 import icechunk
 _commit = icechunk.Session.commit
 def commit(self, *args, **kwargs):
-    os.kill(os.getpid(), signal.SIGINT)
-    return _commit(self, *args, **kwargs)
+    if sys.argv[1] == "before":
+        os.kill(os.getpid(), signal.SIGINT)
+        return _commit(self, *args, **kwargs)
+    _commit(self, *args, **kwargs)
+    raise KeyboardInterrupt
 icechunk.Session.commit = commit
 from vczrepo.cli import main
-main(prog_name="vczrepo")
+main(args=sys.argv[2:], prog_name="vczrepo")
 """
 
 
-def test_ctrl_c_just_before_the_commit_commits_nothing(setup):
-    tmp, big = setup
-    repo = tmp / "interrupted-at-commit"
+def _append_interrupted(tmp, big, when: str):
+    """(copy of the pristine repository, its head before, the finished CLI process)."""
+    repo = tmp / f"interrupted-{when}"
     shutil.copytree(tmp / "pristine", repo)
     head = vczrepo.Repository.open(repo).resolve("main")
-    proc = subprocess.run([sys.executable, "-c", SIGINT_BEFORE_COMMIT, "append", str(repo), str(big)],
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_COMMIT, when, "append", str(repo), str(big)],
                           capture_output=True, text=True, timeout=WAIT_LIMIT)
+    return repo, head, proc
+
+
+def test_ctrl_c_just_before_the_commit_commits_nothing(setup):
+    repo, head, proc = _append_interrupted(*setup, "before")
     r = vczrepo.Repository.open(repo)
     if proc.returncode == 0:
         # beside a 4-process CPU hog the interrupt was twice not raised before icechunk's
@@ -190,30 +200,11 @@ def test_ctrl_c_just_before_the_commit_commits_nothing(setup):
     assert proc.stderr.strip() == "vczrepo: error: interrupted; nothing was committed"
     assert r.resolve("main") == head
     assert _check(r).ok
-    r.append(big)  # the lock was released: the same append now goes through
-
-
-# Ctrl-C reaching Python only once icechunk's commit has returned (the signal landed on another
-# thread, or during the commit itself): the commit stands and the message says so.
-SIGINT_DURING_COMMIT = """
-import icechunk
-_commit = icechunk.Session.commit
-def commit(self, *args, **kwargs):
-    sid = _commit(self, *args, **kwargs)
-    raise KeyboardInterrupt
-icechunk.Session.commit = commit
-from vczrepo.cli import main
-main(prog_name="vczrepo")
-"""
+    r.append(setup[1])  # the lock was released: the same append now goes through
 
 
 def test_ctrl_c_during_the_commit_says_the_commit_landed(setup):
-    tmp, big = setup
-    repo = tmp / "interrupted-in-commit"
-    shutil.copytree(tmp / "pristine", repo)
-    head = vczrepo.Repository.open(repo).resolve("main")
-    proc = subprocess.run([sys.executable, "-c", SIGINT_DURING_COMMIT, "append", str(repo), str(big)],
-                          capture_output=True, text=True, timeout=WAIT_LIMIT)
+    repo, head, proc = _append_interrupted(*setup, "after")
     r = vczrepo.Repository.open(repo)
     landed = r.resolve("main")
     assert landed != head
