@@ -273,3 +273,21 @@ def test_revert_of_a_remove_after_the_variants_changed(tmp_path):
     assert (root["call_DP"][:, 1] == -1).tolist() == [False, True, False, False, True]
     assert repo.samples() == ["A", "B", "C"]
     assert not repo.check().problems
+
+
+def test_unsorted_repository_is_refused_unchanged(tmp_path):
+    """Sites can only be inserted into variants sorted by contig and position."""
+    import zarr
+    from vcfgen import write_vcz_direct
+
+    def batch(names, positions):
+        gts = np.zeros((len(positions), len(names), 2), dtype=np.int8)
+        return write_vcz_direct(zarr.storage.MemoryStore(), names, gts, n_variants=len(positions),
+                                variants=[("chr20", p, "A", "C") for p in positions], samples_chunk_size=2,
+                                variants_chunk_size=3)
+
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", batch(["A"], [100, 120, 110]))
+    before = state(tmp_path / "r")
+    with pytest.raises(vczrepo.errors.IncompatibleBatchError, match="not sorted by contig and position"):
+        repo.append(batch(["B"], [105]), grow_variants=True)
+    assert state(tmp_path / "r") == before

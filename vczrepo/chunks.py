@@ -384,12 +384,24 @@ class Pipeline:
         """Overwrite the given samples of an array with a constant."""
         self.write_columns(array, indexes, lambda region, members: value, share)
 
-    def copy_columns(self, src: zarr.Array, dst: zarr.Array, indexes: list[int]) -> None:
-        """Copy the given sample columns from src into the same positions of dst."""
+    def copy_columns(self, src: zarr.Array, dst: zarr.Array, indexes: list[int], rows: np.ndarray | None = None,
+                     null=None) -> None:
+        """Copy the given sample columns from src into the same positions of dst; with `rows`
+        (per row of dst, its row in src or -1), each value to its row, `null` where there is none."""
         axis = schema.sample_axis(dst)
 
         def values(region, members):
-            return src.oindex[tuple(members if k == axis else r for k, r in enumerate(region))]
+            if rows is None:
+                return src.oindex[tuple(members if k == axis else r for k, r in enumerate(region))]
+            here = rows[region[0]]
+            found = here >= 0
+            out = np.full(tuple(len(members) if k == axis else r.stop - r.start for k, r in enumerate(region)),
+                          null, dtype=src.dtype)
+            if found.any():
+                where: tuple = tuple(here[found] if k == 0 else np.asarray(members) if k == axis else r
+                                     for k, r in enumerate(region))
+                out[found] = src.oindex[where]
+            return out
 
         self.write_columns(dst, indexes, values, site="restore")
 

@@ -22,6 +22,9 @@ NULL_SAMPLE = ""  # vcztools' reserved id of a withdrawn sample: never listed or
 # VCZ sentinels (VCF Zarr spec): ints use -1 for missing; floats a NaN with a set payload.
 INT_MISSING = -1
 FLOAT32_MISSING = np.array(0x7F800001, dtype=np.int32).view(np.float32)  # 0-d: keeps the NaN payload
+# ... and pad a row beyond its length (alleles beyond a site's, ploidy beyond a sample's)
+INT_FILL = -2
+FLOAT32_FILL = np.array(0x7F800002, dtype=np.int32).view(np.float32)
 STR_MISSING = "."
 
 
@@ -96,11 +99,11 @@ def fill_like(dtype: np.dtype):
     """The fill value VCZ pads a row with beyond its length (alleles beyond a site's, ploidy)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
-        return np.array(0x7F800002, dtype=np.int32).view(np.float32)
+        return FLOAT32_FILL
     if dtype.kind == "b":
         return False
     if dtype.kind in "iu":
-        return -2
+        return INT_FILL
     return ""
 
 

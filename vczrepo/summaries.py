@@ -68,9 +68,9 @@ SITE_ANNOTATIONS = {"AA", "CIGAR", "DB", "END", "H2", "H3", "SOMATIC", "VALIDATE
 # per-variant fields vcztools reads as the record itself, never INFO
 RECORD_FIELDS = {"variant_contig", "variant_position", "variant_length", "variant_allele", "variant_id",
                  "variant_id_mask", "variant_quality", "variant_filter"}
-INT_FILL = -2
-FLOAT_MISSING = np.array([0x7F800001], dtype=np.uint32).view(np.float32)[0]
-FLOAT_FILL = np.array([0x7F800002], dtype=np.uint32).view(np.float32)[0]
+INT_FILL = schema.INT_FILL
+FLOAT_MISSING = schema.FLOAT32_MISSING[()]
+FLOAT_FILL = schema.FLOAT32_FILL[()]
 
 
 @dataclass

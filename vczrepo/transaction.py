@@ -222,16 +222,13 @@ class Transaction:
                             raise from_icechunk(e, f"committing {op} to {branch}") from e
                     except VczRepoError:
                         raise
-                    except KeyboardInterrupt:  # Ctrl-C during the commit: say so if it landed
+                    except (Exception, KeyboardInterrupt) as e:  # a fault or Ctrl-C after the commit: did it land?
                         landed = self._landed(branch, op_id, base)
-                        if landed is not None:
+                        if landed is None:
+                            raise
+                        if isinstance(e, KeyboardInterrupt):
                             raise InterruptedAfterCommit(landed) from None
-                        raise
-                    except Exception:  # e.g. an injected fault after the commit: did it land?
-                        landed = self._landed(branch, op_id, base)
-                        if landed is not None:
-                            return landed, metadata
-                        raise
+                        return landed, metadata
                 if deadline is None:
                     deadline = started + max(MIN_DEADLINE, DEADLINE_FACTOR * (time.monotonic() - attempt_started))
                 if time.monotonic() > deadline:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import zarr
@@ -40,24 +40,6 @@ def row_map(now: zarr.Group, earlier: zarr.Group) -> np.ndarray | None:
     return rows
 
 
-def _moved(src: zarr.Array, rows: np.ndarray, null) -> Callable:
-    """write_columns' values: the earlier columns at their rows now, null at the sites added since."""
-    axis = schema.samples_axis(src)
-
-    def values(region: tuple[slice, ...], members: list[int]) -> np.ndarray:
-        here = rows[region[0]]
-        found = here >= 0
-        shape = tuple(len(members) if k == axis else r.stop - r.start for k, r in enumerate(region))
-        out = np.full(shape, null, dtype=src.dtype)
-        if found.any():
-            where: tuple = tuple(here[found] if k == 0 else np.asarray(members) if k == axis else r
-                                 for k, r in enumerate(region))
-            out[found] = src.oindex[where]
-        return out
-
-    return values
-
-
 def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group, names: Sequence[str],
                     indexes: Sequence[int]) -> dict:
     """Copy columns `indexes` (holding `names` in `earlier`) back into null columns of root."""
@@ -70,11 +52,8 @@ def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group
             raise SampleError(f"cannot restore {name}: it is in the repository again (re-added)")
     rows = row_map(root, earlier)
     for name, array in schema.sample_arrays(root).items():
-        src = schema.array(earlier, name)
-        if rows is None or schema.dims(array)[:1] != (schema.VARIANTS,):
-            pipe.copy_columns(src, array, list(indexes))
-        else:
-            pipe.write_columns(array, list(indexes), _moved(src, rows, schema.null_value(name, array)), site="restore")
+        moved = rows if schema.dims(array)[:1] == (schema.VARIANTS,) else None  # sample_id: no variants axis
+        pipe.copy_columns(schema.array(earlier, name), array, list(indexes), moved, schema.null_value(name, array))
     update_summaries(root, added=list(indexes))  # after the columns are back
     return {
         "samples_restored": list(names),
