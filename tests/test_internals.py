@@ -14,7 +14,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 import vczrepo
-from vczrepo import chunks, storage
+from vczrepo import chunks, internals, storage
 from vczrepo.errors import IntegrityError
 from vczrepo.internals import SessionStore, chunk_key, session_store
 
@@ -46,6 +46,7 @@ def _keys(group: zarr.Group) -> list[str]:
 
 
 def test_every_key_reads_as_icechunk_reads_it_and_chunks_come_from_files(repo, monkeypatch):
+    monkeypatch.setattr(internals, "MIN_READS_BEFORE_INDEX", 0)  # every array indexed on its first read
     root = repo.group()
     store = root.store
     assert isinstance(store, SessionStore)
@@ -61,6 +62,30 @@ def test_every_key_reads_as_icechunk_reads_it_and_chunks_come_from_files(repo, m
     assert stored_chunks
     assert not stored_chunks & set(asked)
     assert {k for k in keys if k.endswith("zarr.json")} <= set(asked)
+
+
+def test_an_array_is_indexed_only_once_a_session_has_read_enough_of_it(repo, monkeypatch):
+    """A few chunks are read through icechunk (no listing of the array's references); past one
+    read per REFS_PER_INDEXED_READ chunks of its grid the array is listed once, and its chunks
+    then come from their files."""
+    monkeypatch.setattr(internals, "MIN_READS_BEFORE_INDEX", 1)
+    monkeypatch.setattr(internals, "REFS_PER_INDEXED_READ", 2)  # call_DP: 3 x 2 chunks, so 3 reads first
+    listed, asked = [], []
+    iterate, get = IcechunkStore.array_chunk_iterator, IcechunkStore.get
+    monkeypatch.setattr(IcechunkStore, "array_chunk_iterator",
+                        lambda self, path, *a, **k: listed.append(path) or iterate(self, path, *a, **k))
+    monkeypatch.setattr(IcechunkStore, "get", lambda self, key, *a, **k: asked.append(key) or get(self, key, *a, **k))
+    store = repo.group().store
+    dp = zarr.open_group(store, mode="r")["call_DP"]
+    grid = list(chunks._chunk_grid(dp))
+    expected = {c: _get(store._store, chunk_key(dp, c)) for c in grid}
+    asked.clear()
+    got = {c: _get(store, chunk_key(dp, c)) for c in grid}
+    assert got == expected
+    assert listed == ["call_DP"]
+    assert [k for k in asked if "/c/" in k] == [chunk_key(dp, c) for c in grid[:3]]
+    assert (dp[...] == zarr.open_group(store._store, mode="r")["call_DP"][...]).all()
+    assert listed == ["call_DP"]  # listed once per session
 
 
 def test_a_chunk_written_in_the_session_reads_back_new(repo):

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from obstore.store import AzureConfig, ClientConfig, GCSConfig, S3Config
 
 SAMPLES_PER_MANIFEST_SPLIT = 1  # sample chunks per manifest split: appends touch new splits only
+# variant chunks per manifest split: a region read loads (and an extend rewrites) the splits it
+# touches, not a sample chunk column's whole manifest; 1,000 references (~30 KB) per object keep
+# a split's load well below one object-storage request's latency
+VARIANTS_PER_MANIFEST_SPLIT = 1_000
 
 _memory_storages: dict[str, icechunk.Storage] = {}
 _memory_lock = threading.Lock()
@@ -368,12 +372,14 @@ def ensure_empty(loc: Location) -> None:
 
 
 def repository_config() -> icechunk.RepositoryConfig:
-    """Config for new repositories: manifests split along the samples dimension."""
+    """Config for new repositories: manifests split along the samples and variants dimensions."""
     config = icechunk.RepositoryConfig.default()
+    dim = icechunk.ManifestSplitDimCondition.DimensionName
     splitting = icechunk.ManifestSplittingConfig.from_dict(
         {
             icechunk.ManifestSplitCondition.AnyArray(): {
-                icechunk.ManifestSplitDimCondition.DimensionName("samples"): SAMPLES_PER_MANIFEST_SPLIT
+                dim("samples"): SAMPLES_PER_MANIFEST_SPLIT,
+                dim("variants"): VARIANTS_PER_MANIFEST_SPLIT,
             }
         }
     )
