@@ -130,6 +130,12 @@ def rewrite_codecs(array: zarr.Array, level: int) -> tuple:
     )
 
 
+# decoded size of the chunks copied at once (at least 2, at most Settings.concurrency): each is
+# held two or three times on its way (read, checksum appended, icechunk's copy). 2 of 20 MB call
+# chunks at a time copy a batch no slower than 8 on a local disk, with ~75 MB less peak memory
+# (measured: 10,000 samples x 100,000 variants, 1.1 GB)
+COPY_BUDGET_BYTES = 32 << 20
+
 Share = tuple[int, int]  # (k, n): this worker's part of the work, chunk rows k, k+n, k+2n, …
 WHOLE: Share = (0, 1)
 
@@ -263,10 +269,10 @@ class Pipeline:
         """Copy stored chunks as bytes, each checked on the way: blosc frames by their header
         (sizes), other codecs by decoding once."""
         grid = [c for c in _chunk_grid(src) if mine(c[0], share)]
-        limit = asyncio.Semaphore(self.settings.concurrency)
         proto = default_buffer_prototype()
         by_header = _blosc_only(src)
         chunk_nbytes = int(np.prod(src.chunks)) * np.dtype(src.dtype).itemsize
+        limit = asyncio.Semaphore(max(2, min(self.settings.concurrency, COPY_BUDGET_BYTES // chunk_nbytes)))
         at = self.settings.at
         src_sum, dst_sum = checksums.has_checksum(src), checksums.has_checksum(dst)
 
