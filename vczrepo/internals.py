@@ -23,11 +23,12 @@ store has written and object storage all go through icechunk unchanged.
 
 Knowing where one chunk is means listing the whole array's chunk references (icechunk has
 no per-chunk lookup), about 1.6 µs per reference in Python, while a chunk read through
-icechunk costs about 1.4 ms more than reading its file (a ~400 KB chunk, measured here) and
-loads only the manifest split holding it. So an array's first reads go through icechunk and
-the array is indexed only once a session has read about one chunk per
+icechunk costs 1.4 ms (a ~400 KB chunk) to 7 ms (~4 MB) more than reading its file, and
+loads only the manifest split holding it (measured here). So an array of many chunks is
+read through icechunk at first and indexed only once a session has read about one chunk per
 `REFS_PER_INDEXED_READ` of its grid: a region read does no work proportional to the whole
-array, and a sweep pays for its index at most once more than it had to (rent-or-buy).
+array, and a sweep pays for its index at most about twice (rent-or-buy). Arrays of fewer
+chunks than that are indexed on their first read.
 
 Every chunk read through this store (local or object storage) is verified: a chunk of an
 array whose codec chain ends with crc32c (vczrepo.checksums) must match its checksum, a
@@ -69,7 +70,7 @@ _NATIVE = int(icechunk.ChunkType.native)  # type: ignore[call-overload]
 _OBJECT = re.compile(r'path="(?:[^"]*/)?(snapshots|manifests|chunks|transactions)/([0-9A-Z]+)"')
 _OBJECT_ID = re.compile(r"\b(snapshot|manifest)_id=([0-9A-Z]{20})\b")
 REFS_PER_INDEXED_READ = 1_000  # chunk references listed in the time one read through icechunk costs extra
-MIN_READS_BEFORE_INDEX = 8
+MIN_READS_BEFORE_INDEX = 0
 
 
 def with_codecs(array: zarr.Array, codecs: tuple) -> zarr.Array:
