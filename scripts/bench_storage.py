@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import Server, running  # noqa: E402  (the test suite's moto server, reused as is)
 
 KINDS = ("PUT", "GET", "LIST", "HEAD", "DELETE", "POST")
+# what an object is, from a path segment of its key (else its name: repo, config.yaml)
+OBJECT_CLASSES = ("chunks", "manifests", "snapshots", "transactions", "refs", "vczrepo-digests")
 BLOCK = 1 << 20  # bytes per read when a response body is streamed through the proxy
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer",
               "upgrade", "proxy-authenticate", "proxy-authorization"}
@@ -67,9 +69,11 @@ class Counts:
     server_seconds: float = 0.0
     gets: collections.Counter = field(default_factory=collections.Counter)
     repeated_down: int = 0
+    objects: collections.Counter = field(default_factory=collections.Counter)  # "KIND class"
 
     def add(self, kind: str, status: int, up: int, down: int, key: str, seconds: float) -> None:
         self.requests[kind] += 1
+        self.objects[f"{kind} {object_class(key)}"] += 1
         if status >= 400:
             self.failed[f"{kind} {key}"] = status
         self.up += up
@@ -92,7 +96,14 @@ class Counts:
             "repeated_gets": sum(repeated.values()) - len(repeated),
             "repeated_mib_down": self.repeated_down / 2**20,
             "most_repeated": dict(collections.Counter(repeated).most_common(5)),
+            "by_object": dict(sorted(self.objects.items())),
         }
+
+
+def object_class(key: str) -> str:
+    """chunks, manifests, snapshots… or the object's own name (repo, config.yaml)."""
+    segments = key.split(" ")[0].strip("/").split("/")
+    return next((c for c in OBJECT_CLASSES if c in segments), segments[-1])
 
 
 def kind_of(method: str, target: str) -> str:
@@ -236,8 +247,9 @@ class S3:
     def cli(self, counted: bool = True) -> list[str]:
         return [a for k, v in self.options(counted).items() for a in ("--storage-option", f"{k}={v}")]
 
-    def repo(self, url: str, counted: bool = False) -> vczrepo.Repository:
-        return vczrepo.Repository.open(url, self.options(counted))
+    def repo(self, url: str) -> vczrepo.Repository:
+        """The repository for setting up a measurement (branches, tags): not counted."""
+        return vczrepo.Repository.open(url, self.options(counted=False))
 
 
 class StorageBench:
@@ -247,12 +259,12 @@ class StorageBench:
     def __init__(self, s3: S3, work: Path, repeats: int, log: Log):
         self.s3, self.work, self.repeats, self.log = s3, work, repeats, log
         self.runs: dict[str, dict] = {}
+        self.overhead: float | None = None
 
-    def measure(self, key: str, label: str, prepare: bench.Prepare, counted: bool = True,
-                preload: tuple[str, ...] = ()) -> dict:
+    def measure(self, key: str, label: str, prepare: bench.Prepare, preload: tuple[str, ...] = ()) -> dict:
         best: dict | None = None
         for i in range(self.repeats):
-            argv = [str(a) for a in prepare(i)] + self.s3.cli(counted)
+            argv = [str(a) for a in prepare(i)] + self.s3.cli()
             self.s3.proxy.take()
             m = bench.spawn(argv, self.work, bench.VCZREPO, PRELOAD + preload)
             run = {"label": label, "wall": m["wall"], "op": m["op"], "startup": m["startup"],
@@ -277,7 +289,24 @@ class StorageBench:
         return prepare
 
 
-def bench_writes(b: StorageBench, data: make_data.Dataset, url: str) -> None:
+def proxy_overhead(b: StorageBench, url: str, batch: Path, repeats: int) -> float:
+    """The aligned append's op time through the proxy / straight at moto, best of `repeats` each,
+    alternating so both see the same load."""
+    runs: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(repeats):
+        for counted in (False, True):
+            name = f"overhead-{counted}-{i}"
+            b.s3.repo(url).create_branch(name, "base")
+            argv = ["append", url, batch, "-b", name, *b.s3.cli(counted)]
+            runs[counted].append(bench.spawn([str(a) for a in argv], b.work, bench.VCZREPO, PRELOAD)["op"])
+    ratio = min(runs[True]) / min(runs[False])
+    b.log(f"  proxy overhead on the aligned append: {min(runs[True]):.3f} / {min(runs[False]):.3f} s "
+          f"= {ratio:.2f}x (best of {repeats} each)")
+    b.overhead = ratio
+    return ratio
+
+
+def bench_writes(b: StorageBench, data: make_data.Dataset, url: str, overhead_repeats: int) -> None:
     """init; aligned, small and into-unaligned appends; remove 1 at two store sizes; and the
     proxy's overhead (the aligned append straight against moto)."""
     n, u = data.spec.samples_per_batch, data.spec.unaligned_samples
@@ -286,15 +315,13 @@ def bench_writes(b: StorageBench, data: make_data.Dataset, url: str) -> None:
               lambda i: ["init", url if i == 0 else f"{url}-again-{i}", data.batches[0]])
     b.s3.repo(url).create_tag("base")
     appends = (
-        ("append_aligned", f"append {n} samples, store {n} (aligned)", "aligned", "base", full, True),
-        ("append_aligned_direct", "the same straight at moto (no proxy, not counted)", "direct",
-         "base", full, False),
-        ("append_small", f"append {u} samples, store {n}", "small", "base", small, True),
-        ("append_unaligned", f"append {n} samples, store {n + u} (padded)", "unaligned", "small-0",
-         full, True),
+        ("append_aligned", f"append {n} samples, store {n} (aligned)", "aligned", "base", full),
+        ("append_small", f"append {u} samples, store {n}", "small", "base", small),
+        ("append_unaligned", f"append {n} samples, store {n + u} (padded)", "unaligned", "small-0", full),
     )
-    for key, label, branch, ref, batch, counted in appends:
-        b.measure(key, label, b.on_branch(url, branch, ref, ["append", url, batch]), counted)
+    for key, label, branch, ref, batch in appends:
+        b.measure(key, label, b.on_branch(url, branch, ref, ["append", url, batch]))
+    proxy_overhead(b, url, full, overhead_repeats)
     name = bench.sample_names(data.batches[0])[n // 2]
     for store, ref, count in (("N", "base", n), ("L", "unaligned-0", 2 * n + u)):
         b.measure(f"remove_1_at_{store}", f"remove 1 sample, store {count}",
@@ -358,8 +385,11 @@ def bench_history(b: StorageBench, commits: int) -> None:
         b.measure(f"log_at_{depth}_commits", f"log, {depth} commit(s)", lambda i, u=url: ["log", u])
 
 
+PARTS = ("writes", "columns", "history")  # writes include the reads, which read what they wrote
+
+
 def run(data: make_data.Dataset, work: Path, log: Log, *, repeats: int = 1, commits: int | None = None,
-        columns: int = COLUMNS) -> dict:
+        columns: int = COLUMNS, overhead_repeats: int = 3, parts: tuple[str, ...] = PARTS) -> dict:
     """Measure everything against a fresh moto server; returns the JSON results."""
     commits = commits or HISTORY_COMMITS.get(data.root.name, 1_000)
     with running("s3") as server, counting_proxy(server.endpoint) as proxy:
@@ -367,14 +397,17 @@ def run(data: make_data.Dataset, work: Path, log: Log, *, repeats: int = 1, comm
         b = StorageBench(s3, work, repeats, log)
         url = server.url("cohort")
         log(f"S3: {server.version} at {server.endpoint}, counted through {proxy.endpoint}")
-        log("writes")
-        bench_writes(b, data, url)
-        log("reads")
-        bench_reads(b, data, url)
-        log("shape: sample-chunk columns")
-        bench_columns(b, columns)
-        log("shape: history")
-        bench_history(b, commits)
+        if "writes" in parts:
+            log("writes")
+            bench_writes(b, data, url, overhead_repeats)
+            log("reads")
+            bench_reads(b, data, url)
+        if "columns" in parts:
+            log("shape: sample-chunk columns")
+            bench_columns(b, columns)
+        if "history" in parts:
+            log("shape: history")
+            bench_history(b, commits)
         moto = server.version
     return {
         "size": data.root.name,
@@ -384,7 +417,7 @@ def run(data: make_data.Dataset, work: Path, log: Log, *, repeats: int = 1, comm
         "batch_mib": make_data.tree_size(data.batches[1]) / 2**20,
         "columns": columns,
         "history_commits": commits,
-        "proxy_overhead": b.runs["append_aligned"]["op"] / b.runs["append_aligned_direct"]["op"],
+        "proxy_overhead": b.overhead,
         "runs": b.runs,
     }
 
@@ -392,11 +425,11 @@ def run(data: make_data.Dataset, work: Path, log: Log, *, repeats: int = 1, comm
 def table(results: dict) -> str:
     """A markdown table: per operation, times, requests by kind and bytes moved."""
     m = results["machine"]
+    overhead = f"{results['proxy_overhead']:.2f}x" if results["proxy_overhead"] else "not measured"
     lines = [
         (f"size {results['size']}: {results['spec']}, batch {results['batch_mib']:.1f} MiB, "
          f"vczrepo {results['vczrepo_revision']}, {m['server']}, icechunk {m['versions']['icechunk']}, "
-         f"obstore {m['obstore']}; proxy overhead on the aligned append "
-         f"{results['proxy_overhead']:.2f}x"),
+         f"obstore {m['obstore']}; proxy overhead on the aligned append: {overhead}"),
         "", "| operation | op s | server s | PUT | GET | LIST | HEAD | DELETE | POST | failed "
             "| repeated GETs | MiB up | MiB down |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -415,6 +448,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs per operation (best op time)")
     parser.add_argument("--commits", type=int, help=f"long history (default: {HISTORY_COMMITS})")
     parser.add_argument("--columns", type=int, default=COLUMNS, help="sample-chunk columns of the wide store")
+    parser.add_argument("--overhead-repeats", type=int, default=3,
+                        help="runs of the aligned append with and without the proxy")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"what to measure, of {','.join(PARTS)}")
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
                         help="write results as JSON to PATH (default: stdout, table to stderr)")
     parser.add_argument("--work-dir", type=Path, help="where local files go (default: a temp dir)")
@@ -426,7 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     data = make_data.ensure(args.size, log=log)
     work = Path(tempfile.mkdtemp(prefix="vczrepo-bench-s3-", dir=args.work_dir))
     try:
-        results = run(data, work, log, repeats=args.repeats, commits=args.commits, columns=args.columns)
+        results = run(data, work, log, repeats=args.repeats, commits=args.commits, columns=args.columns,
+                      overhead_repeats=args.overhead_repeats, parts=tuple(args.parts.split(",")))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = table(results)
