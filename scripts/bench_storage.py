@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import Server, running  # noqa: E402  (the test suite's moto server, reused as is)
 
 KINDS = ("PUT", "GET", "LIST", "HEAD", "DELETE", "POST")
-# what an object is, from a path segment of its key (else its name: repo, config.yaml)
-OBJECT_CLASSES = ("chunks", "manifests", "snapshots", "transactions", "refs", "vczrepo-digests")
+# what an object is, from a path segment of its key (else its name: repo, config.yaml); icechunk
+# keeps the copy of `repo` it replaces as repo.<time>.<id>
+OBJECT_CLASSES = ("vczrepo-digests", "chunks", "manifests", "snapshots", "transactions", "refs")
 BLOCK = 1 << 20  # bytes per read when a response body is streamed through the proxy
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer",
               "upgrade", "proxy-authenticate", "proxy-authorization"}
@@ -103,7 +104,8 @@ class Counts:
 def object_class(key: str) -> str:
     """chunks, manifests, snapshots… or the object's own name (repo, config.yaml)."""
     segments = key.split(" ")[0].strip("/").split("/")
-    return next((c for c in OBJECT_CLASSES if c in segments), segments[-1])
+    name = "repo.*" if segments[-1].startswith("repo.") else segments[-1]
+    return next((c for c in OBJECT_CLASSES if c in segments), name)
 
 
 def kind_of(method: str, target: str) -> str:
