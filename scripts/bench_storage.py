@@ -4,9 +4,13 @@
 A counting reverse proxy (threaded HTTP/1.1, keep-alive, bodies forwarded verbatim) sits in
 front of moto on another 127.0.0.1 port; every command reaches moto through it, so each
 operation's PUT/GET/LIST/HEAD/DELETE requests and the bytes moved up and down are exact. Its
-own overhead is reported: one append is also timed straight against moto. Commit cost against
-the repository's shape compares a small operation on stores of 1 and many sample-chunk
+own overhead is reported: the aligned append is also timed straight against moto. Commit cost
+against the repository's shape compares a small operation on stores of 1 and many sample-chunk
 columns, and on branches of 1 and many commits.
+
+Setting up (branches, tags, uploads) goes straight to moto from this process, never through the
+proxy: some icechunk calls block holding the GIL (Storage.list_objects_metadata, as vczrepo's
+init calls it), which would starve the proxy's threads in the same process.
 
     uv run python scripts/bench_storage.py --size tiny|small|medium [--json [PATH]]
 """
