@@ -372,15 +372,17 @@ def ensure_empty(loc: Location) -> None:
 
 
 def repository_config() -> icechunk.RepositoryConfig:
-    """Config for new repositories: manifests split along the samples and variants dimensions."""
+    """Config for new repositories: call arrays' manifests split along samples and variants,
+    other arrays' along variants (sample_id's few references stay one manifest: one request)."""
     config = icechunk.RepositoryConfig.default()
-    dim = icechunk.ManifestSplitDimCondition.DimensionName
+    dim, condition = icechunk.ManifestSplitDimCondition.DimensionName, icechunk.ManifestSplitCondition
     splitting = icechunk.ManifestSplittingConfig.from_dict(
         {
-            icechunk.ManifestSplitCondition.AnyArray(): {
+            condition.name_matches("^call_"): {
                 dim("samples"): SAMPLES_PER_MANIFEST_SPLIT,
                 dim("variants"): VARIANTS_PER_MANIFEST_SPLIT,
-            }
+            },
+            condition.AnyArray(): {dim("variants"): VARIANTS_PER_MANIFEST_SPLIT},
         }
     )
     config.manifest = icechunk.ManifestConfig(splitting=splitting)
