@@ -4,9 +4,10 @@ Every operation runs in its own subprocess through the `vczrepo` (or `vcztools`)
 line, started by measure.py, which records its wall time, the time of the work itself after
 Python start-up and imports (start-up is reported apart) and its peak RSS (os.wait4).
 The disk's speed varies from run to run, so targets are checked as ratios of figures
-measured in this one run.
+measured in this one run. The peer, sgkit-dev's vczstore, runs on the same files in the same
+run from an environment of its own (scripts/peer.py) unless --no-peer.
 
-    uv run python scripts/bench.py --size small|medium|tiny [--json [PATH]] [--repeats N]
+    uv run python scripts/bench.py --size small|medium|tiny [--json [PATH]] [--repeats N] [--no-peer]
 """
 
 from __future__ import annotations
