@@ -44,12 +44,14 @@ def requirements() -> list[str]:
 
 
 def uv() -> list[str]:
-    """The uv command: on PATH, or as a module of the base interpreter."""
+    """The uv command: on PATH, or as a module of the base interpreter or of PATH's python3
+    (.ci/run installs it with `python3 -m pip` when missing)."""
     if found := shutil.which("uv"):
         return [found]
-    base = [sys._base_executable, "-m", "uv"]
-    if subprocess.run([*base, "--version"], capture_output=True, check=False).returncode == 0:
-        return base
+    for python in (sys._base_executable, shutil.which("python3")):
+        command = [str(python), "-m", "uv"]
+        if python and subprocess.run([*command, "--version"], capture_output=True, check=False).returncode == 0:
+            return command
     raise PeerUnavailableError("uv not found (neither on PATH nor as `python -m uv`)")
 
 
