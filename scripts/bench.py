@@ -33,6 +33,7 @@ import make_data
 import numpy as np
 import peer
 import zarr
+from peer import fresh
 
 import vczrepo
 from vczrepo import journal, schema
@@ -210,12 +211,6 @@ class Bench:
         median = statistics.median(walls)
         self.log(f"  python -c {code!r:<40} {median:.2f} s (median of {self.repeats})")
         return median
-
-
-def fresh(path: Path) -> Path:
-    """`path`, after removing what a previous repeat left there."""
-    shutil.rmtree(path, ignore_errors=True)
-    return path
 
 
 def on_branch(repo: Path, name: str, ref: str, argv: list) -> Prepare:

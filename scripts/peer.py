@@ -83,8 +83,7 @@ def fresh(path: Path) -> Path:
 
 def copied(src: Path, dst: Path) -> Path:
     """A fresh copy of a peer store (vczstore changes its store in place, amending its commit)."""
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
+    shutil.copytree(src, fresh(dst))
     return dst
 
 
