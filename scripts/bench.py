@@ -79,7 +79,7 @@ PEER_WRITES = {
 PEER_OPS = (
     ("init", "peer_init", "init / copy-store-to-icechunk", False),
     *((key, f"peer_{key}", what, ci) for key, (what, ci) in PEER_WRITES.items()),
-    *((f"{name}_vczrepo", f"{name}_peer", what, False) for name, what in READS.items() if name != "dataset"),
+    *((f"{name}_vczrepo", f"{name}_peer", what, False) for name, what in READS.items()),
 )
 STARTUP_CI = ("--version", "--help")  # vczrepo's take a fraction of the peer's: CI-checked
 Log = Callable[[str], None]
@@ -359,6 +359,8 @@ def bench_reads(b: Bench, data: make_data.Dataset, repo: Path, peer_store: Path 
               lambda i: [plain, *array], cli=READ_ARRAY, preload=READ_ARRAY_PRELOAD)
     if peer_store and python:
         peer.bench_peer_reads(b, python, peer_store, reads)
+        b.best_of("dataset_peer", "xarray.open_zarr of vczstore's icechunk store, the same array",
+                  lambda i: [peer_store, *array, "--icechunk"], cli=READ_ARRAY, preload=READ_ARRAY_PRELOAD)
     return {"region": where, "region_rows": [rows.start, rows.stop]}
 
 
