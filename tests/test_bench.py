@@ -7,7 +7,7 @@ regression one: each CI-checked ratio within CI_FACTOR (3) times its target, nev
 time. Only ratios that a loaded machine cannot swing that far are CI-checked, and bench.py
 measures a failing one once more before reporting it. If the peer's environment cannot be
 made (no uv, no registry), vczrepo's own checks still run and the peer part is skipped.
-It took 3 min 14 s on the shared 2-core machine at load average 4-6 (2026-11-30), data
+It took 3 min 5-14 s (two runs) on the shared 2-core machine at load average 3-6 (2026-11-30), data
 generation and the peer's environment (from uv's cache) included.
 """
 
