@@ -1,12 +1,14 @@
-"""The benchmark (scripts/bench.py) runs end to end.
+"""The benchmark (scripts/bench.py) runs end to end on the `small` size, and no ratio it checks
+in CI has grossly regressed.
 
-The default suite runs it on the `tiny` size (400 samples, 200-commit history; about 80 s on an
-idle 2-core machine, data generation included) and checks only that every measurement ran and
-every target has a figure: wall-clock ratios depend on what else the machine is doing (a loaded
-CI runner once failed `log 1000 commits / 1 commit: 7.76 > 6`), so they are not asserted here.
-
-The gross-regression check (each CI-checked ratio within 3x its target) on the `small` size is
-marked `slow` and runs only when selected: `pytest -m slow tests/test_bench.py`.
+One run of each measurement (`--repeats 1`, a 300-commit history), data generation included, with the peer
+(sgkit-dev's vczstore, in an environment bench.py makes with uv). The check is the gross-
+regression one: each CI-checked ratio within CI_FACTOR (3) times its target, never a wall
+time. Only ratios that a loaded machine cannot swing that far are CI-checked, and bench.py
+measures a failing one once more before reporting it. If the peer's environment cannot be
+made (no uv, no registry), vczrepo's own checks still run and the peer part is skipped.
+It took 3 min 5-14 s (two runs) on the shared 2-core machine at load average 3-6 (2026-11-30), data
+generation and the peer's environment (from uv's cache) included.
 """
 
 from __future__ import annotations
@@ -21,45 +23,39 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+COMMITS = 300  # history for log/tag/branch: long enough to show growth, quicker to build than 1,000
 
 
 def _bench(tmp_path: Path, size: str) -> tuple[dict, str]:
     out = tmp_path / "bench.json"
     env = {**os.environ, "VCZREPO_BENCH_CACHE": str(tmp_path / "data")}
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--size", size, "--repeats", "1", "--json", str(out),
-         "--work-dir", str(tmp_path)],
+        [sys.executable, str(BENCH), "--size", size, "--repeats", "1", "--commits", str(COMMITS),
+         "--json", str(out), "--work-dir", str(tmp_path)],
         check=False, env=env, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 
 
-def test_bench_tiny_runs_end_to_end(tmp_path: Path) -> None:
-    results, _ = _bench(tmp_path, "tiny")
-    assert results["size"] == "tiny"
+def test_bench_small_has_no_gross_regression(tmp_path: Path) -> None:
+    results, stdout = _bench(tmp_path, "small")
     runs = results["runs"]
-    for key in ("append_aligned", "append_unaligned", "remove_1_at_N", "view_vczrepo", "log_H", "tag_H", "extend",
-                "grow"):
+    for key in ("append_aligned", "append_unaligned", "remove_1_at_N", "view_vczrepo", "view_region_vczrepo",
+                "dataset_vczrepo", "log_H", "tag_H", "extend", "grow", "startup_vczrepo --help"):
         assert key in runs, sorted(runs)
     assert results["variant_axis"]["grow: sites inserted"] > 0
     targets = results["targets"]
-    assert len([t for t in targets if t["ci_limit"] is not None]) >= 10
     bad = [t["name"] for t in targets if not (math.isfinite(t["value"]) and t["value"] > 0)]
     assert not bad, bad
-
-
-def _slow_selected(config) -> bool:
-    return "slow" in (config.getoption("markexpr", default="") or "")
-
-
-@pytest.mark.slow
-def test_bench_small_has_no_gross_regression(tmp_path: Path, request) -> None:
-    if not _slow_selected(request.config):
-        pytest.skip("wall-clock ratios: run with -m slow on a quiet machine")
-    results, stdout = _bench(tmp_path, "small")
-    checked = [t for t in results["targets"] if t["ci_limit"] is not None]
-    assert len(checked) >= 10
+    checked = [t for t in targets if t["ci_limit"] is not None]
+    assert len(checked) >= 14
     gross = [f"{t['name']}: {t['value']:.2f} > {t['ci_limit']:g}" for t in checked
              if t["value"] > t["ci_limit"]]
     assert not gross, "\n".join(gross) + "\n\n" + stdout
+    if "skipped" in results["peer"]:
+        pytest.skip(f"vczstore not measured: {results['peer']['skipped']}")
+    assert results["peer"]["refused"].keys() <= {"remove 100"}
+    for key in ("peer_append_aligned", "peer_append_unaligned", "peer_remove_1_at_L", "view_region_peer"):
+        assert key in runs, sorted(runs)
+    assert any(t["name"].startswith("remove 1 <= 0.2 x vczstore") and t["ci_limit"] for t in targets)
