@@ -5,7 +5,9 @@ line, started by measure.py, which records its wall time, the time of the work i
 Python start-up and imports (start-up is reported apart) and its peak RSS (os.wait4).
 The disk's speed varies from run to run, so targets are checked as ratios of figures
 measured in this one run. The peer, sgkit-dev's vczstore, runs on the same files in the same
-run from an environment of its own (scripts/peer.py) unless --no-peer.
+run from an environment of its own (scripts/peer.py) unless --no-peer; the same operations then
+run against an S3 server on 127.0.0.1 with their requests counted (scripts/bench_storage.py)
+unless --no-object-storage.
 
     uv run python scripts/bench.py --size small|medium|tiny [--json [PATH]] [--repeats N] [--no-peer]
 """
@@ -568,7 +570,7 @@ def make_peer(log: Log) -> tuple[Path | None, dict]:
 
 
 def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Log,
-        with_peer: bool = True) -> dict:
+        with_peer: bool = True, with_object_storage: bool = True) -> dict:
     """Measure everything on a generated data set; returns the JSON results."""
     revision, load = source_revision(), os.getloadavg()[1]
     b = Bench(work, repeats, log)
@@ -592,6 +594,12 @@ def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Lo
     log("history")
     bench_history(b, work, commits)
     all_targets, again = checked_targets(b, commits, python is not None)
+    object_storage = None
+    if with_object_storage:
+        import bench_storage  # imports this module: only when asked for
+
+        log("object storage (moto's S3 server on 127.0.0.1, requests counted)")
+        object_storage = bench_storage.run(data, work / "object-storage", log, commits=commits)
     if python:
         peer_info["side_by_side"] = side_by_side(b.runs)
     if source_revision() != revision:
@@ -612,6 +620,7 @@ def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Lo
         "reads": reads,
         "peer": peer_info,
         "measured_again": again,
+        "object_storage": object_storage,
         "targets": [
             {**dataclasses.asdict(t), "met": t.met, "ci_limit": CI_FACTOR * t.limit if t.ci else None}
             for t in all_targets
@@ -645,7 +654,22 @@ def table(results: dict) -> str:
         ci = f"{t['ci_limit']:g}{t['unit']}" if t["ci_limit"] else "-"
         lines.append(f"| {t['name']} | {t['value']:.3f}{t['unit']} | {t['limit']:g}{t['unit']} "
                      f"| {'yes' if t['met'] else 'NO'} | {ci} |")
+    if results.get("object_storage"):
+        import bench_storage
+
+        lines += ["", "object storage:", bench_storage.table(results["object_storage"])]
     return "\n".join(lines)
+
+
+def emit(results: dict, text: str, to: str | None, log: Log) -> None:
+    """The table on stdout (and JSON to a file), or with `to` "-" JSON on stdout, the table on stderr."""
+    if to == "-":
+        log(text)
+        print(json.dumps(results, indent=2))
+        return
+    print(text)
+    if to:
+        Path(to).write_text(json.dumps(results, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -664,6 +688,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--no-peer", action="store_true",
                         help="do not measure the peer (sgkit-dev's vczstore, in an environment of its own)")
+    parser.add_argument("--no-object-storage", action="store_true",
+                        help="do not measure on object storage (moto's S3 server on 127.0.0.1)")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -673,20 +699,14 @@ def main(argv: list[str] | None = None) -> None:
     commits = args.commits or HISTORY_COMMITS.get(args.size, 1_000)
     work = Path(tempfile.mkdtemp(prefix="vczrepo-bench-", dir=args.work_dir))
     try:
-        results = run(data, commits, work, args.repeats, log, with_peer=not args.no_peer)
+        results = run(data, commits, work, args.repeats, log, with_peer=not args.no_peer,
+                      with_object_storage=not args.no_object_storage)
     finally:
         if args.keep:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    text = table(results)
-    if args.json == "-":
-        log(text)
-        print(json.dumps(results, indent=2))
-        return
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    emit(results, table(results), args.json, log)
 
 
 if __name__ == "__main__":

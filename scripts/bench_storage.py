@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import http.client
 import http.server
-import json
 import shutil
 import socketserver
 import sys
@@ -335,15 +334,18 @@ def bench_writes(b: StorageBench, data: make_data.Dataset, url: str, overhead_re
 
 
 def bench_reads(b: StorageBench, data: make_data.Dataset, url: str) -> None:
-    """checkout, view and query at a tag of two full batches."""
+    """checkout (every chunk), a region-restricted view and a query at a tag of two full batches
+    (a full view formats every genotype: minutes at `medium`, and the checkout's requests already
+    show a whole read)."""
     n = 2 * data.spec.samples_per_batch
     b.s3.repo(url).create_tag("release", "aligned-0")
     plain = b.work / "release.vcz"
     b.measure("checkout", f"checkout {n} samples to local disk",
               lambda i: ["checkout", url, bench.fresh(plain), "--at", "release"])
     samples = ",".join(bench.sample_names(data.batches[0])[:bench.QUERY_SAMPLES])
-    b.measure("view", f"view at tag (all {n} samples)", lambda i: ["view", url, "--at", "release"],
-              preload=("vcztools.cli",))
+    where, _ = bench.region(data.batches[0], data.spec.variants_chunk_size)
+    b.measure("view_region", f"view -r {where} at tag ({bench.REGION_CHUNKS} variant chunks, {n} samples)",
+              lambda i: ["view", url, "--at", "release", "-r", where], preload=("vcztools.cli",))
     b.measure("query", f"query at tag (GT of {bench.QUERY_SAMPLES} samples)",
               lambda i: ["query", url, "--at", "release", "-s", samples, "-f", bench.QUERY_FORMAT],
               preload=("vcztools.cli",))
@@ -472,14 +474,7 @@ def main(argv: list[str] | None = None) -> None:
                       overhead_repeats=args.overhead_repeats, parts=tuple(args.parts.split(",")))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = table(results)
-    if args.json == "-":
-        log(text)
-        print(json.dumps(results, indent=2))
-        return
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    bench.emit(results, table(results), args.json, log)
 
 
 if __name__ == "__main__":

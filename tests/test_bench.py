@@ -31,7 +31,7 @@ def _bench(tmp_path: Path, size: str) -> tuple[dict, str]:
     env = {**os.environ, "VCZREPO_BENCH_CACHE": str(tmp_path / "data")}
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--size", size, "--repeats", "1", "--commits", str(COMMITS),
-         "--json", str(out), "--work-dir", str(tmp_path)],
+         "--json", str(out), "--work-dir", str(tmp_path), "--no-object-storage"],  # tests/test_bench_storage.py
         check=False, env=env, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -31,7 +31,7 @@ def test_bench_storage_tiny_counts_every_operation(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     runs = results["runs"]
     assert {"init", "append_aligned", "append_small", "append_unaligned", "remove_1_at_N", "checkout",
-            "view", "query", "append_1_at_2_columns", "remove_1_at_3_commits"} <= set(runs)
+            "view_region", "query", "append_1_at_2_columns", "remove_1_at_3_commits"} <= set(runs)
     counted = {k: r["requests"] for k, r in runs.items()}
     empty = [k for k, q in counted.items() if not (q["total"] > 0 and q["GET"] > 0)]
     assert not empty, empty
