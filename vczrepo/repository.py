@@ -110,9 +110,9 @@ class Repository:
             raise RepositoryError(f"not a vczrepo repository (no such directory): {loc.url}")
         st = storage.make_storage(loc)
         try:
-            if not icechunk.Repository.exists(st):
-                raise RepositoryError(f"not a vczrepo repository: {loc.url}")
-            repo = icechunk.Repository.open(st)
+            repo = icechunk.Repository.open(st)  # no exists() first: one request less on object storage
+        except icechunk.RepositoryNotFoundError as e:
+            raise RepositoryError(f"not a vczrepo repository: {loc.url}") from e
         except icechunk.IcechunkError as e:
             mapped = from_icechunk(e, f"opening {loc.url}")
             if loc.is_local and (Path(loc.path) / "repo").is_file() and isinstance(mapped, StorageError):
@@ -214,14 +214,19 @@ class Repository:
         return sid
 
     def _resolve_base(self, ref: str) -> str:
-        branches, tags = self.icechunk.list_branches(), self.icechunk.list_tags()
-        if ref in branches:
-            return self.icechunk.lookup_branch(ref)
-        if ref in tags:
-            return self.icechunk.lookup_tag(ref)
+        # looked up directly: each icechunk call reads the repository document (one request on
+        # object storage), and a branch, the usual ref, is then one read instead of three
+        for lookup in (self.icechunk.lookup_branch, self.icechunk.lookup_tag):
+            try:
+                return lookup(ref)
+            except icechunk.RefNotFoundError:
+                pass
         renamed = self.renamed_tags()
-        if ref in renamed and renamed[ref] in tags:
-            return self.icechunk.lookup_tag(renamed[ref])
+        if ref in renamed:
+            try:
+                return self.icechunk.lookup_tag(renamed[ref])
+            except icechunk.RefNotFoundError:
+                pass
         if refs.SNAPSHOT_ID.match(ref):
             try:
                 return self.icechunk.lookup_snapshot(ref).id
@@ -233,7 +238,7 @@ class Repository:
             found = refs.by_prefix(ref, self._known_snapshots())
             if found:
                 return found
-        raise refs.unknown(ref, branches | tags)
+        raise refs.unknown(ref, set(self.icechunk.list_branches()) | set(self.icechunk.list_tags()))
 
     def _known_snapshots(self) -> set[str]:
         """Snapshot ids reachable from any branch or tag."""
@@ -307,9 +312,10 @@ class Repository:
         return sid
 
     def _require_branch(self, branch: str) -> str:
-        if branch not in self.icechunk.list_branches():
-            raise RefError(f"no such branch: {branch}")
-        return self.icechunk.lookup_branch(branch)
+        try:
+            return self.icechunk.lookup_branch(branch)
+        except icechunk.RefNotFoundError as e:
+            raise RefError(f"no such branch: {branch}") from e
 
     # ----- reading -----
     def group(self, at: str = DEFAULT_BRANCH, *, verify: bool = True) -> zarr.Group:
