@@ -599,6 +599,7 @@ def run(data: make_data.Dataset, commits: int, work: Path, repeats: int, log: Lo
         import bench_storage  # imports this module: only when asked for
 
         log("object storage (moto's S3 server on 127.0.0.1, requests counted)")
+        (work / "object-storage").mkdir()
         object_storage = bench_storage.run(data, work / "object-storage", log, commits=commits)
     if python:
         peer_info["side_by_side"] = side_by_side(b.runs)
