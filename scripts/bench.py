@@ -57,9 +57,9 @@ READ_ARRAY = "read_array:main"
 READ_ARRAY_PRELOAD = ("numpy", "zarr", "xarray", "icechunk", "vczrepo.repository", "vczrepo.read")
 HISTORY_COMMITS = {"tiny": 200, "small": 1_000, "medium": 1_000}
 REMOVE_MANY = 100
-# Below this a `cp -r` of the batch is too quick for a ratio: an append's fixed costs
-# (open, validate variants, commit) dominate, so CI does not check append against cp -r.
-MIN_CP_SECONDS = 0.5
+# Below this icechunk alone storing the batch is too quick for a ratio: an append's fixed costs
+# (open, validate variants, commit) dominate, so CI does not check the append against it.
+MIN_FLOOR_SECONDS = 0.5
 CP_REPEATS = 3  # the baselines are cheap and their speed varies most: always best of 3
 HISTORY_FLOOR = 0.05  # s: log/tag/branch take milliseconds, whose ratios are noise
 CI_FACTOR = 3  # CI fails only on gross regressions: a ratio 3x beyond its target
@@ -436,29 +436,23 @@ def versus(runs: dict[str, Run], name: str, a: str, b: str, limit: float, ci: bo
 
 def targets(runs: dict[str, Run], commits: int) -> list[Target]:
     """The issue's targets for vczrepo alone, from figures of this run."""
+    # cp -r and tar | tar are printed as baselines; the floor of an aligned append is icechunk alone
+    # storing the same objects (issue 21), CI-checked only when long enough for a ratio
     out = [
-        versus(runs, "aligned append <= 1.3 x cp -r of the batch", "append_aligned", "cp_batch",
-               1.3, runs["cp_batch"].op >= MIN_CP_SECONDS,
-               f"append op time / cp -r wall (CI only when cp -r >= {MIN_CP_SECONDS} s)"),
-        versus(runs, "aligned append <= 1.3 x a read/write copy (tar | tar) of the batch",
-               "append_aligned", "tar_batch", 1.3, False,
-               "not the issue's target: cp -r uses copy_file_range, which no storage library can"),
-        versus(runs, "icechunk alone storing the batch <= 1.3 x cp -r", "icechunk_floor", "cp_batch",
-               1.3, False,
-               "no zarr or vczrepo (scripts/icechunk_floor.py): the least an append through icechunk costs"),
-        versus(runs, "aligned append <= 1.3 x icechunk alone storing the batch",
-               "append_aligned", "icechunk_floor", 1.3, False,
-               "what vczrepo adds (reading through zarr, checks, journal, lock) to icechunk's own cost"),
+        versus(runs, "aligned append <= 1.2 x icechunk alone storing the batch",
+               "append_aligned", "icechunk_floor", 1.2, runs["icechunk_floor"].op >= MIN_FLOOR_SECONDS,
+               "what vczrepo adds (reading through zarr, checks, checksums, journal, lock) to icechunk's "
+               f"own cost (scripts/icechunk_floor.py); CI only when that floor is >= {MIN_FLOOR_SECONDS} s"),
     ]
     for what, key, ci, note in (
         ("append into unaligned store", "append_unaligned", True,
          "same batch; op times; by default null samples pad the store to a chunk boundary first"),
         ("the same, --no-align (recomposed)", "append_unaligned_recomposed", False,
-         "samples kept contiguous: every chunk decoded and re-encoded"),
+         "not the default: samples kept contiguous, every chunk decoded and re-encoded"),
         ("decode+encode alone of the recomposed append", "recompose_floor", False,
          "no zarr, icechunk or writes (scripts/recompose_floor.py): the least any recompose costs"),
     ):
-        out.append(versus(runs, f"{what} <= 3 x aligned append", key, "append_aligned", 3, ci, note))
+        out.append(versus(runs, f"{what} <= 2 x aligned append", key, "append_aligned", 2, ci, note))
     for key in ("1", str(REMOVE_MANY)):
         out.append(versus(runs, f"remove {key}: time at larger store / smaller store",
                           f"remove_{key}_at_L", f"remove_{key}_at_N", 1.25, True,
