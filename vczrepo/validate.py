@@ -40,6 +40,8 @@ def sample_id_problem(name: str) -> str | None:
         return "is empty"
     if name != name.strip():
         return "has leading or trailing whitespace"
+    if name.isprintable():  # no character of categories C* or Z* but spaces: the usual id, quickly
+        return None
     for ch in name:
         if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
             return f"contains control character {ch!r}"
