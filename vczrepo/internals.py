@@ -144,6 +144,7 @@ class _Known:
     """What the stores of one session know of its chunk files (a read-only view shares it)."""
 
     chunk_dir: Path | None  # None: read nothing directly
+    local: bool = False  # the repository is on a local disk
     indexes: dict[tuple[int, str], asyncio.Future[dict[tuple[int, ...], ChunkRef]]] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)  # keys rewritten in the session: ask icechunk
     arrays: dict[tuple[int, str], asyncio.Future[_Array]] = field(default_factory=dict)
@@ -168,11 +169,16 @@ class SessionStore(WrapperStore[IcechunkStore]):
 
     def __init__(self, store: IcechunkStore, chunk_dir: Path | None = None, *, known: _Known | None = None) -> None:
         super().__init__(store)
-        self._known = known or _Known(chunk_dir)
+        self._known = known or _Known(chunk_dir, local=chunk_dir is not None)
 
     def _with_store(self, store: IcechunkStore) -> SessionStore:
         """The same session seen another way (e.g. read-only)."""
         return type(self)(store, known=self._known)
+
+    @property
+    def local(self) -> bool:
+        """Is the repository on a local disk (no request round trips to hide)?"""
+        return self._known.local
 
     @property
     def session(self) -> icechunk.Session:
