@@ -10,6 +10,7 @@ run against an S3 server on 127.0.0.1 with their requests counted (scripts/bench
 unless --no-object-storage.
 
     uv run python scripts/bench.py --size small|medium|tiny [--json [PATH]] [--repeats N] [--no-peer]
+        [--no-object-storage]
 """
 
 from __future__ import annotations

@@ -46,7 +46,6 @@ def _keys(group: zarr.Group) -> list[str]:
 
 
 def test_every_key_reads_as_icechunk_reads_it_and_chunks_come_from_files(repo, monkeypatch):
-    monkeypatch.setattr(internals, "MIN_READS_BEFORE_INDEX", 0)  # every array indexed on its first read
     root = repo.group()
     store = root.store
     assert isinstance(store, SessionStore)
@@ -68,7 +67,6 @@ def test_an_array_is_indexed_only_once_a_session_has_read_enough_of_it(repo, mon
     """A few chunks are read through icechunk (no listing of the array's references); past one
     read per REFS_PER_INDEXED_READ chunks of its grid the array is listed once, and its chunks
     then come from their files."""
-    monkeypatch.setattr(internals, "MIN_READS_BEFORE_INDEX", 1)
     monkeypatch.setattr(internals, "REFS_PER_INDEXED_READ", 2)  # call_DP: 3 x 2 chunks, so 3 reads first
     listed, asked = [], []
     iterate, get = IcechunkStore.array_chunk_iterator, IcechunkStore.get

@@ -70,7 +70,6 @@ _NATIVE = int(icechunk.ChunkType.native)  # type: ignore[call-overload]
 _OBJECT = re.compile(r'path="(?:[^"]*/)?(snapshots|manifests|chunks|transactions)/([0-9A-Z]+)"')
 _OBJECT_ID = re.compile(r"\b(snapshot|manifest)_id=([0-9A-Z]{20})\b")
 REFS_PER_INDEXED_READ = 1_000  # chunk references listed in the time one read through icechunk costs extra
-MIN_READS_BEFORE_INDEX = 0
 
 
 def with_codecs(array: zarr.Array, codecs: tuple) -> zarr.Array:
@@ -161,7 +160,7 @@ class _Array:
 
     @property
     def reads_before_index(self) -> int:
-        return max(MIN_READS_BEFORE_INDEX, self.grid // REFS_PER_INDEXED_READ)
+        return self.grid // REFS_PER_INDEXED_READ
 
 
 class SessionStore(WrapperStore[IcechunkStore]):

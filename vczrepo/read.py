@@ -115,8 +115,9 @@ def dataset(repo: Repository, at: str, keep_null_samples: bool = False) -> Any:
         import xarray as xr
     except ImportError as e:
         raise ReadError("open_dataset needs xarray: install vczrepo[xarray]") from e
+    root = repo.group(at, verify=False)
     try:
-        ds = xr.open_zarr(repo.group(at, verify=False).store, consolidated=False, zarr_format=3)
+        ds = xr.open_zarr(root.store, consolidated=False, zarr_format=3)
     except Exception:
         repo.group(at)  # damaged array metadata: one IntegrityError naming the array
         raise
