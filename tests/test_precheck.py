@@ -177,7 +177,8 @@ def test_init_converts_with_progress_bars(tmp_path, data, capfd):
     vczrepo.Repository.init(tmp_path / "r", data / "sample-part1.vcf.gz",
                             settings=vczrepo.Settings(progress=True))
     err = capfd.readouterr().err
-    assert "Explode" in err and "Encode" in err, err
+    assert "Explode" in err, err
+    assert "Encode" in err, err
 
 
 @pytest.mark.parametrize(("progress", "workers", "processes"), [(False, 1, 0), (True, 3, 3)])
