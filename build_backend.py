@@ -27,9 +27,9 @@ from hatchling import build as hatchling_build
 from hatchling.build import *  # noqa: F403  every hook hatchling defines for this frontend, checked below
 
 PIP_FIX = ("vczrepo: pip cannot leave out vcztools' Rust-only dependency ruranges-py; install with uv instead: "
-           "pip install uv && python -m uv pip install --overrides overrides.txt .  (see docs/install.md)")
+           "pip install uv && python -m uv pip install --overrides overrides.txt . (see docs/install.md)")
 UV_TOOL_FIX = ("vczrepo: uv tool installs ignore this project's settings, so pass the file leaving out vcztools' "
-               "Rust-only dependency ruranges-py: uv tool install --overrides overrides.txt .  (see docs/install.md)")
+               "Rust-only dependency ruranges-py: uv tool install --overrides overrides.txt . (see docs/install.md)")
 TRUE = ("1", "true", "yes", "on")
 
 
