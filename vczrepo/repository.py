@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ import icechunk
 import numpy as np
 import zarr
 
-from . import refs, schema, storage, validate
+from . import precheck, refs, schema, storage, validate
 from .chunks import Pipeline
 from .errors import (
     IntegrityError,
@@ -41,11 +41,12 @@ from .errors import (
 from .internals import session_store
 from .journal import Commit
 from .settings import DEFAULT, Settings
-from .sources import is_vcf, open_source
+from .sources import Source, is_vcf, open_source
 from .transaction import Apply, OpenMode, Transaction
 
 if TYPE_CHECKING:
     from .ops.grow import GrowthCost
+    from .vcfheader import VcfHeader
 
 DEFAULT_BRANCH = "main"
 RENAMED_TAGS = "vczrepo_renamed_tags"
@@ -148,6 +149,8 @@ class Repository:
             raise UsageError("give either a source batch or --variants-from VCZs, not both or neither")
         settings = settings or DEFAULT
         loc = storage.parse_location(url, storage_options)
+        if source is not None:
+            _precheck(source, precheck.before_init)  # before anything is created
         created_dir = False
         if loc.is_local:
             path = Path(loc.path)
@@ -173,9 +176,8 @@ class Repository:
                         src = stack.enter_context(union_source(variants_from))
                     else:
                         assert source is not None  # checked above: a source or variants_from
-                        src = stack.enter_context(open_source(
-                            source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-                            storage_options=loc.options))
+                        src = stack.enter_context(_open_batch(source, loc, settings, variants_chunk_size,
+                                                              samples_chunk_size))
                     wrote = True
                     repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()), settings)
                     default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
@@ -537,14 +539,13 @@ class Repository:
         if self.settings.distributed:
             _require_dask()
         head = self._require_branch(branch)
+        same_variants = not (normalise or grow_variants)
+        _precheck(source, lambda header: precheck.before_append(self.group(head), header,
+                                                                 same_variants=same_variants))
         variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head, variants_chunk_size,
                                                                      samples_chunk_size)
         options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
-        with open_source(
-            source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-            storage_options=self.location.options, show_progress=self.settings.show_progress,
-            workers=self.settings.workers if self.settings.workers > 1 else 0,
-        ) as src:
+        with _open_batch(source, self.location, self.settings, variants_chunk_size, samples_chunk_size) as src:
 
             def apply(root: zarr.Group) -> dict:
                 if grow_variants:
@@ -563,9 +564,9 @@ class Repository:
         from .ops.grow import cost, plan
 
         head = self._require_branch(branch)
+        _precheck(source, precheck.before_init)  # what check_batch can tell from the header
         variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
-        with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-                         storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
+        with _open_batch(source, self.location, self.settings, variants_chunk_size, samples_chunk_size) as src:
             validate.check_batch(src.group)
             root = self.group(head)
             return cost(root, plan(root, src.group))
@@ -596,9 +597,9 @@ class Repository:
         from .ops.extend import extend_variants
 
         head = self._require_branch(branch)
+        _precheck(source, lambda header: precheck.before_extend(self.group(head), header))
         variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
-        with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-                         storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
+        with _open_batch(source, self.location, self.settings, variants_chunk_size, samples_chunk_size) as src:
             return self._commit(branch, "extend", message or f"extend {Path(src.path).name}",
                                 lambda root: extend_variants(self.pipe, root, src))
 
@@ -693,6 +694,23 @@ class Repository:
         with self.tx.locked(self):
             pass
         return self.pending()
+
+
+def _precheck(source: str | os.PathLike | zarr.Group, check: Callable[[VcfHeader], None]) -> None:
+    """Run an operation's header checks on a VCF/BCF batch before it is converted (vczrepo.precheck)."""
+    header = precheck.header_of(source)
+    if header is not None:
+        check(header)
+
+
+def _open_batch(source: str | os.PathLike | zarr.Group, location: storage.Location, settings: Settings,
+                variants_chunk_size: int | None,
+                samples_chunk_size: int | None) -> contextlib.AbstractContextManager[Source]:
+    """open_source for a batch to commit: a VCF/BCF is converted with the chunking given, the
+    handle's progress bars and, with several workers, as many conversion processes."""
+    return open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+                       storage_options=location.options, show_progress=settings.show_progress,
+                       workers=settings.workers if settings.workers > 1 else 0)
 
 
 def _dropped(root: zarr.Group, drop: bool) -> dict:

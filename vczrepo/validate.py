@@ -50,7 +50,11 @@ def sample_id_problem(name: str) -> str | None:
 
 def check_unique_samples(batch: zarr.Group) -> list[str]:
     """The batch's sample ids, after checking they are unique and VCF can carry each."""
-    ids = schema.sample_ids(batch).tolist()
+    return check_sample_ids(schema.sample_ids(batch).tolist())
+
+
+def check_sample_ids(ids: list[str]) -> list[str]:
+    """`ids` (a batch's, in column order), after checking they are unique and VCF can carry each."""
     for i, name in enumerate(ids):
         problem = sample_id_problem(name)
         if problem:
@@ -68,7 +72,11 @@ def check_unique_samples(batch: zarr.Group) -> list[str]:
 
 def check_batch_samples(store: zarr.Group, batch: zarr.Group) -> list[str]:
     """The batch's sample ids, after checking there are some, unique, and new to the store."""
-    ids = check_unique_samples(batch)
+    return check_new_samples(store, check_unique_samples(batch))
+
+
+def check_new_samples(store: zarr.Group, ids: list[str]) -> list[str]:
+    """`ids` (a batch's), after checking there are some and none is live in the store."""
     if not ids:
         raise SampleError("batch has no samples")
     present = sorted(set(ids) & set(schema.live_samples(store)))
@@ -141,12 +149,7 @@ VARIANT_BLOCK = 1 << 16  # variants compared per read: a few MB of alleles at mo
 
 def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
     """Contigs, variant count, positions and alleles must match exactly."""
-    s_contigs = schema.as_str(schema.array(store, "contig_id")[:]).tolist()
-    b_contigs = schema.as_str(schema.array(batch, "contig_id")[:]).tolist()
-    if s_contigs != b_contigs:
-        raise IncompatibleBatchError(
-            f"contigs differ: repository has {len(s_contigs)} ({listing(s_contigs)}), "
-            f"batch has {len(b_contigs)} ({listing(b_contigs)})")
+    check_same_contigs(store, schema.as_str(schema.array(batch, "contig_id")[:]).tolist())
     n_store = schema.array(store, "variant_position").shape[0]
     n_batch = schema.array(batch, "variant_position").shape[0]
     if n_store != n_batch:
@@ -180,6 +183,15 @@ def check_same_variants(store: zarr.Group, batch: zarr.Group) -> None:
                 f"variant {block.start + i} at {_variant_label(store, block.start + i)}: "
                 f"alleles differ (repository {','.join(a)}, batch {','.join(b)})"
             )
+
+
+def check_same_contigs(store: zarr.Group, b_contigs: list[str]) -> None:
+    """The batch's contigs (`b_contigs`) must be the store's, in the same order."""
+    s_contigs = schema.as_str(schema.array(store, "contig_id")[:]).tolist()
+    if s_contigs != b_contigs:
+        raise IncompatibleBatchError(
+            f"contigs differ: repository has {len(s_contigs)} ({listing(s_contigs)}), "
+            f"batch has {len(b_contigs)} ({listing(b_contigs)})")
 
 
 def _variant_label(group: zarr.Group, index: int) -> str:

@@ -30,11 +30,10 @@ def variant_arrays(group: zarr.Group) -> dict[str, zarr.Array]:
             if k not in TABLES and schema.dims(a)[:1] == (schema.VARIANTS,)}
 
 
-def _sample_columns(root: zarr.Group, batch: zarr.Group) -> list[int] | None:
-    """Where the batch's sample columns go in the repository: None when they are the
-    repository's columns one for one; else the repository's live columns."""
+def sample_columns(root: zarr.Group, batch_ids: list[str]) -> list[int] | None:
+    """Where a batch's sample columns (ids `batch_ids`) go in the repository: None when they
+    are the repository's columns one for one; else the repository's live columns."""
     ids = schema.sample_ids(root).tolist()
-    batch_ids = schema.sample_ids(batch).tolist()
     if batch_ids == ids:
         return None
     live = [i for i, s in enumerate(ids) if s != schema.NULL_SAMPLE]
@@ -244,7 +243,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     """Concatenate the batch's variants after the repository's; the journal summary."""
     batch = source.group
     validate.check_batch(batch)
-    columns = _sample_columns(root, batch)
+    columns = sample_columns(root, schema.sample_ids(batch).tolist())
     widen = _check_fields(root, batch)
     contig_map, new_contigs = _contig_map(root, batch)
     order = schema.as_str(schema.array(root, "contig_id")[:]).tolist() + new_contigs
