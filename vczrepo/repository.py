@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from .ops.purge import PurgeResult
 
 DEFAULT_BRANCH = "main"
+TEMPORARY_BRANCH = re.compile(r"^vczrepo-(replay|purge)-[0-9a-f]{12}$")  # promote --replay's and purge's own
 RENAMED_TAGS = "vczrepo_renamed_tags"
 
 
@@ -398,11 +400,13 @@ class Repository:
         was: dict[str, list[str]] = {}
         for update in self.icechunk.ops_log():
             previous = getattr(update.kind, "previous_snap_id", None)
-            if previous:
-                name = str(getattr(update.kind, "name", "?"))  # BranchReset, BranchDeleted, TagDeleted
-                name = f"tag: {name}" if type(update.kind).__name__ == "TagDeleted" else name
-                if name not in was.setdefault(previous, []):
-                    was[previous].append(name)
+            if not previous:  # only BranchReset, BranchDeleted and TagDeleted leave a head behind
+                continue
+            name = str(getattr(update.kind, "name", ""))
+            name = f"tag: {name}" if type(update.kind).__name__ == "TagDeleted" else name
+            names = was.setdefault(previous, [])
+            if name not in names and not TEMPORARY_BRANCH.match(name):  # its own branches: no name to show
+                names.append(name)
         for names in was.values():
             names.sort(key=lambda n: n.startswith("tag: "))  # branches first, as in a decoration
         seen: dict[str, Commit] = {}
