@@ -53,7 +53,8 @@ def test_graph_of_diverged_branches_is_gits(cli, forked):
         f"* {i} (tag: release-1) init +3: init from a.vcz",
         f"* {root} root: Repository initialized",
     ]
-    assert cli("log", forked, "--graph", "--oneline").output.splitlines()[0] == f"* {m} (main) remove -1: remove 1 sample"
+    linear = cli("log", forked, "--graph", "--oneline").output.splitlines()
+    assert linear[0] == f"* {m} (main) remove -1: remove 1 sample"
 
 
 def test_graph_after_a_replay_then_orphaned_heads_after_reset_and_delete(cli, forked):

@@ -32,8 +32,6 @@ def _block(data: bytes, level: int) -> bytes:
 class _Blocks(io.RawIOBase):
     """Bytes in, BGZF blocks out to `dst` as each block fills."""
 
-    name = "<bgzf>"  # vcztools looks at its output's name (refusing .gz); this one has none
-
     def __init__(self, dst: BinaryIO, level: int):
         super().__init__()
         self._dst: BinaryIO | None = dst

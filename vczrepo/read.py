@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,13 +104,29 @@ def run_vcztools(name: str, group: zarr.Group, **options: Any) -> None:
                 selected = unselected  # -l lists the samples whatever the regions
             else:
                 return
-        with click.Context(command, info_name=command.name) as ctx:
+        with click.Context(command, info_name=command.name) as ctx, _logging_kept():
             try:
                 ctx.invoke(command, path=group, **selected)
             except click.ClickException as e:
                 raise ReadError(e.format_message()) from e
             except SystemExit as e:  # vcztools exits (1) only when its output pipe has closed
                 raise BrokenPipeError(errno.EPIPE, "the reader of the output went away") from e
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Leave the caller's logging as it was: vcztools' commands reconfigure the root logger
+    (`logging.basicConfig(force=True)`, which would close the caller's handlers)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def bgzf_level(output_type: str | None, output: Any) -> int | None:
@@ -128,24 +146,43 @@ def bgzf_level(output_type: str | None, output: Any) -> int | None:
                      "or z (BGZF VCF; z0-z9 with a compression level)")
 
 
+class _Stream:
+    """A text stream as vcztools view is given it: under a neutral name, because vcztools refuses
+    outputs named .gz (it cannot compress) and vczrepo has chosen plain or BGZF already."""
+
+    name = "<vcf>"
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
 def view(group: zarr.Group, output_type: str | None = None, **options: Any) -> None:
     """vcztools view of `group` into `output` (a path, "-" for stdout, or a file object), as
     plain VCF or BGZF (`bgzf_level`). A BGZF file appears only when complete."""
     output = options.pop("output", "-")
     level = bgzf_level(output_type, output)
-    if level is None:
-        if isinstance(output, str | os.PathLike) and os.fspath(output) != "-":
-            with open(output, "w") as text:
-                text.buffer.raw.name = "<vcf>"  # type: ignore[attr-defined]  # plain as asked, whatever the name
-                run_vcztools("view", group, output=text, **options)
-        else:
-            run_vcztools("view", group, output=sys.stdout if output == "-" else output, **options)
-        return
+
+    def into(text: Any) -> None:
+        run_vcztools("view", group, output=_Stream(text), **options)
+
     if not isinstance(output, str | os.PathLike) or os.fspath(output) == "-":
         stream: Any = sys.stdout if output == "-" else output
+        if level is None:
+            into(stream)
+            return
         stream.flush()
         with text_writer(stream.buffer if hasattr(stream, "buffer") else stream, level) as text:
-            run_vcztools("view", group, output=text, **options)
+            into(text)
+        return
+    if level is None:
+        with open(output, "w") as text:
+            into(text)
         return
     out = Path(output)
     if not out.parent.is_dir():
@@ -153,7 +190,7 @@ def view(group: zarr.Group, output_type: str | None = None, **options: Any) -> N
     fd, partial = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as packed, text_writer(packed, level) as text:
-            run_vcztools("view", group, output=text, **options)
+            into(text)
         os.replace(partial, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
