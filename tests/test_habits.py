@@ -143,7 +143,7 @@ def test_a_region_on_an_unknown_contig_selects_no_records_with_a_warning(parts, 
 def test_view_into_a_reader_that_stops_early_exits_141_quietly(tmp_path):
     path = tmp_path / "r"
     vczrepo.Repository.init(path, make_vcz(tmp_path, "big", ["A", "B", "C"], n_variants=9000))
-    for command in (["view", path], ["view", path, "-O", "z"]):  # (query: the same vcztools call)
+    for command in (["view", path], ["view", path, "-O", "z", "--json"]):  # (query: the same vcztools call)
         proc = subprocess.Popen([*VCZREPO, *map(str, command)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None
         assert proc.stderr is not None
