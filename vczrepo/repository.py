@@ -99,18 +99,17 @@ def _remove_local_init(path: Path, wrote: bool, created_dir: bool) -> None:
 
 
 class Repository:
-    """A vczrepo repository at a path or URL: get one with `Repository.open` or `Repository.init`.
-
-    `author` (None: the journal's user@host) is recorded in every commit this handle makes,
-    e.g. "Ana <ana@example.org>"; `log` shows it.
-    """
+    """A vczrepo repository at a path or URL: get one with `Repository.open` or `Repository.init`."""
 
     def __init__(self, location: storage.Location, repo: icechunk.Repository, settings: Settings = DEFAULT,
                  author: str | None = None):
         self.location = location
         self.icechunk = repo
         self.settings = settings
-        self.author = " ".join((author or "").split()) or None  # one line
+        """How this handle does its work (vczrepo.Settings)."""
+        self.author = " ".join((author or "").split()) or None
+        """Who this handle's commits are by, one line (e.g. `Ana <ana@example.org>`); None: the
+        journal's user@host only. `log` shows it."""
         self.tx = Transaction(repo, location, settings)
         self.pipe = Pipeline(settings)
 
