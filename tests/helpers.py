@@ -62,3 +62,18 @@ def converted(vcf, variants_chunk_size: int, samples_chunk_size: int):
         b2z_vcf.convert([str(vcf)], str(out), variants_chunk_size=variants_chunk_size,
                         samples_chunk_size=samples_chunk_size, zarr_format=3)
     return out
+
+
+def damage_array_metadata(path, name: str) -> None:
+    """Commit an array metadata document that icechunk accepts and zarr cannot read."""
+    import json
+
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    session = vczrepo.Repository.open(path).icechunk.writable_session("main")
+    proto = default_buffer_prototype()
+    doc = json.loads(sync(session.store.get(f"{name}/zarr.json", proto)).to_bytes())
+    doc["data_type"] = "no_such_type"
+    sync(session.store.set(f"{name}/zarr.json", proto.buffer.from_bytes(json.dumps(doc).encode())))
+    session.commit("damaged metadata", metadata={})

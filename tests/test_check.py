@@ -224,23 +224,12 @@ def test_mask_invariant_after_purge(tmp_path):
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from zarr.core.buffer import default_buffer_prototype  # noqa: E402
-from zarr.core.sync import sync  # noqa: E402
-
-
-def _damage_array_metadata(path, name: str) -> None:
-    """Commit an array metadata document that icechunk accepts and zarr cannot read."""
-    session = vczrepo.Repository.open(path).icechunk.writable_session("main")
-    proto = default_buffer_prototype()
-    doc = json.loads(sync(session.store.get(f"{name}/zarr.json", proto)).to_bytes())
-    doc["data_type"] = "no_such_type"
-    sync(session.store.set(f"{name}/zarr.json", proto.buffer.from_bytes(json.dumps(doc).encode())))
-    session.commit("damaged metadata", metadata={})
+from helpers import damage_array_metadata  # noqa: E402
 
 
 @pytest.mark.parametrize("command", ["check", "view", "samples", "info", "query"])
 def test_damaged_array_metadata_is_one_line(repo_path, command):
-    _damage_array_metadata(repo_path, "call_DP")
+    damage_array_metadata(repo_path, "call_DP")
     extra = ["-f", "%POS\\n"] if command == "query" else []
     result = subprocess.run([sys.executable, "-m", "vczrepo", command, str(repo_path), *extra],
                             capture_output=True, text=True)
@@ -254,7 +243,7 @@ def test_damaged_array_metadata_is_one_line(repo_path, command):
 
 
 def test_log_reads_no_array_metadata(repo_path):
-    _damage_array_metadata(repo_path, "call_DP")
+    damage_array_metadata(repo_path, "call_DP")
     result = subprocess.run([sys.executable, "-m", "vczrepo", "log", str(repo_path)], capture_output=True, text=True)
     assert result.returncode == 0
     assert result.stderr == ""
@@ -265,7 +254,7 @@ def test_damaged_array_metadata_in_open_dataset(repo_path):
     pytest.importorskip("xarray")
     from vczrepo.errors import IntegrityError
 
-    _damage_array_metadata(repo_path, "call_DP")
+    damage_array_metadata(repo_path, "call_DP")
     with pytest.raises(IntegrityError, match="array call_DP: metadata unreadable"):
         vczrepo.Repository.open(repo_path).open_dataset()
 

@@ -127,9 +127,9 @@ def test_revert_append_and_remove(cli, repo_path, tmp_path):
     assert repo.samples() == ["S0", "S1", "S2"]
     assert [c.op for c in repo.log()[:2]] == ["revert", "revert"]
     assert repo.check().ok
-    result = cli("revert", repo_path, repo.log()[-1].id, ok=False)  # the root commit
-    assert result.exit_code == 1
-    assert "cannot revert" in result.stderr
+    result = cli("revert", repo_path, repo.log()[-1].id, ok=False)  # the root commit: a ref problem, exit 3
+    assert result.exit_code == 3
+    assert "a root commit; only append, remove and extend commits can be reverted" in result.stderr
 
 
 def _sample_chunk_bytes(repo: vczrepo.Repository, ref: str, sample: str) -> list[bytes]:

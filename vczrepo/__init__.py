@@ -17,6 +17,8 @@ __version__ = _version("vczrepo")
 _WHERE = {
     "BranchMove": "repository", "CommitResult": "repository", "Repository": "repository",
     "open_dataset": "repository", "open_group": "repository", "Commit": "journal", "Settings": "settings",
+    "CheckReport": "check", "RefReport": "check", "DiffResult": "diff", "Finding": "audit",
+    "GCResult": "ops.gc", "GrowthCost": "ops.grow", "PurgeResult": "ops.purge",
     **{name: "errors" for name in (
         "ConcurrentUpdateError", "IncompatibleBatchError", "IntegrityError", "OutputExistsError", "ReadError",
         "RefError", "RepositoryError", "SampleError", "SourceError", "StorageError", "UsageError", "VczRepoError")},
@@ -25,6 +27,9 @@ _WHERE = {
 __all__ = sorted([*_WHERE, "__version__"])
 
 if TYPE_CHECKING:
+    from .audit import Finding
+    from .check import CheckReport, RefReport
+    from .diff import DiffResult
     from .errors import (
         ConcurrentUpdateError,
         IncompatibleBatchError,
@@ -40,6 +45,9 @@ if TYPE_CHECKING:
         VczRepoError,
     )
     from .journal import Commit
+    from .ops.gc import GCResult
+    from .ops.grow import GrowthCost
+    from .ops.purge import PurgeResult
     from .repository import BranchMove, CommitResult, Repository, open_dataset, open_group
     from .settings import Settings
 

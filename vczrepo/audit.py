@@ -52,6 +52,8 @@ MAX_DEPTH = 4
 
 @dataclass(frozen=True)
 class Finding:
+    """One place where `audit` found an id: the stored object and the layer inside it."""
+
     key: str  # object key under the repository root, e.g. "overwritten/repo.30707….", "chunks/ABC…"
     name: str  # the sample id found
     layer: str  # where in the object: "raw", "zstd", "zstd/blosc", …

@@ -23,9 +23,20 @@ EXIT_BROKEN_PIPE = 141  # as a shell reports a process stopped by SIGPIPE
 AUDIT_FOUND = 9  # `audit` found an id somewhere in storage
 
 
-def _fail(message: str, code: int) -> None:
+# The `kind` of an error's JSON form, by exit code (docs/semantics.md#exit-codes).
+ERROR_KINDS = {1: "storage", 2: "usage", 3: "repository", 4: "source", 5: "incompatible-batch", 6: "sample",
+               7: "concurrent-update", 8: "integrity", EXIT_INTERRUPTED: "interrupted"}
+
+
+def _fail(message: str, code: int, as_json: bool = False) -> None:
+    """One line on stderr and exit `code`: `vczrepo: error: …`, or under --json
+    `{"error": {"exit_code": …, "kind": …, "message": …}}`."""
     one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
-    click.echo(f"vczrepo: error: {one_line}", err=True)
+    if as_json:
+        error = {"exit_code": code, "kind": ERROR_KINDS.get(code, "error"), "message": one_line}
+        click.echo(json.dumps({"error": error}, sort_keys=True), err=True)
+    else:
+        click.echo(f"vczrepo: error: {one_line}", err=True)
     sys.exit(code)
 
 
@@ -46,9 +57,10 @@ def _emit_json(obj: Any) -> None:
 class State:
     """What the global options say, for the commands to open repositories with."""
 
-    def __init__(self, progress: bool | None, compression_level: int):
+    def __init__(self, progress: bool | None, compression_level: int, author: str | None = None):
         self.progress = progress
         self.compression_level = compression_level
+        self.author = author
 
     def settings(self, workers: int = 1, scheduler: str | None = None) -> Any:
         from .settings import Settings
@@ -59,7 +71,8 @@ class State:
     def open(self, repo: str, storage_options: tuple[str, ...], **settings: Any) -> Any:
         from .repository import Repository
 
-        return Repository.open(repo, _parse_options(storage_options), settings=self.settings(**settings))
+        return Repository.open(repo, _parse_options(storage_options), settings=self.settings(**settings),
+                               author=self.author)
 
 
 pass_state = click.make_pass_decorator(State)
@@ -105,6 +118,11 @@ storage_option = click.option(
 branch_option = click.option("-b", "--branch", default="main", show_default=True, metavar="BRANCH",
                              help="Branch to commit to (or move).", shell_complete=_complete_refs)
 message_option = click.option("-m", "--message", help="Commit message.")
+sample_options = _options(
+    click.argument("samples", nargs=-1),
+    click.option("-S", "--samples-file", type=click.File("r", encoding="utf-8"), metavar="FILE",
+                 help="Also the sample ids in FILE, one per line (- for stdin), as bcftools -S."),
+)
 at_option = click.option("--at", "at", default="main", show_default=True, metavar="REF",
                          help="Branch, tag, snapshot id (or unique prefix), optionally ~N.",
                          shell_complete=_complete_refs)
@@ -123,6 +141,14 @@ distributed_options = _options(
                  help="Spread the chunk work (and a VCF conversion) over N processes (dask.distributed)."),
     click.option("--scheduler", metavar="ADDRESS", help="Use an existing dask cluster instead of a LocalCluster."),
 )
+
+
+def _sample_names(samples: tuple[str, ...], samples_file: Any) -> list[str]:
+    """SAMPLES and the ids of a -S file (one per line; blank lines skipped, as vcztools reads -S)."""
+    names = [*samples, *(line.strip() for line in (samples_file or ()) if line.strip())]
+    if not names:
+        raise click.UsageError("give the SAMPLES, or a samples file with -S FILE")
+    return names
 
 
 def _print_commit(result: Any, as_json: bool) -> None:
@@ -168,18 +194,23 @@ class Cli(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        as_json = "--json" in words[:words.index("--") if "--" in words else None]  # errors' form, even in parsing
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
+        except click.exceptions.NoArgsIsHelpError as e:  # `vczrepo` alone: its help on stderr, exit 2 (as click)
+            click.echo(e.format_message(), err=True)
+            sys.exit(EXIT_USAGE)
         except click.UsageError as e:
             sub = e.ctx.command_path.partition(" ")[2] if e.ctx is not None else ""
             hint = f" (see 'vczrepo {sub + ' ' if sub else ''}--help')"
-            _fail(e.format_message() + hint, EXIT_USAGE)
+            _fail(e.format_message() + hint, EXIT_USAGE, as_json)
         except click.ClickException as e:
-            _fail(e.format_message(), e.exit_code)
+            _fail(e.format_message(), e.exit_code, as_json)
         except click.Abort as e:  # click's name for a KeyboardInterrupt
-            _handle(e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else KeyboardInterrupt())
+            _handle(e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else KeyboardInterrupt(), as_json)
         except SystemExit:
             from .internals import click_saw_broken_pipe
 
@@ -187,28 +218,28 @@ class Cli(click.Group):
                 sys.exit(EXIT_BROKEN_PIPE)
             raise
         except BaseException as e:  # noqa: BLE001 - mapped below, re-raised if unknown
-            _handle(e)
+            _handle(e, as_json)
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def _handle(error: BaseException) -> None:
+def _handle(error: BaseException, as_json: bool = False) -> None:
     """One line and the exit code for the errors the library raises; anything else is a bug."""
     from .errors import VczRepoError
 
     if isinstance(error, VczRepoError):
-        _fail(str(error), error.exit_code)
+        _fail(str(error), error.exit_code, as_json)
     if isinstance(error, KeyboardInterrupt):
         from .errors import InterruptedAfterCommit
 
         if isinstance(error, InterruptedAfterCommit):
-            _fail(f"interrupted after the commit landed: {error.snapshot}", EXIT_INTERRUPTED)
-        _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
+            _fail(f"interrupted after the commit landed: {error.snapshot}", EXIT_INTERRUPTED, as_json)
+        _fail("interrupted; nothing was committed", EXIT_INTERRUPTED, as_json)
     if isinstance(error, BrokenPipeError):  # the reader stopped early (`vczrepo samples R | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         sys.exit(EXIT_BROKEN_PIPE)
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
-        _fail(f"{error.strerror or type(error).__name__}{where}", 1)
+        _fail(f"{error.strerror or type(error).__name__}{where}", 1, as_json)
     if "icechunk" in sys.modules:
         import icechunk
 
@@ -216,7 +247,7 @@ def _handle(error: BaseException) -> None:
 
         if isinstance(error, icechunk.IcechunkError):
             mapped = from_icechunk(error, "storage")
-            _fail(str(mapped), mapped.exit_code)
+            _fail(str(mapped), mapped.exit_code, as_json)
     raise error
 
 
@@ -226,28 +257,50 @@ def _vcztools_command(name: str, doc: str) -> click.Command:
     from .read import vcztools_command, vcztools_options
 
     @click.pass_obj
-    def callback(state: State, repo: str, at: str, storage_options: tuple[str, ...], **options: Any) -> None:
-        getattr(state.open(repo, storage_options), name)(at, **options)
+    def callback(state: State, repo: str, at: str, storage_options: tuple[str, ...], as_json: bool,
+                 **options: Any) -> None:
+        r = state.open(repo, storage_options)
+        sid = r.resolve(at)  # read once: the snapshot a --json summary names is the one read
+        if as_json and options.get("list_samples"):  # query -l --json: the samples as one JSON list
+            _emit_json(r.samples(sid))
+            return
+        getattr(r, name)(sid, **options)
+        out = options.get("output", "-")
+        out = getattr(out, "name", out)  # query's output is vcztools' click.File
+        if as_json and out not in ("-", "<stdout>"):  # to stdout the data is the output
+            summary = {"out": out, "ref": at, "snapshot": sid}
+            if name == "view":
+                from .read import bgzf_level
+
+                summary["output_type"] = "v" if bgzf_level(options.get("output_type"), out) is None else "z"
+            _emit_json(summary)
 
     params = [click.Argument(["repo"]), *click_params(at_option), *click_params(storage_option),
-              *vcztools_options(vcztools_command(name))]
-    if name == "view":  # vcztools writes plain VCF only; vczrepo also writes BGZF (.gz, .bgz)
+              *vcztools_options(vcztools_command(name)), *click_params(json_option)]
+    if name == "view":  # vcztools writes plain VCF only; vczrepo also writes BGZF (-O z, .gz, .bgz)
         params = [click.Option(["-o", "--output"], default="-", show_default=True,
                                type=click.Path(dir_okay=False, allow_dash=True),
                                help="Output file; a name ending in .gz or .bgz is written as BGZF (bgzip).")
                   if p.name == "output" else p for p in params]
+        params.insert(params.index(next(p for p in params if p.name == "output")) + 1, click.Option(
+            ["-O", "--output-type"], metavar="v|z[0-9]",
+            help="As bcftools: v plain VCF, z BGZF-compressed VCF (z0-z9: its level); default from the -o name. "
+                 "BCF (b, u) is not written: pipe into `bcftools view -O b`."))
     return click.Command(name, callback=callback, params=params, help=doc, short_help=doc)
 
 
-@click.group(cls=Cli)
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})  # every command: -h (but view's)
 @click.option("-v", "--verbose", count=True, help="Show icechunk's and bio2zarr's logs (-v warnings, -vv info).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (they only show on a terminal anyway).")
 @click.option("--compression-level", type=click.IntRange(0, 9), default=1, show_default=True,
               help="Blosc level of the chunks vczrepo re-encodes (remove, unaligned append, padding); "
                    "chunks copied as bytes keep theirs.")
+@click.option("--author", envvar="VCZREPO_AUTHOR", metavar="NAME",
+              help="Who the commits are by, e.g. 'Ana <ana@example.org>' (default: $VCZREPO_AUTHOR, else "
+                   "user@host); `log` shows it.")
 @click.version_option(package_name="vczrepo")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, no_progress: bool, compression_level: int) -> None:
+def main(ctx: click.Context, verbose: int, no_progress: bool, compression_level: int, author: str | None) -> None:
     """Versioned VCF Zarr repositories: append and remove samples as commits, tag, branch, read any ref."""
     import logging
 
@@ -259,7 +312,7 @@ def main(ctx: click.Context, verbose: int, no_progress: bool, compression_level:
         import icechunk
 
         icechunk.set_logs_filter(os.environ["ICECHUNK_LOG"])
-    ctx.obj = State(False if no_progress else None, compression_level)
+    ctx.obj = State(False if no_progress else None, compression_level, author)
 
 
 @main.command()
@@ -282,7 +335,7 @@ def init(state: State, repo, sources, variants_from, message, variants_chunk_siz
     _, result = Repository.init(
         repo, None if variants_from else sources[0], variants_from=sources if variants_from else (),
         message=message, storage_options=_parse_options(storage_options), settings=state.settings(),
-        variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+        variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size, author=state.author,
     )
     _print_commit(result, as_json)
     if variants_from and not as_json:
@@ -362,7 +415,7 @@ def extend(state: State, repo, source, branch, message, storage_options, as_json
 
 @main.command()
 @click.argument("repo")
-@click.argument("samples", nargs=-1, required=True)
+@sample_options
 @branch_option
 @message_option
 @drop_stale_option
@@ -370,11 +423,13 @@ def extend(state: State, repo, source, branch, message, storage_options, as_json
 @storage_option
 @json_option
 @pass_state
-def remove(state: State, repo, samples, branch, message, drop_stale_info, workers, scheduler, storage_options,
-           as_json):
-    """Withdraw SAMPLES from REPO as one commit (their data becomes missing; AC/AN/AF/NS… follow)."""
+def remove(state: State, repo, samples, samples_file, branch, message, drop_stale_info, workers, scheduler,
+           storage_options, as_json):
+    """Withdraw SAMPLES (and those of -S FILE) from REPO as one commit (their data becomes missing;
+    AC/AN/AF/NS… follow)."""
+    names = _sample_names(samples, samples_file)
     result = state.open(repo, storage_options, workers=workers, scheduler=scheduler).remove(
-        samples, branch=branch, message=message, drop_stale_info=drop_stale_info)
+        names, branch=branch, message=message, drop_stale_info=drop_stale_info)
     _print_commit(result, as_json)
 
 
@@ -508,13 +563,16 @@ def revert(state: State, repo, commit, branch, message, storage_options, as_json
 @click.argument("repo")
 @at_option
 @click.option("-n", "limit", type=click.IntRange(1), help="Show at most N commits.")
-@click.option("--all", "all_", is_flag=True, help="Every commit: all branches, tags, and heads left by reset/delete.")
+@click.option("--all", "all_", is_flag=True,
+              help="Every commit: all branches, tags, and heads left by reset/delete (marked orphaned).")
+@click.option("--oneline", is_flag=True, help="One line per commit: id, refs, operation, message.")
+@click.option("--graph", is_flag=True, help="Draw the lines of history beside the commits, as git log --graph.")
 @storage_option
 @json_option
 @pass_state
-def log(state: State, repo, at, limit, all_, storage_options, as_json):
-    """History of a ref, newest first, with the operation of each commit and the refs pointing at it."""
-    from .journal import sample_change
+def log(state: State, repo, at, limit, all_, oneline, graph, storage_options, as_json):
+    """History of a ref (or --all), newest first: each commit's refs, operation, author, time and message."""
+    from .graph import draw
 
     r = state.open(repo, storage_options)
     commits = r.log_all(limit) if all_ else r.log(at, limit)
@@ -525,10 +583,42 @@ def log(state: State, repo, at, limit, all_, storage_options, as_json):
     if pending:
         click.echo(f"in progress: {pending['op']} started {pending['started']} by {pending['owner']} "
                    "(the next write finishes it)")
-    for c in commits:
-        refs = ", ".join([*c.branches, *(f"tag:{t}" for t in c.tags)])
-        line = f"{c.id}  {c.written_at:%Y-%m-%d %H:%M:%S}  {c.op:<7} {sample_change(c.metadata):>6}  {c.message}"
-        click.echo(line + (f"  ({refs})" if refs else ""))
+    text = _oneline if oneline else _medium
+    lines = draw(commits, text) if graph else [line for c in commits for line in text(c)]
+    for line in lines:
+        click.echo(line)
+
+
+def _decoration(c: Any) -> str:
+    """git's decoration of a commit: `(main, tag: v1)`; a head left by a reset or a deletion is
+    `(orphaned: was main)`, and the commits only it reaches `(orphaned)`."""
+    if not c.reachable:
+        return f" (orphaned: was {', '.join(c.was_head_of)})" if c.was_head_of else " (orphaned)"
+    refs = [*c.branches, *(f"tag: {t}" for t in c.tags)]
+    return f" ({', '.join(refs)})" if refs else ""
+
+
+def _oneline(c: Any) -> list[str]:
+    from .journal import sample_change
+
+    change = sample_change(c.metadata)
+    return [f"{c.id}{_decoration(c)} {c.op}{' ' + change if change else ''}: {c.message}"]
+
+
+def _medium(c: Any) -> list[str]:
+    """git log's default format, with the operation and its change to the samples."""
+    from .journal import sample_change
+
+    lines = [f"commit {c.id}{_decoration(c)}"]
+    if c.author:
+        lines.append(f"Author: {c.author}")
+    lines.append(f"Date:   {c.time:%Y-%m-%d %H:%M:%S %z}")
+    total = c.metadata.get("n_samples")
+    lines.append(f"Op:     {' '.join(filter(None, (c.op, sample_change(c.metadata))))}"
+                 + (f" ({total} samples)" if total is not None else ""))
+    if "purge" in c.metadata:
+        lines.append(f"Purged: rewritten from {c.metadata['purge']['rewritten_from']}")
+    return [*lines, "", *(f"    {line}" for line in c.message.splitlines() or [""]), ""]
 
 
 @main.command()
@@ -622,14 +712,15 @@ def diff(state: State, repo, from_ref, to_ref, storage_options, as_json):
 
 @main.command()
 @click.argument("repo")
-@click.argument("samples", nargs=-1, required=True)
+@sample_options
 @click.option("--dry-run", is_flag=True, help="Show what would be rewritten, change nothing.")
 @storage_option
 @json_option
 @pass_state
-def purge(state: State, repo, samples, dry_run, storage_options, as_json):
-    """Erase SAMPLES from all history reachable from branches and tags (then run `gc --now`)."""
-    p = state.open(repo, storage_options).purge(samples, dry_run=dry_run)
+def purge(state: State, repo, samples, samples_file, dry_run, storage_options, as_json):
+    """Erase SAMPLES (and those of -S FILE) from all history reachable from branches and tags
+    (then run `gc --now`)."""
+    p = state.open(repo, storage_options).purge(_sample_names(samples, samples_file), dry_run=dry_run)
     if as_json:
         _emit_json(p.to_json())
         return
@@ -723,13 +814,14 @@ def add_checksums(state: State, repo, branch, message, storage_options, as_json)
 
 @main.command()
 @click.argument("repo")
-@click.argument("samples", nargs=-1, required=True)
+@sample_options
 @storage_option
 @json_option
 @pass_state
-def audit(state: State, repo, samples, storage_options, as_json):
-    """Scan every stored object of REPO (decompressing icechunk files and chunks) for sample ids;
-    exit 0 when none holds any, 9 otherwise."""
+def audit(state: State, repo, samples, samples_file, storage_options, as_json):
+    """Scan every stored object of REPO (decompressing icechunk files and chunks) for the ids SAMPLES
+    (and those of -S FILE); exit 0 when none holds any, 9 otherwise."""
+    samples = _sample_names(samples, samples_file)
     findings = state.open(repo, storage_options).audit(samples)
     if as_json:
         _emit_json({"clean": not findings, "findings": [f.to_json() for f in findings]})
@@ -743,11 +835,16 @@ def audit(state: State, repo, samples, storage_options, as_json):
 
 @main.command()
 @click.argument("directory", required=False, type=click.Path())
-def demo(directory):
-    """Run the main job on bundled example data (in DIRECTORY, or a temporary one)."""
+@json_option
+def demo(directory, as_json):
+    """Run the main job on bundled example data (in DIRECTORY, or a temporary one); exit 0 when every
+    step gave what it should."""
     from .demo import run_demo
 
-    return 0 if run_demo(directory, echo=click.echo) else 1
+    report = run_demo(directory, echo=(lambda _: None) if as_json else click.echo)
+    if as_json:
+        _emit_json(report.to_json())
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

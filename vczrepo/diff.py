@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class RefDiff:
+class DiffResult:
+    """What `diff` returns: how ref `to_ref` differs from `from_ref`."""
+
     from_ref: str
     to_ref: str
     from_snapshot: str
@@ -47,7 +49,7 @@ def _ops(repo: Repository, base: str | None, sid: str) -> list[dict]:
     return out[::-1]
 
 
-def diff(repo: Repository, a: str, b: str) -> RefDiff:
+def diff(repo: Repository, a: str, b: str) -> DiffResult:
     """Differences going from ref `a` to ref `b` (b's samples not in a are 'added')."""
     sa, sb = repo.resolve(a), repo.resolve(b)
     base = repo.merge_base(sa, sb)
@@ -61,7 +63,7 @@ def diff(repo: Repository, a: str, b: str) -> RefDiff:
         and schema.dims(schema.array(g, name))[:1] == (schema.VARIANTS,)
         for name in changed for g in (ga, gb)
     )
-    return RefDiff(
+    return DiffResult(
         from_ref=a, to_ref=b, from_snapshot=sa, to_snapshot=sb, base=base,
         samples_added=[s for s in live_b if s not in set_a],
         samples_removed=[s for s in live_a if s not in set_b],

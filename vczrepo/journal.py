@@ -22,7 +22,12 @@ SCHEMA = 2
 
 @dataclass(frozen=True)
 class Commit:
-    """One snapshot in a branch's history, with vczrepo's journal entry."""
+    """One snapshot in a branch's history, with vczrepo's journal entry.
+
+    `reachable` is False for a commit that only a head left behind by a reset or a
+    deletion reaches (`Repository.log_all`); `was_head_of` then names the refs whose head
+    it was, e.g. `["main"]` or `["tag: release-1"]`.
+    """
 
     id: str
     parent: str | None
@@ -31,15 +36,34 @@ class Commit:
     metadata: dict
     branches: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    reachable: bool = True
+    was_head_of: list[str] = field(default_factory=list)
 
     @property
     def op(self) -> str:
         return str(self.metadata.get("op", "root" if self.parent is None else "external"))
 
+    @property
+    def time(self) -> datetime.datetime:
+        """When the operation was done: the journal's time, which a purge's rewrite of the commit
+        keeps (its `written_at` is the rewrite's); icechunk's own commits have only `written_at`."""
+        recorded = self.metadata.get("time")
+        return datetime.datetime.fromisoformat(recorded) if isinstance(recorded, str) else self.written_at
+
+    @property
+    def author(self) -> str | None:
+        """Who made the commit: the author given (`--author`, VCZREPO_AUTHOR), else user@host."""
+        if self.metadata.get("author"):
+            return str(self.metadata["author"])
+        user = self.metadata.get("user")
+        return f"{user}@{self.metadata['host']}" if user and self.metadata.get("host") else user
+
     def to_json(self) -> dict:
         return {
             "id": self.id, "parent": self.parent, "written_at": self.written_at.isoformat(),
+            "time": self.time.isoformat(), "author": self.author,
             "op": self.op, "message": self.message, "branches": self.branches, "tags": self.tags,
+            "reachable": self.reachable, "was_head_of": self.was_head_of,
             "metadata": dict(sorted(self.metadata.items())),
         }
 

@@ -12,10 +12,11 @@ commit goes to, or that moves); both take ref expressions (vczrepo.refs).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
+import re
 import shutil
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,6 @@ from .errors import (
     RepositoryError,
     StorageError,
     UsageError,
-    VczRepoError,
     from_icechunk,
     short_message,
 )
@@ -45,10 +45,18 @@ from .sources import Source, is_vcf, open_source
 from .transaction import Apply, OpenMode, Transaction
 
 if TYPE_CHECKING:
+    import xarray
+
+    from .audit import Finding
+    from .check import CheckReport
+    from .diff import DiffResult
+    from .ops.gc import GCResult
     from .ops.grow import GrowthCost
+    from .ops.purge import PurgeResult
     from .vcfheader import VcfHeader
 
 DEFAULT_BRANCH = "main"
+TEMPORARY_BRANCH = re.compile(r"^vczrepo-(replay|purge)-[0-9a-f]{12}$")  # promote --replay's and purge's own
 RENAMED_TAGS = "vczrepo_renamed_tags"
 
 
@@ -92,20 +100,25 @@ def _remove_local_init(path: Path, wrote: bool, created_dir: bool) -> None:
 
 
 class Repository:
-    """A vczrepo repository at a path or URL."""
+    """A vczrepo repository at a path or URL: get one with `Repository.open` or `Repository.init`."""
 
-    def __init__(self, location: storage.Location, repo: icechunk.Repository, settings: Settings = DEFAULT):
+    def __init__(self, location: storage.Location, repo: icechunk.Repository, settings: Settings = DEFAULT,
+                 author: str | None = None):
         self.location = location
         self.icechunk = repo
         self.settings = settings
+        """How this handle does its work (vczrepo.Settings)."""
+        self.author = " ".join((author or "").split()) or None
+        """Who this handle's commits are by, one line (e.g. `Ana <ana@example.org>`); None: the
+        journal's user@host only. `log` shows it."""
         self.tx = Transaction(repo, location, settings)
         self.pipe = Pipeline(settings)
 
     # ----- opening -----
     @classmethod
     def open(cls, url: str | os.PathLike, storage_options: dict | None = None, *,
-             settings: Settings | None = None) -> Repository:
-        """Open an existing repository (local path or URL)."""
+             settings: Settings | None = None, author: str | None = None) -> Repository:
+        """Open an existing repository (local path or URL); `author` signs its commits."""
         loc = storage.parse_location(url, storage_options)
         if loc.is_local and not Path(loc.path).is_dir():
             raise RepositoryError(f"not a vczrepo repository (no such directory): {loc.url}")
@@ -121,7 +134,7 @@ class Repository:
                 raise IntegrityError(f"damaged repository document {Path(loc.path) / 'repo'}: "
                                      f"{short_message(e)}") from e
             raise mapped from e
-        return cls(loc, repo, settings or DEFAULT)
+        return cls(loc, repo, settings or DEFAULT, author)
 
     @classmethod
     def init(
@@ -129,12 +142,13 @@ class Repository:
         url: str | os.PathLike,
         source: str | os.PathLike | zarr.Group | None = None,
         *,
-        variants_from: Sequence[str | os.PathLike] = (),
+        variants_from: str | os.PathLike | Sequence[str | os.PathLike] = (),
         message: str | None = None,
         storage_options: dict | None = None,
         settings: Settings | None = None,
         variants_chunk_size: int | None = None,
         samples_chunk_size: int | None = None,
+        author: str | None = None,
     ) -> tuple[Repository, CommitResult]:
         """Create a repository whose first commit holds the samples and variants of `source`.
 
@@ -145,6 +159,7 @@ class Repository:
         from .ops.init import import_batch
         from .ops.normalise import union_source
 
+        variants_from = [variants_from] if isinstance(variants_from, str | os.PathLike) else list(variants_from)
         if (source is None) == (not variants_from):
             raise UsageError("give either a source batch or --variants-from VCZs, not both or neither")
         settings = settings or DEFAULT
@@ -179,7 +194,7 @@ class Repository:
                         src = stack.enter_context(_open_batch(source, loc, settings, variants_chunk_size,
                                                               samples_chunk_size))
                     wrote = True
-                    repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()), settings)
+                    repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()), settings, author)
                     default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
                                else f"init from {Path(src.path).name}")
                     result = repo._commit(DEFAULT_BRANCH, "init", message or default,
@@ -355,12 +370,19 @@ class Repository:
 
     def log(self, at: str = DEFAULT_BRANCH, limit: int | None = None) -> list[Commit]:
         """History of a ref, newest first, with the branches and tags pointing at each commit."""
-        sid = self.resolve(at)
+        return self._walk(self.resolve(at), self._pointers(), limit)
+
+    def _pointers(self) -> dict[str, tuple[list[str], list[str]]]:
+        """The branches and the tags at each snapshot that has any."""
         pointers: dict[str, tuple[list[str], list[str]]] = {}
         for b, s in self.branches().items():
             pointers.setdefault(s, ([], []))[0].append(b)
         for t, s in self.tags().items():
             pointers.setdefault(s, ([], []))[1].append(t)
+        return pointers
+
+    def _walk(self, sid: str, pointers: dict[str, tuple[list[str], list[str]]],
+              limit: int | None = None) -> list[Commit]:
         out: list[Commit] = []
         for snap in self.icechunk.ancestry(snapshot_id=sid):
             if limit is not None and len(out) >= limit:
@@ -371,21 +393,41 @@ class Repository:
         return out
 
     def log_all(self, limit: int | None = None) -> list[Commit]:
-        """Every commit reachable from a branch, a tag, or a head that a reset or delete left behind."""
-        heads = set(self.branches().values()) | set(self.tags().values())
+        """Every commit reachable from a branch, a tag, or a head that a reset or a deletion left
+        behind (icechunk's operations log), children before parents, each line of history in
+        one block (vczrepo.graph). Commits only a left-behind head reaches are marked
+        `reachable=False`, the heads themselves with the refs they were (`was_head_of`)."""
+        pointers = self._pointers()
+        was: dict[str, list[str]] = {}
         for update in self.icechunk.ops_log():
             previous = getattr(update.kind, "previous_snap_id", None)
-            if previous:
-                heads.add(previous)
+            if not previous:  # only BranchReset, BranchDeleted and TagDeleted leave a head behind
+                continue
+            name = str(getattr(update.kind, "name", ""))
+            name = f"tag: {name}" if type(update.kind).__name__ == "TagDeleted" else name
+            names = was.setdefault(previous, [])
+            if name not in names and not TEMPORARY_BRANCH.match(name):  # its own branches: no name to show
+                names.append(name)
+        for names in was.values():
+            names.sort(key=lambda n: n.startswith("tag: "))  # branches first, as in a decoration
         seen: dict[str, Commit] = {}
-        for head in sorted(heads):
+        reachable: set[str] = set()
+        for head in [*sorted(pointers), *sorted(set(was) - set(pointers))]:
+            if head in seen:
+                continue
             try:
-                commits = self.log(head)
-            except VczRepoError:  # a left-behind head that gc has collected
+                commits = self._walk(head, pointers)
+            except icechunk.IcechunkError:  # a left-behind head that gc has collected
                 continue
             for c in commits:
+                if head in pointers:
+                    reachable.add(c.id)
                 seen.setdefault(c.id, c)
-        return sorted(seen.values(), key=lambda c: c.written_at, reverse=True)[:limit]
+        from .graph import topological
+
+        marked = [c if c.id in reachable else dataclasses.replace(c, reachable=False, was_head_of=was.get(c.id, []))
+                  for c in seen.values()]
+        return topological(marked)[:limit]
 
     def pending(self) -> dict | None:
         """The multi-step operation in progress (or left by a writer that died), if any."""
@@ -425,13 +467,13 @@ class Repository:
             },
         }
 
-    def diff(self, a: str, b: str = DEFAULT_BRANCH) -> Any:
+    def diff(self, a: str, b: str = DEFAULT_BRANCH) -> DiffResult:
         """What changed going from ref `a` to ref `b` (b's samples not in a are 'added')."""
         from .diff import diff
 
         return diff(self, a, b)
 
-    def check(self, at: str | None = None, deep: bool = False) -> Any:
+    def check(self, at: str | None = None, deep: bool = False) -> CheckReport:
         """Integrity check of every ref (or one); returns a report, never raises on damage found."""
         from .check import check
 
@@ -443,21 +485,13 @@ class Repository:
 
         return checkout(self, at, out, drop_removed=drop_removed)
 
-    def view(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
-        """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B");
-        an output ending in .gz or .bgz is written as BGZF (bgzip's format, for tabix/bcftools)."""
-        from .read import run_vcztools, view_compressed
+    def view(self, at: str = DEFAULT_BRANCH, *, output_type: str | None = None, **options: Any) -> None:
+        """`vcztools view` at a ref (options as vcztools' Python names, e.g. samples="A,B").
+        `output_type` is bcftools' `-O`: "v" plain VCF, "z" (or "z0"…"z9") BGZF (bgzip's format,
+        for tabix/bcftools); by default an output ending in .gz or .bgz is written as BGZF."""
+        from .read import view
 
-        output = options.get("output")
-        if not isinstance(output, str | os.PathLike):  # a file object, or vcztools' default (stdout)
-            run_vcztools("view", self.group(at), **options)
-        elif os.fspath(output) == "-":
-            run_vcztools("view", self.group(at), **{**options, "output": sys.stdout})
-        elif os.fspath(output).endswith((".gz", ".bgz")):
-            view_compressed(self.group(at), os.fspath(output), **{k: v for k, v in options.items() if k != "output"})
-        else:
-            with open(output, "w") as f:
-                run_vcztools("view", self.group(at), **{**options, "output": f})
+        view(self.group(at), output_type, **options)
 
     def query(self, at: str = DEFAULT_BRANCH, **options: Any) -> None:
         """`vcztools query` at a ref (e.g. format="%CHROM\\t%POS\\n", list_samples=True)."""
@@ -465,7 +499,7 @@ class Repository:
 
         run_vcztools("query", self.group(at), **options)
 
-    def open_dataset(self, at: str = DEFAULT_BRANCH, *, keep_null_samples: bool = False) -> Any:
+    def open_dataset(self, at: str = DEFAULT_BRANCH, *, keep_null_samples: bool = False) -> xarray.Dataset:
         """xarray Dataset of the VCZ at a ref (needs the `xarray` extra), as sgkit reads VCZ;
         null columns (removed samples, padding) are left out unless `keep_null_samples`."""
         from .read import dataset
@@ -484,7 +518,9 @@ class Repository:
 
     # ----- data mutations -----
     def _commit(self, branch: str, op: str, message: str, apply: Apply, mode: OpenMode = "r+") -> CommitResult:
-        sid, metadata = self.tx.commit(branch, op, message, apply, context=self, mode=mode)
+        author = self.author
+        signed = apply if author is None else lambda root: {**apply(root), "author": author}
+        sid, metadata = self.tx.commit(branch, op, message, signed, context=self, mode=mode)
         return CommitResult(sid, branch, metadata)
 
     def append(
@@ -603,16 +639,17 @@ class Repository:
             return self._commit(branch, "extend", message or f"extend {Path(src.path).name}",
                                 lambda root: extend_variants(self.pipe, root, src))
 
-    def remove(self, samples: Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,
+    def remove(self, samples: str | Sequence[str], *, branch: str = DEFAULT_BRANCH, message: str | None = None,
                drop_stale_info: bool = False, extra: dict | None = None) -> CommitResult:
-        """Withdraw samples as one commit on `branch` (their data becomes missing; INFO fields
-        that are functions of the genotypes are updated; `drop_stale_info` drops the others)."""
+        """Withdraw samples (one id, or several) as one commit on `branch` (their data becomes
+        missing; INFO fields that are functions of the genotypes are updated; `drop_stale_info`
+        drops the others)."""
         from .ops.remove import remove_samples
 
         if self.settings.distributed:
             _require_dask()
         self._require_branch(branch)
-        names = list(samples)
+        names = _ids(samples)
         n = len(names)
         return self._commit(
             branch, "remove", message or f"remove {n} sample{'s' if n != 1 else ''}",
@@ -644,14 +681,15 @@ class Repository:
 
         return reset(self, branch, at, expect=expect, force=force)
 
-    def purge(self, samples: Sequence[str], *, dry_run: bool = False) -> Any:
-        """Rewrite history so no branch or tag reaches the samples' data (then `gc(now=True)`)."""
+    def purge(self, samples: str | Sequence[str], *, dry_run: bool = False) -> PurgeResult:
+        """Rewrite history so no branch or tag reaches the samples' data (one id, or several;
+        then `gc(now=True)`)."""
         from .ops.purge import purge
 
-        return purge(self, samples, dry_run=dry_run)
+        return purge(self, _ids(samples), dry_run=dry_run)
 
     def gc(self, older_than: dt.timedelta = dt.timedelta(days=7), *, expire: bool = False, now: bool = False,
-           dry_run: bool = False) -> Any:
+           dry_run: bool = False) -> GCResult:
         """Delete storage objects no branch or tag reaches and older than `older_than` (with `now`,
         at once, where that is safe); with `expire`, also drop history older than that."""
         from .ops.gc import gc
@@ -683,11 +721,12 @@ class Repository:
         recorded = digests.record_reachable(self.icechunk, self.location, sorted(heads))
         return CommitResult(result.snapshot_id, branch, {**result.metadata, "digests_recorded": recorded})
 
-    def audit(self, samples: Sequence[str]) -> list:
-        """Every place in storage (object, and layer inside it) where one of the ids still appears."""
+    def audit(self, samples: str | Sequence[str]) -> list[Finding]:
+        """Every place in storage (object, and layer inside it) where one of the ids (one, or
+        several) still appears."""
         from .audit import audit
 
-        return audit(self.location, samples)
+        return audit(self.location, _ids(samples))
 
     def finish_pending(self) -> dict | None:
         """Finish a multi-step operation a dead writer left (any write does this first anyway)."""
@@ -713,6 +752,11 @@ def _open_batch(source: str | os.PathLike | zarr.Group, location: storage.Locati
                        workers=settings.workers if settings.workers > 1 else 0)
 
 
+def _ids(samples: str | Sequence[str]) -> list[str]:
+    """Sample ids as a list: a single str is one id (not its characters)."""
+    return [samples] if isinstance(samples, str) else list(samples)
+
+
 def _dropped(root: zarr.Group, drop: bool) -> dict:
     """Drop the stale INFO fields if asked; the journal records which."""
     if not drop:
@@ -736,7 +780,7 @@ def open_group(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_option
 
 
 def open_dataset(url: str | os.PathLike, ref: str = DEFAULT_BRANCH, storage_options: dict | None = None, *,
-                 keep_null_samples: bool = False) -> Any:
+                 keep_null_samples: bool = False) -> xarray.Dataset:
     """xarray Dataset of the VCZ at a ref (needs the optional `xarray` extra), as sgkit reads VCZ;
     null columns (removed samples, padding) are left out unless `keep_null_samples`."""
     return Repository.open(url, storage_options).open_dataset(ref, keep_null_samples=keep_null_samples)

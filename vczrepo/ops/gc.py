@@ -39,6 +39,8 @@ def parse_duration(text: str) -> dt.timedelta:
 
 @dataclass(frozen=True)
 class GCResult:
+    """What `gc` deleted (or, with dry_run, would delete): counts by kind of object."""
+
     threshold: dt.datetime
     dry_run: bool
     expired_snapshots: list[str]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import schema
-from ..errors import RefError, VczRepoError
+from ..errors import RefError
 from .remove import remove_samples
 from .restore import restore_samples
 
@@ -45,12 +45,15 @@ def revert(repo: Repository, commit: str, branch: str, message: str | None = Non
                 break
             if "variant_range_removed" in later.metadata:
                 if later.metadata["reverts"] == sid:
-                    raise VczRepoError(f"extend {sid} was reverted already ({later.id})")
+                    raise RefError(f"extend {sid} was reverted already ({later.id})")
                 reverted.add(later.metadata["reverts"])
             elif later.op == "extend" and later.id not in reverted:
-                raise VczRepoError(f"cannot revert extend {sid}: extend {later.id} came after it; "
+                raise RefError(f"cannot revert extend {sid}: extend {later.id} came after it; "
                                    f"revert the later extends first")
         return repo._commit(
             branch, "revert", message or f"revert {sid}: remove {stop - start} extended variant(s)",
             lambda root: {"reverts": sid, **shrink_variants(repo.pipe, root, start, stop, m["contigs_added"])})
-    raise VczRepoError(f"cannot revert a {done.op} commit ({sid}): only append, remove and extend")
+    if done.op == "init":
+        raise RefError(f"cannot revert {sid}: it is the init commit, which made the repository "
+                       "(to withdraw its samples, `remove` them)")
+    raise RefError(f"cannot revert {sid}: a {done.op} commit; only append, remove and extend commits can be reverted")
