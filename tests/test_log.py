@@ -118,8 +118,7 @@ def test_default_format_is_gits_medium_with_operation_author_and_time(forked):
         "Op:     append +1 (4 samples)",
         "",
         "    append b.vcz",
-        "",
-    ]
+    ]  # a blank line between commits, none after the last (git's)
     graph = _vczrepo("log", forked, "--all", "--graph").stdout.splitlines()
     assert graph[0] == f"* commit {m.id} (main)"
     assert graph[1] == f"| Author: {me}"

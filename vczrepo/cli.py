@@ -585,6 +585,8 @@ def log(state: State, repo, at, limit, all_, oneline, graph, storage_options, as
                    "(the next write finishes it)")
     text = _oneline if oneline else _medium
     lines = draw(commits, text) if graph else [line for c in commits for line in text(c)]
+    while lines and not lines[-1].strip():  # a blank line separates commits, as in git; none after the last
+        lines.pop()
     for line in lines:
         click.echo(line)
 
