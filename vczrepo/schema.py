@@ -107,6 +107,13 @@ def fill_like(dtype: np.dtype):
     return ""
 
 
+def pad_value(name: str, array: zarr.Array):
+    """What pads an array's row beyond its length (a haploid call in a diploid array, alleles
+    beyond a site's): the fill value, and True in a mask (it lies over the fill -2, which
+    bio2zarr's masks mark: call_genotype_mask == (call_genotype < 0))."""
+    return True if is_mask(name, array) else fill_like(array.dtype)
+
+
 def widen(array: zarr.Array, width: int, value) -> None:
     """Grow an array's second axis to `width`, writing `value` into the new entries of every
     chunk row (a VCZ holds every chunk, so `check` finds none missing)."""
