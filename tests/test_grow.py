@@ -115,6 +115,45 @@ def test_grown_repository_equals_bcftools_merge(tmp_path, waves):
     assert not repo.check().problems
 
 
+def with_allele_balance(records: list[str]) -> list[str]:
+    """The records with a Float FORMAT field AB after DP: a value per call, missing for some."""
+    out = []
+    for i, record in enumerate(records):
+        row = record.split("\t")
+        row[8] += ":AB"
+        row[9:] = [f"{call}:{'.' if (i + j) % 3 == 0 else f'0.{i + 2 * j + 1}5'}" for j, call in enumerate(row[9:])]
+        out.append("\t".join(row))
+    return out
+
+
+def test_grow_keeps_float_format_fields(tmp_path):
+    """A Float FORMAT field (AB) at the inserted sites is missing for the samples already there,
+    as bcftools merge writes it; the values the waves brought are kept."""
+    ab = '##FORMAT=<ID=AB,Number=1,Type=Float,Description="Allele balance">\n'
+    parts = []
+    for name, (samples, records), contigs, low_dp in (("A", WAVE_A, 2, False), ("B", WAVE_B, 3, True)):
+        header = HEADER.format(contigs="\n".join(CONTIGS[:contigs]),
+                               extra_filter='##FILTER=<ID=lowDP,Description="Low depth">\n' if low_dp else "")
+        parts.append(indexed_vcf(tmp_path, name, header + ab, samples, with_allele_balance(records)))
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz(parts[0]))
+    assert repo.group()["call_AB"].dtype == np.float32
+    repo.append(to_vcz(parts[1]), grow_variants=True)
+    merged = tmp_path / "merged.vcf.gz"
+    subprocess.run(["bcftools", "merge", "-m", "none", "-Oz", "-o", str(merged), *map(str, parts)], check=True)
+    subprocess.run(["bcftools", "index", "-f", str(merged)], check=True)
+    want, got = rows(vcf_body(str(to_vcz(merged)))), rows(vcf_body(repo.group("main")))
+    assert sorted(got) == sorted(want)
+    for key, w in want.items():
+        assert got[key][8:] == w[8:], key  # GT:DP:AB of every sample, "." where a wave lacks the site
+    ab_values = {c.split(":")[r[8].split(":").index("AB")] for r in want.values() for c in r[9:]}
+    assert {".", "0.35", "0.55"} <= ab_values
+    root = repo.group("main")
+    missing = np.asarray(root["call_AB"][:]).view(np.int32)
+    inserted = root["variant_position"][:] == 150  # 1:150 is new: A1-A3 have no AB there
+    assert set(missing[inserted][:, :3].ravel().tolist()) == {0x7F800001}
+    assert not repo.check(deep=True).problems
+
+
 def test_region_queries_after_grow(tmp_path, waves):
     a, b = waves
     repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz(a))

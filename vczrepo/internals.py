@@ -362,13 +362,26 @@ def damaged_object(error: Exception) -> str:
 
 
 def stored_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
-    """The stored size of each chunk of an array (in a chunk file or inlined in a manifest)."""
-    assert isinstance(store, SessionStore)  # the store of a group opened on a session (session_store)
+    """The stored size of each chunk of an array (in a chunk file or inlined in a manifest; for
+    a plain zarr store such as a VCZ directory, the size of each chunk key it lists)."""
+    if not isinstance(store, SessionStore):
+        return _listed_chunk_sizes(store, array)
 
     async def sizes() -> dict[tuple[int, ...], int]:
         found: dict[tuple[int, ...], int] = {}
         async for coords, _, _, _, lengths, _ in store._store.array_chunk_iterator(array):
             found.update((tuple(int(c) for c in xs), int(n)) for xs, n in zip(coords, lengths, strict=True))
         return found
+
+    return sync(sizes())
+
+
+def _listed_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
+    encoding = zarr.open_array(store, path=array, mode="r").metadata.chunk_key_encoding
+    prefix = f"{array}/" if array else ""
+
+    async def sizes() -> dict[tuple[int, ...], int]:
+        keys = [k async for k in store.list_prefix(prefix) if not k.endswith("zarr.json")]
+        return {tuple(encoding.decode_chunk_key(k[len(prefix):])): await store.getsize(k) for k in keys}
 
     return sync(sizes())

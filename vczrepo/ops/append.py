@@ -21,7 +21,7 @@ from ..errors import SourceError
 from ..settings import Settings
 from ..sources import Source, open_vcz
 from ..storage import Location
-from ..summaries import update_summaries
+from ..summaries import journal_entry, update_summaries
 from .normalise import Variants, add_alleles, map_variants, normalise
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fil
             nulled.result()
     else:
         grow_and_copy(pipe, root, batch, start, total)
-    summaries = update_summaries(root, added=range(start, total))  # after the columns are written
+    summaries = update_summaries(root, added=range(start, total), pipe=pipe)  # after the columns are written
     return {
         **journal.added(plan.ids, start),
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
@@ -180,7 +180,7 @@ def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fil
         **({"fields_added": added_fields} if added_fields else {}),
         **({"n_padding": padding} if padding else {}),
         **({"widened": [w.to_json() for w in widened]} if widened else {}),
-        **({"summaries_updated": summaries["updated"]} if summaries["updated"] else {}),
+        **journal_entry(summaries),
     }
 
 

@@ -187,26 +187,24 @@ class _Inserted:
         fill, missing = schema.fill_like(dtype), schema.missing_value(dtype)
         tag = name.removeprefix("variant_")
         if name == "variant_contig":
-            return self.growth.inserted_contigs.astype(dtype)
+            return schema.stored_as(self.growth.inserted_contigs, array)
         if name == summaries.HIDDEN_COUNTS:
             return np.zeros(shape, dtype=dtype)
         if name == "variant_filter":
             return self._filters(array)
-        if tag in self.maintained:
-            values = np.asarray(self.without_calls[tag]).reshape(self.growth.n_inserted, -1).astype(dtype)
-            if dtype.kind == "f":  # no call: frequencies missing (VCZ's NaN, as a float32 array keeps it)
-                values[np.isnan(values)] = schema.FLOAT32_MISSING
+        if tag in self.maintained:  # no call: counts 0, frequencies missing
+            values = summaries.stored(np.asarray(self.without_calls[tag]).reshape(self.growth.n_inserted, -1), array)
             return self._padded(schema.fitted(values if len(shape) > 1 else values[:, 0], shape, fill), array, fill)
         if name in self.batch and schema.sample_axis(schema.array(self.batch, name)) is None:
             got = _batch_rows(schema.array(self.batch, name), self.growth.batch_rows)
             if got.shape[1:] != shape[1:] or got.dtype != dtype:
-                got = schema.fitted(got.astype(dtype), shape, fill if _allele_axis(array) else missing)
+                got = schema.fitted(schema.stored_as(got, array), shape, fill if _allele_axis(array) else missing)
             return got
         if name == "variant_id_mask":
             return np.ones(shape, dtype=dtype)
         if name == "variant_length":
             refs = schema.as_str(_batch_rows(schema.array(self.batch, "variant_allele"), self.growth.batch_rows)[:, 0])
-            return np.char.str_len(refs).astype(dtype)
+            return schema.stored_as(np.char.str_len(refs), array)
         return self._padded(np.full(shape, missing, dtype=dtype), array, fill)
 
 
@@ -290,12 +288,12 @@ def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Gr
             got = chunks.read_region(old, (slice(lo, hi), *within))
             if got.shape[1:] != shape[1:]:  # old is narrower (alleles or filters added)
                 got = schema.fitted(got, (hi - lo, *shape[1:]), pad)
-            block[kept] = got[rows[kept] - lo]
+            block[kept] = schema.stored_as(got[rows[kept] - lo], dst)
         if not kept.all():
-            if isinstance(inserted, np.ndarray):
+            if np.ndim(inserted):
                 index: tuple = (ordinal[region[0]][~kept], *region[1:])
                 block[~kept] = inserted[index]
-            else:
+            else:  # one value (a 0-d array keeps a float's NaN payload)
                 block[~kept] = inserted
         out[region] = block
 
