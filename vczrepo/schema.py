@@ -217,6 +217,22 @@ def null_value(name: str, array: zarr.Array):
     return missing_value(array.dtype)
 
 
+def absent_call(name: str, array: zarr.Array):
+    """What a sample holds at a site it has no record of (a site a batch lacks, a field it lacks),
+    as bcftools merge writes it and bio2zarr reads it back: a missing genotype at every ploidy
+    (-1, masked), and for other fields VCF's single "." — one missing value, the rest of the
+    row fill (vcztools prints [-1, -1] as ".,." but [-1, -2] as ".")."""
+    missing = null_value(name, array)
+    axis = sample_axis(array)
+    trailing = tuple(array.shape[axis + 1:]) if axis is not None else ()
+    if not trailing or name.startswith("call_genotype") or not np.prod(trailing):
+        return missing
+    dtype = np.dtype(object) if np.dtype(array.dtype).kind in "OTUS" else np.dtype(array.dtype)
+    row = np.full(trailing, fill_like(dtype), dtype=dtype)
+    row[(0,) * len(trailing)] = missing
+    return row
+
+
 def fill_reads_as_null(name: str, array: zarr.Array) -> bool:
     """Does the array's fill value already pass as a null column's value (as `check` judges it)?
 

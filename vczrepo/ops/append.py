@@ -42,7 +42,7 @@ def grow_and_copy(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, of
         if name in batch_fields:
             pipe.copy_samples(batch_fields[name], dst, offset, share=share)
         else:
-            pipe.fill_samples(dst, list(range(offset, total)), schema.null_value(name, dst), share)
+            pipe.fill_samples(dst, list(range(offset, total)), schema.absent_call(name, dst), share)
 
 
 def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
@@ -63,7 +63,7 @@ def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.G
             for i, (d, c) in enumerate(zip(dim_names, src.chunks, strict=True)))
         dst = schema.create_like(root, name, src, shape=shape, chunks=chunk_shape)
         if offset:
-            pipe.fill_samples(dst, list(range(offset)), schema.null_value(name, dst))
+            pipe.fill_samples(dst, list(range(offset)), schema.absent_call(name, dst))
         added.append(name)
     return added
 

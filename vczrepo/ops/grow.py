@@ -290,10 +290,10 @@ def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Gr
                 got = schema.fitted(got, (hi - lo, *shape[1:]), pad)
             block[kept] = schema.stored_as(got[rows[kept] - lo], dst)
         if not kept.all():
-            if np.ndim(inserted):
+            if np.ndim(inserted) == dst.ndim:  # a row per inserted site
                 index: tuple = (ordinal[region[0]][~kept], *region[1:])
                 block[~kept] = inserted[index]
-            else:  # one value (a 0-d array keeps a float's NaN payload)
+            else:  # one value, or one call's row (a 0-d array keeps a float's NaN payload)
                 block[~kept] = inserted
         out[region] = block
 
@@ -331,7 +331,7 @@ def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, b
     inserted = _Inserted(root, batch, growth)
     values = {}
     for name, dst in variant_arrays(root).items():  # one at a time: concurrent resizes of a session's arrays deadlock
-        values[name] = (schema.null_value(name, dst) if schema.sample_axis(dst) is not None
+        values[name] = (schema.absent_call(name, dst) if schema.sample_axis(dst) is not None
                         else inserted.values(name, dst))
         dst.resize((n_new, *dst.shape[1:]))
     if pipe.settings.distributed:
