@@ -332,7 +332,8 @@ class Pipeline:
 
         def one(region: tuple[slice, ...]) -> None:
             s = region[axis]
-            out[region] = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+            got = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+            out[region] = schema.stored_as(got, dst)
 
         regions = [r for r in sample_regions(dst, offset, offset + n) if mine(r[0].start // dst.chunks[0], share)]
         self.run_bounded(one, regions, "recompose", desc=dst.path)
@@ -346,7 +347,7 @@ class Pipeline:
         out = self.writer(dst)
 
         def one(region: tuple[slice, ...]) -> None:
-            out[region] = src[region]
+            out[region] = schema.stored_as(src[region], dst)
 
         self.run_bounded(one, regions, "recompose", desc=dst.path)
 
@@ -381,7 +382,8 @@ class Pipeline:
             if cols == list(range(cols[0], cols[-1] + 1)):
                 columns = slice(cols[0], cols[-1] + 1)  # a view, not a copy
             index = _on_axis((slice(None),) * block.ndim, axis, columns)
-            new = np.asarray(values(region, members), dtype=block.dtype)  # a scalar compares without a cast
+            new = values(region, members)  # a scalar compares without a cast
+            new = np.asarray(new, dtype=block.dtype) if block.dtype.kind in "OTUS" else schema.stored_as(new, array)
             current = block[index]
             if np.array_equal(current, np.broadcast_to(new, current.shape)):
                 return  # e.g. padding columns that already read as missing
@@ -435,6 +437,7 @@ def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: 
                  for j in range(first, last + 1)]
         for j in [j for j in decoded if j < last]:
             del decoded[j]
-        dst[_on_axis(outer, axis, s)] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+        dst[_on_axis(outer, axis, s)] = schema.stored_as(block, dst)
 
 
