@@ -229,3 +229,24 @@ def test_a_count_that_cannot_be_held_is_refused(tmp_path, chr22, monkeypatch):
     with pytest.raises(vczrepo.errors.IncompatibleBatchError, match=refused):
         repo.append(chr22["part2"])
     assert state(tmp_path / "r") == before
+
+
+def test_union_sums_site_depths_past_the_panels_type(tmp_path, cli, no_narrowing):
+    """init --variants-from sums INFO DP as bcftools merge does: two panels of DP 20,000 (int16
+    each) give 40,000, held in a wider type instead of wrapping."""
+    from helpers import converted, indexed_vcf
+
+    header = ('##fileformat=VCFv4.3\n##contig=<ID=chr22,length=50818468>\n'
+              '##INFO=<ID=DP,Number=1,Type=Integer,Description="Total depth">\n'
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n')
+    panels = [indexed_vcf(tmp_path, name, header, [name + "1"],
+                          [f"chr22\t{pos}\t.\tA\tC\t.\tPASS\tDP={depth}\tGT\t0/1" for pos, depth in sites])
+              for name, sites in (("P", [(100, 20000), (200, 7)]), ("Q", [(100, 20000), (300, 9)]))]
+    vczs = [converted(p, 10, 10) for p in panels]
+    assert np.dtype(zarr.open_group(str(vczs[0]), mode="r")["variant_DP"].dtype) == np.int16
+    vczrepo.Repository.init(tmp_path / "u", variants_from=vczs)
+    merged_vcf = tmp_path / "pq.vcf.gz"
+    bcftools("merge", "-m", "none", "-Oz", "-o", merged_vcf, *panels)
+    fmt = "%POS\\t%INFO/DP\\n"
+    assert cli("query", tmp_path / "u", "-f", fmt).stdout == bcftools("query", "-f", fmt, merged_vcf)
+    assert bcftools("query", "-f", fmt, merged_vcf).startswith("100\t40000\n")
