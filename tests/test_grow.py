@@ -181,7 +181,7 @@ def test_dry_run_says_what_it_rewrites_and_changes_nothing(tmp_path, waves):
     out = CliRunner().invoke(main, ["append", str(tmp_path / "r"), str(batch), "--grow-variants", "--dry-run",
                                     "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["chunks"] == cost.chunks
+    assert json.loads(out.output)["variants_grown"]["chunks"] == cost.chunks
     assert state(tmp_path / "r") == before
     result = repo.append(batch, grow_variants=True)
     assert result.metadata["variants_grown"]["chunks"] == cost.chunks
@@ -221,24 +221,30 @@ def test_refusals_leave_the_repository_unchanged(tmp_path, waves):
     before = state(tmp_path / "r")
     runner = CliRunner()
     for args, needle in (
-        (["--dry-run"], "--dry-run needs --grow-variants"),
         (["--grow-variants", "--normalise", "--allow-new-alleles"], "does not go with --grow-variants"),
     ):
         out = runner.invoke(main, ["append", str(tmp_path / "r"), str(to_vcz(b)), *args])
         assert (out.exit_code, needle in out.output) == (2, True), out.output
     dup = to_vcz(wave(tmp_path, "dup", ["A1"], ["1\t150\t.\tA\tG\t1\tPASS\tDP=1;AC=1;AN=2\tGT:DP\t0/1:1"],
                       contigs=2, low_dp=False))
-    # more alleles at a new site than a per-allele call field holds: never widened
+    # more alleles at a new site than a per-allele call field holds: refused only with --no-widen
     with_ad = wave(tmp_path, "ad", ["A1"], ["1\t100\t.\tA\tC\t1\tPASS\tDP=1;AC=1;AN=2\tGT:DP:AD\t0/1:1:1,1"],
                    contigs=2, low_dp=False, ad=True)
-    wide = wave(tmp_path, "wide", ["W1"], ["1\t700\t.\tA\tC,G,T\t1\tPASS\tDP=1;AC=1,0,0;AN=2\tGT:DP:AD\t0/1:1:1,1,0,0"],
+    wide = wave(tmp_path, "wide", ["W1"], ["1\t110\t.\tA\tC,G,T\t1\tPASS\tDP=1;AC=1,0,0;AN=2\tGT:DP:AD\t0/1:1:1,1,0,0"],
                 contigs=2, low_dp=False, ad=True)
     vczrepo.Repository.init(tmp_path / "ad", to_vcz(with_ad))
     ad_before = state(tmp_path / "ad")
-    out = runner.invoke(main, ["append", str(tmp_path / "ad"), str(to_vcz(wide)), "--grow-variants"])
-    assert out.exit_code != 0
-    assert "call_AD holds 2 per site" in out.output, out.output
+    out = runner.invoke(main, ["append", str(tmp_path / "ad"), str(to_vcz(wide)), "--grow-variants", "--no-widen"])
+    assert out.exit_code == 5, out.output
+    assert "field call_AD: the batch has (4,) on (alleles), the repository (2,); widening is off" in out.output
     assert state(tmp_path / "ad") == ad_before
+    out = runner.invoke(main, ["append", str(tmp_path / "ad"), str(to_vcz(wide)), "--grow-variants"])
+    assert out.exit_code == 0, out.output
+    ad = vczrepo.Repository.open(tmp_path / "ad").group()["call_AD"]
+    assert ad.shape[2] == 4
+    assert ad[1, 1].tolist() == [1, 1, 0, 0]  # W1 at the inserted site
+    assert ad[0, 0].tolist() == [1, 1, -2, -2]  # A1's row, padded
+    assert vczrepo.Repository.open(tmp_path / "ad").check(deep=True).ok
     out = runner.invoke(main, ["append", str(tmp_path / "r"), str(dup), "--grow-variants"])
     assert out.exit_code != 0
     assert "A1" in out.output

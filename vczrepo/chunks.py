@@ -321,12 +321,14 @@ class Pipeline:
         """
         axis = schema.samples_axis(dst)
         n = src.shape[axis] if select is None else len(select)
-        if select is None and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
+        same_rows = src.shape[axis + 1:] == dst.shape[axis + 1:]  # else the batch's shorter rows are padded
+        if select is None and same_rows and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
             sync(self.copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
             return
         out = self.writer(dst)
         if select is None:
-            self.run_bounded(lambda outer: _recompose(src, out, axis, offset, outer),
+            pad = schema.pad_value(dst.path.rsplit("/", 1)[-1], dst)
+            self.run_bounded(lambda outer: _recompose(src, out, axis, offset, outer, pad),
                              _outer_regions(dst, axis, share), "recompose", desc=dst.path)
             return
 
@@ -418,9 +420,10 @@ class Pipeline:
         self.write_columns(dst, indexes, values, site="restore")
 
 
-def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: tuple) -> None:
+def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: tuple, pad) -> None:
     """Write src's samples at `offset` along one chunk row of dst, decoding each source chunk
-    once: every destination chunk is cut from at most a few consecutive source chunks."""
+    once: every destination chunk is cut from at most a few consecutive source chunks. Rows
+    of src shorter than dst's (trailing axes: ploidy, alleles, FORMAT_*_dim) are padded with `pad`."""
     step = src.chunks[axis]
     decoded: dict[int, np.ndarray] = {}
 
@@ -438,6 +441,8 @@ def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: 
         for j in [j for j in decoded if j < last]:
             del decoded[j]
         block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
-        dst[_on_axis(outer, axis, s)] = schema.stored_as(block, dst)
+        region = _on_axis(outer, axis, s)
+        shape = tuple(r.stop - r.start for r in region)
+        dst[region] = schema.stored_as(block if block.shape == shape else schema.fitted(block, shape, pad), dst)
 
 

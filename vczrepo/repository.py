@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,10 +41,11 @@ from .errors import (
 from .internals import session_store
 from .journal import Commit
 from .settings import DEFAULT, Settings
-from .sources import is_vcf, open_source
+from .sources import Source, is_vcf, open_source
 from .transaction import Apply, OpenMode, Transaction
 
 if TYPE_CHECKING:
+    from .ops.append import AppendPlan
     from .ops.grow import GrowthCost
 
 DEFAULT_BRANCH = "main"
@@ -530,21 +531,12 @@ class Repository:
                 drop_stale_info: bool = False, grow_variants: bool = False) -> CommitResult:
         from .ops.append import append_batch, append_grown, append_normalised
 
-        if allow_new_alleles and not normalise:
-            raise UsageError("--allow-new-alleles needs --normalise")
-        if allow_new_alleles and grow_variants:
-            raise UsageError("--allow-new-alleles does not go with --grow-variants (a new ALT allele makes a new site)")
+        self._check_append_options(normalise, allow_new_alleles, grow_variants)
         if self.settings.distributed:
             _require_dask()
         head = self._require_branch(branch)
-        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head, variants_chunk_size,
-                                                                     samples_chunk_size)
         options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
-        with open_source(
-            source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-            storage_options=self.location.options, show_progress=self.settings.show_progress,
-            workers=self.settings.workers if self.settings.workers > 1 else 0,
-        ) as src:
+        with self._open_batch(source, head, variants_chunk_size, samples_chunk_size, convert_workers=True) as src:
 
             def apply(root: zarr.Group) -> dict:
                 if grow_variants:
@@ -557,18 +549,40 @@ class Repository:
 
             return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
 
+    @staticmethod
+    def _check_append_options(normalise: bool, allow_new_alleles: bool, grow_variants: bool) -> None:
+        if allow_new_alleles and not normalise:
+            raise UsageError("--allow-new-alleles needs --normalise")
+        if allow_new_alleles and grow_variants:
+            raise UsageError("--allow-new-alleles does not go with --grow-variants (a new ALT allele makes a new site)")
+
     def growth(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH) -> GrowthCost:
         """What `append(source, grow_variants=True)` would rewrite on `branch` (nothing is written):
         the sites it inserts, and the chunks and stored bytes of the rows that move."""
         from .ops.grow import cost, plan
 
         head = self._require_branch(branch)
-        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
-        with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-                         storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
+        with self._open_batch(source, head) as src:
             validate.check_batch(src.group)
             root = self.group(head)
             return cost(root, plan(root, src.group))
+
+    def plan_append(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH,
+                    variants_chunk_size: int | None = None, samples_chunk_size: int | None = None,
+                    fill_missing_fields: bool = False, align: bool | None = None, normalise: bool = False,
+                    allow_new_alleles: bool = False, grow_variants: bool = False) -> AppendPlan:
+        """What `append` with these options would do on `branch`, nothing written (`append
+        --dry-run`): the batch is checked as append checks it, and the plan names its sample
+        columns, the null columns padding them, the fields added, every repository array widened
+        for it (chunks and stored bytes rewritten) and, with `grow_variants`, the growth."""
+        from .ops.append import plan_append
+
+        self._check_append_options(normalise, allow_new_alleles, grow_variants)
+        head = self._require_branch(branch)
+        with self._open_batch(source, head, variants_chunk_size, samples_chunk_size) as src:
+            return plan_append(self.pipe, self.group(head), src.group, fill_missing_fields=fill_missing_fields,
+                               align=align, normalise=normalise, allow_new_alleles=allow_new_alleles,
+                               grow_variants=grow_variants)
 
     def _before(self, root: zarr.Group) -> zarr.Group:
         """The committed state a writable session's root started from, read-only."""
@@ -577,17 +591,24 @@ class Repository:
         assert isinstance(root.store, SessionStore)  # opened by the transaction on its session
         return self.group(root.store.session.snapshot_id, verify=False)
 
-    def _vcf_chunking(self, source: str | os.PathLike | zarr.Group, head: str, variants: int | None = None,
-                      samples: int | None = None) -> tuple[int | None, int | None]:
-        """The chunk sizes a VCF/BCF source is converted with: those given, else the repository's
-        at `head` (so the batch can be copied as bytes). A VCZ is read as it is: nothing to look up."""
-        if not (isinstance(source, str | os.PathLike) and is_vcf(source)) or (variants and samples):
-            return variants, samples
-        root = self.group(head)
-        variants = variants or int(schema.array(root, "variant_position").chunks[0])
-        if not samples and "sample_id" in root and schema.array(root, "sample_id").shape[0]:
-            samples = schema.samples_chunk_size(root)
-        return variants, samples
+    @contextlib.contextmanager
+    def _open_batch(self, source: str | os.PathLike | zarr.Group, head: str, variants: int | None = None,
+                    samples: int | None = None, convert_workers: bool = False) -> Iterator[Source]:
+        """A batch opened for a write to `head`. A VCF/BCF is converted with the chunk sizes given,
+        else the repository's (so the batch can be copied as bytes), and with the repository's
+        types and trailing widths where its values fit (so the common batch widens nothing); a
+        VCZ is read as it is. `convert_workers`: convert with the settings' worker processes."""
+        like = None
+        if isinstance(source, str | os.PathLike) and is_vcf(source):
+            like = self.group(head)
+            variants = variants or int(schema.array(like, "variant_position").chunks[0])
+            if not samples and "sample_id" in like and schema.array(like, "sample_id").shape[0]:
+                samples = schema.samples_chunk_size(like)
+        workers = self.settings.workers if convert_workers and self.settings.workers > 1 else 0
+        with open_source(source, variants_chunk_size=variants, samples_chunk_size=samples, like=like,
+                         storage_options=self.location.options, show_progress=self.settings.show_progress,
+                         workers=workers) as src:
+            yield src
 
     def extend(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH,
                message: str | None = None) -> CommitResult:
@@ -596,9 +617,7 @@ class Repository:
         from .ops.extend import extend_variants
 
         head = self._require_branch(branch)
-        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
-        with open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-                         storage_options=self.location.options, show_progress=self.settings.show_progress) as src:
+        with self._open_batch(source, head) as src:
             return self._commit(branch, "extend", message or f"extend {Path(src.path).name}",
                                 lambda root: extend_variants(self.pipe, root, src))
 

@@ -154,6 +154,13 @@ def fill_like(dtype: np.dtype):
     return ""
 
 
+def pad_value(name: str, array: zarr.Array):
+    """What pads an array's row beyond its length (a haploid call in a diploid array, alleles
+    beyond a site's): the fill value, and True in a mask (it lies over the fill -2, which
+    bio2zarr's masks mark: call_genotype_mask == (call_genotype < 0))."""
+    return True if is_mask(name, array) else fill_like(array.dtype)
+
+
 def widen(array: zarr.Array, width: int, value) -> None:
     """Grow an array's second axis to `width`, writing `value` into the new entries of every
     chunk row (a VCZ holds every chunk, so `check` finds none missing)."""
@@ -208,6 +215,22 @@ def null_value(name: str, array: zarr.Array):
     if is_mask(name, array):
         return True
     return missing_value(array.dtype)
+
+
+def absent_call(name: str, array: zarr.Array):
+    """What a sample holds at a site it has no record of (a site a batch lacks, a field it lacks),
+    as bcftools merge writes it and bio2zarr reads it back: a missing genotype at every ploidy
+    (-1, masked), and for other fields VCF's single "." — one missing value, the rest of the
+    row fill (vcztools prints [-1, -1] as ".,." but [-1, -2] as ".")."""
+    missing = null_value(name, array)
+    axis = sample_axis(array)
+    trailing = tuple(array.shape[axis + 1:]) if axis is not None else ()
+    if not trailing or name.startswith("call_genotype") or not np.prod(trailing):
+        return missing
+    dtype = np.dtype(object) if np.dtype(array.dtype).kind in "OTUS" else np.dtype(array.dtype)
+    row = np.full(trailing, fill_like(dtype), dtype=dtype)
+    row[(0,) * len(trailing)] = missing
+    return row
 
 
 def fill_reads_as_null(name: str, array: zarr.Array) -> bool:

@@ -221,48 +221,31 @@ def _one_sided(kind: str, store: set[str], batch: set[str]) -> None:
 
 def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
                         fill_missing: bool = False) -> None:
-    """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype.
+    """Sample-dimensioned fields must match in name and dimensions (their dtypes and trailing
+    shapes are reconciled by `widen.needs`: a narrower batch is padded, a wider one widens).
 
     With `fill_missing`, a field on one side only is accepted (append fills the gaps).
     """
-    if "call_genotype" in s_fields and "call_genotype" in b_fields:
-        s_ploidy, b_ploidy = s_fields["call_genotype"].shape[2:], b_fields["call_genotype"].shape[2:]
-        if s_ploidy != b_ploidy:
-            raise IncompatibleBatchError(f"ploidy differs: repository {s_ploidy[0]}, batch {b_ploidy[0]}")
     if not fill_missing:
         _one_sided("call", set(s_fields), set(b_fields))
     for name, s_arr in s_fields.items():
-        if name not in b_fields:
-            continue
-        b_arr = b_fields[name]
-        if schema.dims(s_arr) != schema.dims(b_arr):
+        if name in b_fields and schema.dims(s_arr) != schema.dims(b_fields[name]):
             raise IncompatibleBatchError(
-                f"field {name}: dimensions differ ({schema.dims(s_arr)} vs {schema.dims(b_arr)})")
-        axis = schema.samples_axis(s_arr)
-        s_tail, b_tail = s_arr.shape[axis + 1 :], b_arr.shape[axis + 1 :]
-        if s_tail != b_tail:
-            raise IncompatibleBatchError(
-                f"field {name}: trailing dimensions differ (repository {s_tail}, batch {b_tail})"
-            )
-        s_dt, b_dt = np.dtype(s_arr.dtype), np.dtype(b_arr.dtype)
-        if s_dt.kind in "OTU" and b_dt.kind in "OTU":
-            continue
-        if not np.can_cast(b_dt, s_dt, casting="safe"):
-            raise IncompatibleBatchError(
-                f"field {name}: batch dtype {b_dt} does not fit the repository's {s_dt}"
-            )
+                f"field {name}: dimensions differ ({schema.dims(s_arr)} vs {schema.dims(b_fields[name])})")
 
 
 def check_appendable(
     store: zarr.Group, batch: zarr.Group, s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
-    fill_missing: bool = False,
+    fill_missing: bool = False, same_variants: bool = True,
 ) -> list[str]:
-    """Everything an append checks before writing; returns the batch's sample ids."""
+    """Everything an append checks before writing; returns the batch's sample ids. Without
+    `same_variants`, the variants are not compared (a batch still to be normalised onto them)."""
     check_batch(batch)
     ids = check_batch_samples(store, batch)
-    check_same_variants(store, batch)
+    if same_variants:
+        check_same_variants(store, batch)
     check_sample_fields(s_fields, b_fields, fill_missing)
-    if not fill_missing:
+    if not fill_missing and same_variants:
         _one_sided("variant", schema.variant_fields(store), schema.variant_fields(batch))
     return ids
 

@@ -66,12 +66,6 @@ class Widening:
         return f"{self.name} {', '.join(changes)}"
 
 
-def pad_value(name: str, array: zarr.Array):
-    """What pads an array's row beyond its length (alleles beyond a site's, ploidy beyond a
-    sample's): the fill value, and True in a mask (it marks the fill -2 it lies over)."""
-    return True if schema.is_mask(name, array) else schema.fill_like(array.dtype)
-
-
 def first_trailing_axis(array: zarr.Array) -> int:
     """The first axis after samples (call arrays) or after variants (variant arrays)."""
     axis = schema.sample_axis(array)
@@ -195,7 +189,7 @@ def retype(pipe: chunks.Pipeline, root: zarr.Group, name: str, *, dtype=None,
     assert isinstance(old_meta, ArrayV3Metadata)  # checked by _metadata
     meta = _metadata(array, new_dtype, shape, first_trailing_axis(array))
     work = _Work.of(root, array, meta)
-    pad = pad_value(name, array)
+    pad = schema.pad_value(name, array)
     new = store_metadata(array, meta)
     if pipe.settings.distributed:
         from .distributed import run_forked
@@ -237,3 +231,96 @@ def rewrite_share(fork: icechunk.ForkSession, settings: Settings, name: str, old
              pad, share)
     return fork
 
+
+
+# ----- what a batch needs -----
+
+@dataclass(frozen=True)
+class Need:
+    """How one repository array must grow to take a batch's field."""
+
+    name: str
+    dtype: np.dtype | None  # None: the dtype holds the batch's values
+    trailing: tuple[int, ...] | None  # None: the batch's rows fit (or are padded)
+    reason: str  # what does not fit, for a refusal
+
+    def refusal(self) -> IncompatibleBatchError:
+        return IncompatibleBatchError(f"field {self.name}: {self.reason}; widening is off (--no-widen)")
+
+
+def value_range(pipe: chunks.Pipeline, array: zarr.Array) -> tuple[int, int]:
+    """The smallest and largest value of an integer array, one chunk at a time."""
+    found: list[tuple[int, int]] = []
+
+    def one(region: tuple[slice, ...]) -> None:
+        values = chunks.read_region(array, region)
+        if values.size:
+            found.append((int(values.min()), int(values.max())))  # list.append is atomic
+
+    pipe.run_bounded(one, _regions(tuple(array.shape), tuple(array.chunks)), None, desc=f"range {array.path}")
+    return (min(lo for lo, _ in found), max(hi for _, hi in found)) if found else (0, 0)
+
+
+def _dtype_need(pipe: chunks.Pipeline, name: str, dst: zarr.Array, src: zarr.Array) -> tuple[np.dtype | None, str]:
+    s, d = np.dtype(src.dtype), np.dtype(dst.dtype)
+    if (s.kind in "OTU" and d.kind in "OTU") or np.can_cast(s, d, casting="safe"):
+        return None, ""
+    if s.kind in "iu" and d.kind == "i":  # a batch converted on its own: its type says little, its values all
+        lo, hi = value_range(pipe, src)
+        want = narrowest_int(lo, hi, d)
+        return (None if want == d else want), f"batch dtype {s} (values {lo}..{hi}) does not fit the repository's {d}"
+    raise IncompatibleBatchError(f"field {name}: batch dtype {s} does not fit the repository's {d}")
+
+
+def need(pipe: chunks.Pipeline, name: str, dst: zarr.Array, src: zarr.Array) -> Need | None:
+    """What repository array `dst` needs to take the batch's `src` (same dimensions): a wider
+    dtype when the batch's values do not fit it, wider trailing axes when the batch's rows
+    are longer (shorter ones are padded). None: nothing."""
+    first = first_trailing_axis(dst)
+    ours, theirs = tuple(dst.shape[first:]), tuple(src.shape[first:])
+    trailing = tuple(max(a, b) for a, b in zip(ours, theirs, strict=True)) if ours != theirs else None
+    if trailing == ours:
+        trailing = None
+    dtype, why = _dtype_need(pipe, name, dst, src)
+    if dtype is None and trailing is None:
+        return None
+    if trailing is not None:
+        where = ", ".join(schema.dims(dst)[first:])
+        why = "; ".join(p for p in (why, f"the batch has {theirs} on ({where}), the repository {ours}") if p)
+    return Need(name, dtype, trailing, why)
+
+
+def needs(pipe: chunks.Pipeline, fields: dict[str, zarr.Array], batch_fields: dict[str, zarr.Array]) -> list[Need]:
+    """The widenings of the repository's `fields` that the batch's fields of the same names
+    need; a mask widens with the array it masks (also when the batch has no mask). Refused
+    as a whole when `Settings.widen` is off."""
+    found = {name: n for name in sorted(set(fields) & set(batch_fields))
+             if (n := need(pipe, name, fields[name], batch_fields[name]))}
+    for name in sorted(fields):
+        target = schema.masked_by(name, fields)
+        if target in found and name not in found and found[target].trailing is not None:
+            found[name] = Need(name, None, found[target].trailing, found[target].reason)
+    return allowed(pipe, list(found.values()))
+
+
+def allowed(pipe: chunks.Pipeline, wanted: list[Need]) -> list[Need]:
+    """The widenings, unless `Settings.widen` is off: then the first is refused."""
+    if wanted and not pipe.settings.widen:
+        raise wanted[0].refusal()
+    return wanted
+
+
+def view(array: zarr.Array, wanted: Need) -> zarr.Array:
+    """The array as `retype` would leave it, in memory only: its metadata, to compare encodings
+    (its chunks are not rewritten, so read nothing through it)."""
+    dtype, shape = _target(wanted.name, array, wanted.dtype, wanted.trailing)
+    return with_metadata(array, _metadata(array, dtype, shape, first_trailing_axis(array)))
+
+
+def plan_all(root: zarr.Group, wanted: list[Need]) -> list[Widening]:
+    return [plan(root, n.name, dtype=n.dtype, trailing=n.trailing) for n in wanted]
+
+
+def retype_all(pipe: chunks.Pipeline, root: zarr.Group, wanted: list[Need]) -> list[Widening]:
+    """Widen each array as needed (one at a time: concurrent resizes of a session's arrays deadlock)."""
+    return [retype(pipe, root, n.name, dtype=n.dtype, trailing=n.trailing) for n in wanted]

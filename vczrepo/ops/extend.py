@@ -16,7 +16,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from .. import chunks, schema, validate
+from .. import chunks, schema, validate, widen
 from ..errors import IncompatibleBatchError, SampleError
 from ..sources import Source
 
@@ -59,29 +59,10 @@ def _contig_map(root: zarr.Group, batch: zarr.Group) -> tuple[np.ndarray, list[s
     return np.array([order.index(c) for c in batch_contigs], dtype=np.int64), new
 
 
-def _wider(name: str, src: zarr.Array, dst: zarr.Array, first: int) -> int | None:
-    """The width a repository array must grow to for the batch's (None: it need not); refuses
-    trailing shapes that differ other than on a per-allele axis, and call fields that would
-    have to widen (every chunk of them would be rewritten)."""
-    if src.shape[first:] == dst.shape[first:]:
-        return None
-    differ = [i for i in range(first, dst.ndim) if src.shape[i] != dst.shape[i]]
-    if any(i not in schema.allele_axes(dst) for i in differ):
-        raise IncompatibleBatchError(
-            f"field {name}: trailing dimensions differ (repository {dst.shape[first:]}, batch {src.shape[first:]})")
-    if all(src.shape[i] < dst.shape[i] for i in differ):
-        return None  # the batch's rows are padded
-    if schema.sample_axis(dst) is not None or differ != [1]:
-        raise IncompatibleBatchError(
-            f"field {name}: the batch has {max(src.shape[i] for i in differ)} entries per allele axis, the repository "
-            f"{max(dst.shape[i] for i in differ)} (extend widens per-variant fields, not call fields)")
-    return int(src.shape[1])
-
-
-def _check_fields(root: zarr.Group, batch: zarr.Group) -> dict[str, int]:
-    """Same filters, same variant and call fields (names, dimensions, trailing shapes but for
-    the number of alleles, ploidy), batch dtypes that fit the repository's; returns the
-    per-variant arrays to widen for the batch's alleles."""
+def _check_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group) -> list[widen.Need]:
+    """Same filters, same variant and call fields (names, dimensions); returns the repository
+    arrays to widen for the batch (wider values, longer rows: ploidy, alleles, FORMAT_*_dim).
+    A batch's shorter rows are padded as it lands."""
     if "filter_id" in root or "filter_id" in batch:
         f_ours = schema.as_str(schema.array(root, "filter_id")[:]).tolist() if "filter_id" in root else None
         f_theirs = schema.as_str(schema.array(batch, "filter_id")[:]).tolist() if "filter_id" in batch else None
@@ -93,22 +74,20 @@ def _check_fields(root: zarr.Group, batch: zarr.Group) -> dict[str, int]:
         parts = ([f"missing from batch: {', '.join(only_ours)}"] if only_ours else []) + (
             [f"not in repository: {', '.join(only_theirs)}"] if only_theirs else [])
         raise IncompatibleBatchError(f"fields differ ({'; '.join(parts)})")
-    if "call_genotype" in ours and ours["call_genotype"].shape[2:] != theirs["call_genotype"].shape[2:]:
-        raise IncompatibleBatchError(f"ploidy differs: repository {ours['call_genotype'].shape[2]}, "
-                                     f"batch {theirs['call_genotype'].shape[2]}")
-    widen = {}
     for name, dst in ours.items():
-        src = theirs[name]
-        if schema.dims(src) != schema.dims(dst):
+        if schema.dims(theirs[name]) != schema.dims(dst):
             raise IncompatibleBatchError(
-                f"field {name}: dimensions differ ({schema.dims(dst)} vs {schema.dims(src)})")
-        width = _wider(name, src, dst, 2 if schema.sample_axis(dst) is not None else 1)
-        if width is not None:
-            widen[name] = width
-        s_dt, d_dt = np.dtype(src.dtype), np.dtype(dst.dtype)
-        if not (s_dt.kind in "OTU" and d_dt.kind in "OTU") and not np.can_cast(s_dt, d_dt, casting="safe"):
-            raise IncompatibleBatchError(f"field {name}: batch dtype {s_dt} does not fit the repository's {d_dt}")
-    return widen
+                f"field {name}: dimensions differ ({schema.dims(dst)} vs {schema.dims(theirs[name])})")
+    return widen.needs(pipe, ours, theirs)
+
+
+def _contig_need(pipe: chunks.Pipeline, root: zarr.Group, n_contigs: int) -> list[widen.Need]:
+    """variant_contig must hold the index of every contig, the ones the batch adds included."""
+    dtype = np.dtype(schema.array(root, "variant_contig").dtype)
+    if dtype.kind != "i" or n_contigs - 1 <= np.iinfo(dtype).max:
+        return []
+    want = widen.narrowest_int(0, n_contigs - 1, dtype)
+    return widen.allowed(pipe, [widen.Need("variant_contig", want, None, f"{n_contigs} contigs do not fit {dtype}")])
 
 
 def _label(contigs: list[str], contig: int, pos: int) -> str:
@@ -162,7 +141,7 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
     axes = [list(chunks.chunk_ranges(dst.shape[0], vc, n_old))]
     axes += [list(chunks.chunk_ranges(n, c)) for n, c in zip(dst.shape[1:], dst.chunks[1:], strict=True)]
 
-    pad = schema.fill_like(dst.dtype)  # the batch is narrower only on per-allele axes
+    pad = schema.pad_value(dst.path.rsplit("/", 1)[-1], dst)  # for the batch's shorter rows
 
     def one(region: tuple[slice, ...]) -> None:
         rows = slice(region[0].start - n_old, region[0].stop - n_old)
@@ -245,9 +224,10 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     batch = source.group
     validate.check_batch(batch)
     columns = _sample_columns(root, batch)
-    widen = _check_fields(root, batch)
+    wanted = _check_fields(pipe, root, batch)
     contig_map, new_contigs = _contig_map(root, batch)
     order = schema.as_str(schema.array(root, "contig_id")[:]).tolist() + new_contigs
+    wanted += [n for n in _contig_need(pipe, root, len(order)) if n.name not in {w.name for w in wanted}]
     _check_order(root, batch, contig_map, order)
     n_old = int(schema.array(root, "variant_position").shape[0])
     n_add = int(schema.array(batch, "variant_position").shape[0])
@@ -258,9 +238,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     identity = np.array_equal(contig_map, np.arange(len(contig_map)))
     paths = {}
     batch_arrays = variant_arrays(batch)
-    for name, width in widen.items():  # before growing: the new entries of the old rows are written
-        array = schema.array(root, name)
-        schema.widen(array, width, schema.fill_like(array.dtype))
+    widened = widen.retype_all(pipe, root, wanted)  # before growing: the new entries of the old rows are written
     for name, dst in variant_arrays(root).items():
         _grow(dst, total)
         transform = None
@@ -277,6 +255,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
         "copied": "bytes" if all(p == "bytes" for p in paths.values()) else
                   "recompose" if all(p == "recompose" for p in paths.values()) else "mixed",
         "source": source.provenance(),
+        **({"widened": [w.to_json() for w in widened]} if widened else {}),
     }
 
 

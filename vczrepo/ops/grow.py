@@ -29,7 +29,7 @@ import icechunk
 import numpy as np
 import zarr
 
-from .. import chunks, schema, summaries
+from .. import chunks, schema, summaries, widen
 from ..errors import IncompatibleBatchError
 from ..internals import SessionStore, stored_chunk_sizes
 from ..settings import Settings
@@ -213,12 +213,7 @@ def _widen_for(root: zarr.Group, batch: zarr.Group, growth: Growth) -> None:
     and filters it lacks."""
     alleles = schema.array(root, "variant_allele")
     need = int(growth.inserted_alleles.max())
-    if need > alleles.shape[1]:
-        for name, array in variant_arrays(root).items():
-            if schema.sample_axis(array) is not None and schema.allele_axes(array):
-                raise IncompatibleBatchError(
-                    f"cannot grow the variants: the batch's sites have up to {need} alleles, the repository's "
-                    f"{name} holds {alleles.shape[1]} per site")
+    if need > alleles.shape[1]:  # (call fields with an allele axis widen as the batch lands: widen.needs)
         for array in variant_arrays(root).values():
             axis = _allele_axis(array)
             if axis is not None:
@@ -241,6 +236,29 @@ def _widen_for(root: zarr.Group, batch: zarr.Group, growth: Growth) -> None:
             desc[...] = np.array(old + [theirs_desc[theirs.index(f)] for f in new], dtype=object)
         if "variant_filter" in root:
             schema.widen(schema.array(root, "variant_filter"), len(ours) + len(new), False)
+
+
+def inserted_needs(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, growth: Growth) -> list[widen.Need]:
+    """Per-variant integer arrays whose values at the inserted sites do not fit the repository's
+    dtype (a position past an int16's range, a contig index, INFO values of the batch): they are
+    widened before the rewrite (vczrepo.widen), or refused when widening is off."""
+    found = []
+    for name, array in variant_arrays(root).items():
+        dtype = np.dtype(array.dtype)
+        if schema.sample_axis(array) is not None or dtype.kind != "i":
+            continue
+        theirs = schema.array(batch, name) if name in batch else None
+        if name == "variant_contig":
+            values = growth.inserted_contigs
+        elif theirs is not None and np.dtype(theirs.dtype).kind in "iu" and not np.can_cast(theirs.dtype, dtype):
+            values = _batch_rows(theirs, growth.batch_rows)
+        else:
+            continue
+        lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        want = widen.narrowest_int(lo, hi, dtype)
+        if want != dtype:
+            found.append(widen.Need(name, want, None, f"the inserted sites' values {lo}..{hi} do not fit {dtype}"))
+    return widen.allowed(pipe, found)
 
 
 def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Growth, inserted,
@@ -272,10 +290,10 @@ def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Gr
                 got = schema.fitted(got, (hi - lo, *shape[1:]), pad)
             block[kept] = schema.stored_as(got[rows[kept] - lo], dst)
         if not kept.all():
-            if np.ndim(inserted):
+            if np.ndim(inserted) == dst.ndim:  # a row per inserted site
                 index: tuple = (ordinal[region[0]][~kept], *region[1:])
                 block[~kept] = inserted[index]
-            else:  # one value (a 0-d array keeps a float's NaN payload)
+            else:  # one value, or one call's row (a 0-d array keeps a float's NaN payload)
                 block[~kept] = inserted
         out[region] = block
 
@@ -308,11 +326,12 @@ def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, b
     summary = cost(root, growth).to_json()
     n_new = len(growth.rows)
     add_contigs(root, batch, growth.new_contigs)
+    widened = widen.retype_all(pipe, root, inserted_needs(pipe, root, batch, growth))
     _widen_for(root, batch, growth)
     inserted = _Inserted(root, batch, growth)
     values = {}
     for name, dst in variant_arrays(root).items():  # one at a time: concurrent resizes of a session's arrays deadlock
-        values[name] = (schema.null_value(name, dst) if schema.sample_axis(dst) is not None
+        values[name] = (schema.absent_call(name, dst) if schema.sample_axis(dst) is not None
                         else inserted.values(name, dst))
         dst.resize((n_new, *dst.shape[1:]))
     if pipe.settings.distributed:
@@ -324,4 +343,5 @@ def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, b
     else:
         _rewrite_all(pipe, root, before, growth, values)
     rebuild_region_index(root, growth.first)
-    return {**summary, "n_variants": n_new, "inserted_at": growth.first}
+    return {**summary, "n_variants": n_new, "inserted_at": growth.first,
+            **({"widened": [w.to_json() for w in widened]} if widened else {})}

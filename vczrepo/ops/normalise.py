@@ -169,7 +169,7 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
             raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
         shape = (n_store, *src.shape[1:])
         out_arr = schema.create_like(dst, name, src, shape=shape, chunks=(vchunk, *src.chunks[1:]))
-        missing, writer = schema.null_value(name, src), pipe.writer(out_arr)
+        missing, writer = schema.absent_call(name, src), pipe.writer(out_arr)
 
         def one(block: slice, src=src, name=name, missing=missing, writer=writer) -> None:
             rows = inverse[block]
