@@ -334,7 +334,8 @@ class Pipeline:
 
         def one(region: tuple[slice, ...]) -> None:
             s = region[axis]
-            out[region] = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+            got = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+            out[region] = schema.stored_as(got, dst)
 
         regions = [r for r in sample_regions(dst, offset, offset + n) if mine(r[0].start // dst.chunks[0], share)]
         self.run_bounded(one, regions, "recompose", desc=dst.path)
@@ -348,7 +349,7 @@ class Pipeline:
         out = self.writer(dst)
 
         def one(region: tuple[slice, ...]) -> None:
-            out[region] = src[region]
+            out[region] = schema.stored_as(src[region], dst)
 
         self.run_bounded(one, regions, "recompose", desc=dst.path)
 
@@ -383,7 +384,8 @@ class Pipeline:
             if cols == list(range(cols[0], cols[-1] + 1)):
                 columns = slice(cols[0], cols[-1] + 1)  # a view, not a copy
             index = _on_axis((slice(None),) * block.ndim, axis, columns)
-            new = np.asarray(values(region, members), dtype=block.dtype)  # a scalar compares without a cast
+            new = values(region, members)  # a scalar compares without a cast
+            new = np.asarray(new, dtype=block.dtype) if block.dtype.kind in "OTUS" else schema.stored_as(new, array)
             current = block[index]
             if np.array_equal(current, np.broadcast_to(new, current.shape)):
                 return  # e.g. padding columns that already read as missing
@@ -441,6 +443,6 @@ def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: 
         block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
         region = _on_axis(outer, axis, s)
         shape = tuple(r.stop - r.start for r in region)
-        dst[region] = block if block.shape == shape else schema.fitted(block, shape, pad)
+        dst[region] = schema.stored_as(block if block.shape == shape else schema.fitted(block, shape, pad), dst)
 
 

@@ -377,7 +377,9 @@ def stored_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
 
 
 def _listed_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
-    encoding = zarr.open_array(store, path=array, mode="r").metadata.chunk_key_encoding
+    meta = zarr.open_array(store, path=array, mode="r").metadata
+    assert isinstance(meta, ArrayV3Metadata)  # arrays vczrepo rewrites are zarr format 3
+    encoding = meta.chunk_key_encoding
     prefix = f"{array}/" if array else ""
 
     async def sizes() -> dict[tuple[int, ...], int]:

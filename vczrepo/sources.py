@@ -102,12 +102,12 @@ def open_vcz(path: str | os.PathLike, storage_options: dict[str, str] | None = N
 
 
 def _checked(group: zarr.Group, path) -> zarr.Group:
+    from .validate import check_chunks
+
+    check_chunks(group, path)  # an unfinished conversion (arrays may be missing), chunks a VCZ cannot omit
     missing = [a for a in REQUIRED_ARRAYS if a not in group]
     if missing:
         raise SourceError(f"not a VCZ store: {path} lacks {', '.join(missing)}")
-    from .validate import check_chunks
-
-    check_chunks(group, path)  # chunks missing where a VCZ cannot omit them
     return group
 
 

@@ -17,10 +17,15 @@ from .errors import IncompatibleBatchError, SampleError, SourceError, listing
 
 # Arrays whose fill value never occurs in valid data (positions >= 1, non-empty REF, ids and
 # contigs never empty; a missing variant id is "."), so every chunk must be stored.
-# Others may legitimately omit chunks that hold only the fill value: bio2zarr omits
-# call_genotype chunks of all 0/0 calls, call_genotype_mask chunks with nothing missing,
-# variant_contig chunks on the first contig, call_DP chunks of depth 0 (see tests/test_validate.py).
+# Others may legitimately omit chunks that hold only the fill value (a chunk never written
+# reads as the fill value its metadata gives): bio2zarr omits call_genotype chunks of all 0/0
+# calls (a whole batch of them when every call is 0/0), call_genotype_mask chunks with nothing
+# missing, variant_contig chunks on the first contig, call_DP chunks of depth 0 (see
+# tests/test_validate.py).
 COMPLETE_ARRAYS = ("sample_id", "contig_id", "variant_position", "variant_allele", "variant_id")
+# bio2zarr encodes into this directory of the output and moves each array out of it whole,
+# deleting it when the conversion finishes: if it is there, the conversion was cut short.
+BIO2ZARR_WORK_DIR = "wip"
 
 
 def _trim_alleles(rows: np.ndarray) -> list[tuple[str, ...]]:
@@ -100,11 +105,29 @@ def _stored_chunks(array: zarr.Array) -> set[tuple[int, ...]]:
     return {c for c in grid if prefix + array.metadata.encode_chunk_key(c) in keys}
 
 
+def _members(group: zarr.Group) -> set[str]:
+    """The names directly under a group in its store (arrays, groups, and other directories)."""
+    from zarr.core.sync import sync
+
+    prefix = f"{group.path}/" if group.path else ""
+
+    async def listed() -> set[str]:
+        return {k async for k in group.store.list_dir(prefix)}
+
+    return sync(listed())
+
+
 def check_chunks(batch: zarr.Group, path) -> None:
-    """Refuse a batch with chunks missing where none can be omitted: any chunk of the
-    COMPLETE_ARRAYS; a chunk of an array whose mask has that chunk (a mask chunk holds some
-    True, so the array holds missing values there, never its fill); and call_genotype with
-    none of its chunks (every genotype would read 0/0)."""
+    """Refuse a truncated batch: a bio2zarr conversion that did not finish (its work directory
+    is still there: arrays may be missing or still in it), or chunks missing where none can be
+    omitted (any chunk of the COMPLETE_ARRAYS; a chunk of an array whose mask has that chunk: a
+    mask chunk holds some True, so the array holds missing values there, never its fill).
+    Any other chunk not stored reads as its array's fill value, as in every zarr reader: an
+    all-0/0 batch stores no call_genotype chunk at all. (A lost call_genotype chunk with no
+    missing call in it cannot be told from 0/0 calls by anything a VCZ holds.)"""
+    if BIO2ZARR_WORK_DIR in _members(batch):
+        raise SourceError(f"incomplete VCZ: {path}: its bio2zarr conversion did not finish "
+                          f"({BIO2ZARR_WORK_DIR}/ is still there); convert it again")
     arrays = schema.arrays(batch)
     for name in COMPLETE_ARRAYS:
         array = arrays.get(name)
@@ -125,9 +148,6 @@ def check_chunks(batch: zarr.Group, path) -> None:
         if gone:
             raise SourceError(f"incomplete VCZ: {path}: {target} is missing chunk(s) "
                               f"{', '.join('/'.join(map(str, c)) for c in gone[:5])} where {name} marks missing calls")
-    gt = arrays.get("call_genotype")
-    if gt is not None and gt.nchunks > 1 and gt.nchunks_initialized == 0:
-        raise SourceError(f"incomplete VCZ: {path}: call_genotype has none of its {gt.nchunks} chunks")
 
 
 def check_batch(batch: zarr.Group, path="batch") -> None:

@@ -161,11 +161,11 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
                 within = tuple(slice(min(r.start, n), min(r.stop, n)) for r, n in zip(region[2:], src.shape[2:],
                                                                                        strict=True))
                 got = chunks.read_region(src, (rows, picked, *within), picked)
-                block[(slice(None), np.array(targets) - s.start)] = schema.fitted(
-                    got, (shape[0], len(targets), *shape[2:]), pad)
+                block[(slice(None), np.array(targets) - s.start)] = schema.stored_as(schema.fitted(
+                    got, (shape[0], len(targets), *shape[2:]), pad), dst)
         if transform is not None:
             block = transform(block)
-        out[region] = block
+        out[region] = schema.stored_as(block, dst)
 
     pipe.run_bounded(one, itertools.product(*axes), "recompose", desc=dst.path)
     return "recompose"
@@ -196,7 +196,7 @@ def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
             continue
         block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
         blocks.append(schema.region_rows(*_site_columns(root, block), vc, block.start // vc))
-    rows = np.concatenate(blocks).astype(index.dtype)
+    rows = schema.stored_as(np.concatenate(blocks), index)
     index.resize(rows.shape)
     index[...] = rows
 
@@ -216,7 +216,7 @@ def add_contigs(root: zarr.Group, batch: zarr.Group, new: list[str]) -> None:
         array = schema.array(root, "contig_length")
         old = np.asarray(array[:]).tolist()
         array.resize((len(order),))
-        array[...] = np.array(old + [lengths.get(c, -1) for c in new], dtype=array.dtype)
+        array[...] = schema.stored_as(np.array(old + [lengths.get(c, -1) for c in new]), array)
 
 
 def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dict:
@@ -300,7 +300,7 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
         if start > floor:
             kept = schema.region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)
             rows = np.concatenate([rows, kept])
-        rows = rows.astype(index.dtype)
+        rows = schema.stored_as(rows, index)
         index.resize(rows.shape)
         if rows.size:
             index[...] = rows
