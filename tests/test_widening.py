@@ -184,6 +184,8 @@ def test_growing_past_the_position_type_widens_it(tmp_path):
     assert "would insert 1 site(s)" in dry.stdout
     assert "would widen variant_position int8 -> int16" in dry.stdout, dry.stdout
     vczrepo_cli("append", repo, convert(wave), "--grow-variants")
+    grown = vczrepo.Repository.open(repo).log()[0].metadata["variants_grown"]
+    assert [w["name"] for w in grown["widened"]] == ["variant_position", "region_index"]  # its rows hold positions
     root = vczrepo.Repository.open(repo).group()
     assert root["variant_position"][:].tolist()[-1] == 700
     assert query(repo) == cohorts.query(cohorts.merge(tmp_path, "m", [first, wave]))

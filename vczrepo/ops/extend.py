@@ -180,11 +180,13 @@ def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarra
     return contig, pos, length
 
 
-def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
+def rebuild_region_index(pipe: chunks.Pipeline, root: zarr.Group, n_old: int) -> list[widen.Widening]:
     """Keep the index rows of the chunks before the one holding variant `n_old` (the first
-    variant that changed) and compute the rest from the stored variants."""
+    variant that changed) and compute the rest from the stored variants. The index takes the
+    integer type its rows need (bio2zarr's is as narrow as the first batch's positions): it
+    is rewritten whole anyway, so this is never refused; returns that widening, if any."""
     if "region_index" not in root:
-        return
+        return []
     index = schema.array(root, "region_index")
     vc = int(schema.array(root, "variant_position").chunks[0])
     first_chunk = n_old // vc
@@ -196,9 +198,18 @@ def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
             continue
         block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
         blocks.append(schema.region_rows(*_site_columns(root, block), vc, block.start // vc))
-    rows = schema.stored_as(np.concatenate(blocks), index)
+    rows = np.concatenate(blocks)
+    done = []
+    dtype = np.dtype(index.dtype)
+    if rows.size and dtype.kind == "i":
+        want = widen.narrowest_int(int(rows.min()), int(rows.max()), dtype)
+        if want != dtype:
+            done.append(widen.retype(pipe, root, "region_index", dtype=want))
+            index = schema.array(root, "region_index")
+    rows = schema.stored_as(rows, index)
     index.resize(rows.shape)
     index[...] = rows
+    return done
 
 
 def add_contigs(root: zarr.Group, batch: zarr.Group, new: list[str]) -> None:
@@ -246,7 +257,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
             transform = lambda block, m=contig_map: m[np.asarray(block, dtype=np.int64)]  # noqa: E731
         use = columns if schema.sample_axis(dst) is not None else None
         paths[name] = _copy_rows(pipe, batch_arrays[name], dst, n_old, use, transform)
-    rebuild_region_index(root, n_old)
+    widened += rebuild_region_index(pipe, root, n_old)
     return {
         "variant_range": [n_old, total],
         "n_variants_added": n_add,
