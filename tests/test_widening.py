@@ -88,6 +88,10 @@ def test_the_dp300_batch_lands_as_vcz_refused_only_with_no_widen(tmp_path, parts
     assert widened[0]["bytes_written"] > 0
     assert query(repo) == cohorts.query(parts["merged"])  # DP=300 and AN up to 200 exact
     assert vczrepo_cli("check", repo, "--deep").returncode == 0
+    after = state(repo)
+    again = vczrepo_cli("append", repo, parts["p2.vcz"], "--dry-run", ok=False)  # a dry run checks as append does
+    assert (again.returncode, "already in the repository" in again.stderr) == (6, True), again.stderr
+    assert state(repo) == after
 
 
 def test_the_dp300_batch_lands_as_vcf_and_a_fitting_one_converts_to_the_repository_types(tmp_path, parts):

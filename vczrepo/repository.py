@@ -512,7 +512,11 @@ class Repository:
         recomposed; vcztools never shows null columns. The default (None) pads only when that
         makes the copy byte-for-byte and adds fewer null columns than the batch has samples;
         False keeps the samples contiguous, as one bio2zarr conversion would. A VCF/BCF is
-        converted with the repository's chunking unless the chunk sizes are given.
+        converted with the repository's chunking unless the chunk sizes are given, and with its
+        types and trailing widths where the values fit. A repository array the batch's values or
+        rows do not fit is widened first in the same commit (vczrepo.widen; the journal's
+        `widened`), unless `Settings.widen` is off: then the batch is refused. `plan_append`
+        says what an append would do, writing nothing.
         INFO fields that are functions of the genotypes (AC, AN, AF, NS, …) are updated in the
         same commit; `drop_stale_info` drops the INFO fields that cannot be (site DP, …).
         `grow_variants` first makes the repository's variants the sorted union with the batch's
