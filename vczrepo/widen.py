@@ -67,13 +67,14 @@ class Widening:
 
 
 def first_trailing_axis(array: zarr.Array) -> int:
-    """The first axis after samples (call arrays) or after variants (variant arrays)."""
+    """The first axis after samples (call arrays) or after variants (variant arrays); an array
+    along neither (region_index) has no trailing axes: only its dtype widens."""
     axis = schema.sample_axis(array)
     if axis is not None:
         return axis + 1
     if schema.dims(array)[:1] == (schema.VARIANTS,):
         return 1
-    raise IncompatibleBatchError(f"cannot widen {array.path}: it runs along neither samples nor variants")
+    return array.ndim
 
 
 def narrowest_int(lo: int, hi: int, at_least: np.dtype) -> np.dtype:

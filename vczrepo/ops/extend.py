@@ -180,7 +180,7 @@ def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarra
     return contig, pos, length
 
 
-def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
+def rebuild_region_index(pipe: chunks.Pipeline, root: zarr.Group, n_old: int) -> None:
     """Keep the index rows of the chunks before the one holding variant `n_old` (the first
     variant that changed) and compute the rest from the stored variants."""
     if "region_index" not in root:
@@ -196,9 +196,20 @@ def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
             continue
         block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
         blocks.append(schema.region_rows(*_site_columns(root, block), vc, block.start // vc))
-    rows = schema.stored_as(np.concatenate(blocks), index)
+    _store_index(pipe, root, np.concatenate(blocks))
+
+
+def _store_index(pipe: chunks.Pipeline, root: zarr.Group, rows: np.ndarray) -> None:
+    """Store the region index rows, widening the index first when positions outgrew its type
+    (bio2zarr types it as the positions of its conversion were)."""
+    index = schema.array(root, "region_index")
+    held = widen.narrowest_int(int(rows.min(initial=0)), int(rows.max(initial=0)), np.dtype(index.dtype))
+    if held != np.dtype(index.dtype):
+        widen.retype(pipe, root, "region_index", dtype=held)
+        index = schema.array(root, "region_index")
     index.resize(rows.shape)
-    index[...] = rows
+    if rows.size:
+        index[...] = schema.stored_as(rows, index)
 
 
 def add_contigs(root: zarr.Group, batch: zarr.Group, new: list[str]) -> None:
@@ -246,7 +257,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
             transform = lambda block, m=contig_map: m[np.asarray(block, dtype=np.int64)]  # noqa: E731
         use = columns if schema.sample_axis(dst) is not None else None
         paths[name] = _copy_rows(pipe, batch_arrays[name], dst, n_old, use, transform)
-    rebuild_region_index(root, n_old)
+    rebuild_region_index(pipe, root, n_old)
     return {
         "variant_range": [n_old, total],
         "n_variants_added": n_add,
@@ -300,9 +311,6 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
         if start > floor:
             kept = schema.region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)
             rows = np.concatenate([rows, kept])
-        rows = schema.stored_as(rows, index)
-        index.resize(rows.shape)
-        if rows.size:
-            index[...] = rows
+        _store_index(pipe, root, rows)
     return {"variant_range_removed": [start, stop], "n_variants_removed": stop - start,
             "contigs_removed": list(contigs_added), "n_variants": start}

@@ -342,6 +342,6 @@ def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, b
                    (location.url, location.options, before.store.session.snapshot_id, growth, values))
     else:
         _rewrite_all(pipe, root, before, growth, values)
-    rebuild_region_index(root, growth.first)
+    rebuild_region_index(pipe, root, growth.first)
     return {**summary, "n_variants": n_new, "inserted_at": growth.first,
             **({"widened": [w.to_json() for w in widened]} if widened else {})}
