@@ -250,3 +250,23 @@ def test_union_sums_site_depths_past_the_panels_type(tmp_path, cli, no_narrowing
     fmt = "%POS\\t%INFO/DP\\n"
     assert cli("query", tmp_path / "u", "-f", fmt).stdout == bcftools("query", "-f", fmt, merged_vcf)
     assert bcftools("query", "-f", fmt, merged_vcf).startswith("100\t40000\n")
+
+
+def test_region_index_follows_positions_past_its_type(tmp_path, cli, no_narrowing):
+    """bio2zarr types region_index as its positions (int8 for sites at 10..100): a grow inserting
+    a site at 700 widens the index with them, so `-r` still finds every site."""
+    from helpers import converted, indexed_vcf
+
+    header = ("##fileformat=VCFv4.3\n##contig=<ID=chr22,length=50818468>\n"
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n')
+    early = [f"chr22\t{10 + 9 * i}\t.\tA\tC\t.\tPASS\t.\tGT\t0/1\t1/1" for i in range(11)]
+    first = converted(indexed_vcf(tmp_path, "a", header, ["A1", "A2"], early), 4, 2)
+    wave = converted(indexed_vcf(tmp_path, "b", header, ["B1"], ["chr22\t700\t.\tG\tT\t.\tPASS\t.\tGT\t0/1"]), 4, 2)
+    assert np.dtype(zarr.open_group(str(first), mode="r")["region_index"].dtype) == np.int8
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", first)
+    repo.append(wave, grow_variants=True)
+    assert np.dtype(repo.group()["region_index"].dtype).itemsize >= 2
+    fmt = "%POS[\\t%GT]\\n"
+    assert cli("query", tmp_path / "r", "-r", "chr22:600-800", "-f", fmt).stdout == "700\t./.\t./.\t0/1\n"
+    assert cli("query", tmp_path / "r", "-r", "chr22:50-60", "-f", fmt).stdout == "55\t0/1\t1/1\t./.\n"
+    assert repo.check(deep=True).problems == []

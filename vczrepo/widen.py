@@ -67,13 +67,14 @@ class Widening:
 
 
 def first_trailing_axis(array: zarr.Array) -> int:
-    """The first axis after samples (call arrays) or after variants (variant arrays)."""
+    """The first axis after samples (call arrays) or after variants (variant arrays); an array
+    along neither (region_index) has no trailing axes: only its dtype widens."""
     axis = schema.sample_axis(array)
     if axis is not None:
         return axis + 1
     if schema.dims(array)[:1] == (schema.VARIANTS,):
         return 1
-    raise IncompatibleBatchError(f"cannot widen {array.path}: it runs along neither samples nor variants")
+    return array.ndim
 
 
 def narrowest_int(lo: int, hi: int, at_least: np.dtype) -> np.dtype:
@@ -105,12 +106,6 @@ def _target(name: str, array: zarr.Array, dtype, trailing: tuple[int, ...] | Non
             raise IncompatibleBatchError(f"refusing to narrow {name} from {shape[first:]} to {trailing}")
         shape = (*shape[:first], *trailing)
     return new, shape
-
-
-def _first(array: zarr.Array, shape: tuple[int, ...]) -> int:
-    """The first trailing axis; an array whose shape stays (a wider dtype only) may run along
-    anything (e.g. region_index)."""
-    return array.ndim if tuple(shape) == tuple(array.shape) else first_trailing_axis(array)
 
 
 def _chunk_shape(array: zarr.Array, shape: tuple[int, ...], first: int) -> tuple[int, ...]:
@@ -176,7 +171,7 @@ def plan(root: zarr.Group, name: str, *, dtype=None, trailing: tuple[int, ...] |
     """What `retype` would rewrite (nothing is written)."""
     array = schema.array(root, name)
     new_dtype, shape = _target(name, array, dtype, trailing)
-    meta = _metadata(array, new_dtype, shape, _first(array, shape))
+    meta = _metadata(array, new_dtype, shape, first_trailing_axis(array))
     work = _Work.of(root, array, meta) if (new_dtype, shape) != (np.dtype(array.dtype), array.shape) else None
     return Widening(name, str(np.dtype(array.dtype)), str(new_dtype), tuple(array.shape), shape,
                     len(work.regions) if work else 0, work.bytes_read(meta.chunks) if work else 0, None)
@@ -193,7 +188,7 @@ def retype(pipe: chunks.Pipeline, root: zarr.Group, name: str, *, dtype=None,
         return Widening(name, str(old_dtype), str(old_dtype), old_shape, old_shape, 0, 0, 0)
     old_meta = array.metadata
     assert isinstance(old_meta, ArrayV3Metadata)  # checked by _metadata
-    meta = _metadata(array, new_dtype, shape, _first(array, shape))
+    meta = _metadata(array, new_dtype, shape, first_trailing_axis(array))
     work = _Work.of(root, array, meta)
     pad = schema.pad_value(name, array)
     new = store_metadata(array, meta)
@@ -320,7 +315,7 @@ def view(array: zarr.Array, wanted: Need) -> zarr.Array:
     """The array as `retype` would leave it, in memory only: its metadata, to compare encodings
     (its chunks are not rewritten, so read nothing through it)."""
     dtype, shape = _target(wanted.name, array, wanted.dtype, wanted.trailing)
-    return with_metadata(array, _metadata(array, dtype, shape, _first(array, shape)))
+    return with_metadata(array, _metadata(array, dtype, shape, first_trailing_axis(array)))
 
 
 def plan_all(root: zarr.Group, wanted: list[Need]) -> list[Widening]:

@@ -182,9 +182,8 @@ def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarra
 
 def rebuild_region_index(pipe: chunks.Pipeline, root: zarr.Group, n_old: int) -> list[widen.Widening]:
     """Keep the index rows of the chunks before the one holding variant `n_old` (the first
-    variant that changed) and compute the rest from the stored variants. The index takes the
-    integer type its rows need (bio2zarr's is as narrow as the first batch's positions): it
-    is rewritten whole anyway, so this is never refused; returns that widening, if any."""
+    variant that changed) and compute the rest from the stored variants (`_store_index`);
+    returns the index's widening, if any."""
     if "region_index" not in root:
         return []
     index = schema.array(root, "region_index")
@@ -198,17 +197,22 @@ def rebuild_region_index(pipe: chunks.Pipeline, root: zarr.Group, n_old: int) ->
             continue
         block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
         blocks.append(schema.region_rows(*_site_columns(root, block), vc, block.start // vc))
-    rows = np.concatenate(blocks)
+    return _store_index(pipe, root, np.concatenate(blocks))
+
+
+def _store_index(pipe: chunks.Pipeline, root: zarr.Group, rows: np.ndarray) -> list[widen.Widening]:
+    """Store the region index rows, widening the index first when positions outgrew its type
+    (bio2zarr types it as the positions of its conversion were). The index is rewritten whole
+    anyway, so this is never refused; returns that widening, if any."""
+    index = schema.array(root, "region_index")
+    held = widen.narrowest_int(int(rows.min(initial=0)), int(rows.max(initial=0)), np.dtype(index.dtype))
     done = []
-    dtype = np.dtype(index.dtype)
-    if rows.size and dtype.kind == "i":
-        want = widen.narrowest_int(int(rows.min()), int(rows.max()), dtype)
-        if want != dtype:
-            done.append(widen.retype(pipe, root, "region_index", dtype=want))
-            index = schema.array(root, "region_index")
-    rows = schema.stored_as(rows, index)
+    if held != np.dtype(index.dtype):
+        done.append(widen.retype(pipe, root, "region_index", dtype=held))
+        index = schema.array(root, "region_index")
     index.resize(rows.shape)
-    index[...] = rows
+    if rows.size:
+        index[...] = schema.stored_as(rows, index)
     return done
 
 
@@ -311,9 +315,6 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
         if start > floor:
             kept = schema.region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)
             rows = np.concatenate([rows, kept])
-        rows = schema.stored_as(rows, index)
-        index.resize(rows.shape)
-        if rows.size:
-            index[...] = rows
+        _store_index(pipe, root, rows)
     return {"variant_range_removed": [start, stop], "n_variants_removed": stop - start,
             "contigs_removed": list(contigs_added), "n_variants": start}
