@@ -67,3 +67,13 @@ def tagged(tmp_path) -> Path:
     repo.create_tag("t1")
     repo.append(make_vcz(tmp_path, "b", ["S3", "S4"], samples_chunk_size=2))
     return path
+
+
+@pytest.fixture
+def no_narrowing():
+    """Fail the test if any zarr write stores a value other than the one written (helpers.narrowed)."""
+    from helpers import narrowing_guard
+
+    with narrowing_guard() as problems:
+        yield problems
+    assert not problems, f"{len(problems)} write(s) narrowed, first: {problems[:3]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import vcztools
@@ -77,3 +78,53 @@ def damage_array_metadata(path, name: str) -> None:
     doc["data_type"] = "no_such_type"
     sync(session.store.set(f"{name}/zarr.json", proto.buffer.from_bytes(json.dumps(doc).encode())))
     session.commit("damaged metadata", metadata={})
+
+
+def narrowed(value, dtype) -> str | None:
+    """Why writing `value` into an array of `dtype` stores something else (None if it does not):
+    an integer that wraps, a fraction or NaN cast to an integer, a float that overflows, a
+    float32 NaN that is neither VCZ's missing (0x7F800001) nor fill (0x7F800002) value."""
+    import numpy as np
+
+    value, dtype = np.asarray(value), np.dtype(dtype)
+    if value.dtype.kind in "OTUSV" or dtype.kind in "OTUSV":
+        return None
+    with np.errstate(all="ignore"):
+        stored = value.astype(dtype)
+        if dtype.kind != "f":
+            bad = stored.astype(value.dtype) != value
+        else:
+            wide = value.astype(np.float64)
+            bad = (np.isfinite(wide) != np.isfinite(stored)) | (np.isnan(wide) != np.isnan(stored))
+            bad |= np.isfinite(wide) & (np.abs(stored - wide) > np.abs(wide) * 2.0 ** -23)
+            if dtype == np.float32:
+                bits = stored.view(np.int32)
+                bad |= np.isnan(stored) & (bits != 0x7F800001) & (bits != 0x7F800002)
+    if not np.any(bad):
+        return None
+    i = np.unravel_index(int(np.flatnonzero(bad)[0]), np.shape(bad)) if np.ndim(bad) else ()
+    shown = hex(int(stored[i].view(np.int32))) if dtype == np.float32 else stored[i].item()
+    return f"{value[i].item()!r} ({value.dtype}) stored in {dtype} as {shown}"
+
+
+@contextlib.contextmanager
+def narrowing_guard():
+    """Record every zarr write (all of zarr's setitem paths end in `zarr.core.array._set_selection`)
+    whose values the array's dtype does not hold unchanged; yields the list of problems."""
+    import zarr.core.array as zarr_array
+
+    problems: list[str] = []
+    real = zarr_array._set_selection
+
+    async def guarded(store_path, metadata, *args, **kwargs):
+        value = args[4] if len(args) > 4 else kwargs["value"]  # (codec_pipeline, config, chunk_grid, indexer, value)
+        problem = narrowed(value, metadata.dtype.to_native_dtype())
+        if problem:
+            problems.append(f"{store_path.path}: {problem}")
+        return await real(store_path, metadata, *args, **kwargs)
+
+    zarr_array._set_selection = guarded
+    try:
+        yield problems
+    finally:
+        zarr_array._set_selection = real

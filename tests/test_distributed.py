@@ -133,3 +133,32 @@ def test_distributed_grow_equals_local_grow(cli, tmp_path, cluster):
     for name, array in a.arrays():
         np.testing.assert_array_equal(array[...], b[name][...], err_msg=name)
     assert vczrepo.Repository.open(dist).check().ok
+
+
+def test_distributed_widening_equals_local_widening(cli, tmp_path, cluster):
+    """A batch with a depth past int8 and a third allele per call: the workers share the
+    rewrite of the repository's call_DP (dtype) and call_genotype (ploidy) chunk rows."""
+    import zarr
+
+    rng = np.random.default_rng(4)
+    base = write_vcz_direct(tmp_path / "a.vcz", ["A0", "A1", "A2", "A3"],
+                            rng.integers(0, 2, size=(N_VARIANTS, 4, 2)).astype(np.int8), n_variants=N_VARIANTS,
+                            samples_chunk_size=3, variants_chunk_size=100, dp_dtype=np.int8)
+    batch = write_vcz_direct(tmp_path / "b.vcz", ["B0", "B1", "B2"],
+                             rng.integers(0, 2, size=(N_VARIANTS, 3, 3)).astype(np.int8), n_variants=N_VARIANTS,
+                             samples_chunk_size=3, variants_chunk_size=100)
+    zarr.open_group(str(batch), mode="r+")["call_DP"][7, 1] = 300
+    local, dist = tmp_path / "local", tmp_path / "dist"
+    for path in (local, dist):
+        vczrepo.Repository.init(path, base)
+    cli("append", local, batch, "--no-align")
+    cli("append", dist, batch, "--scheduler", cluster.scheduler_address)
+    a, b = vczrepo.open_group(local), vczrepo.open_group(dist)
+    assert (b["call_DP"].dtype, b["call_genotype"].shape[2]) == (np.int16, 3)
+    for name, array in a.arrays():
+        np.testing.assert_array_equal(array[...], b[name][...])
+    assert int(b["call_DP"][7, 5]) == 300
+    assert (b["call_genotype"][:, :4, 2] == -2).all()
+    widened = vczrepo.Repository.open(dist).log()[0].metadata["widened"]
+    assert [w["name"] for w in widened] == ["call_DP", "call_genotype"]
+    assert vczrepo.Repository.open(dist).check(deep=True).ok

@@ -50,7 +50,6 @@ BATCHES = {
     "sample present": (lambda t, d: make_vcz(t, "b", ["N1", "S2"]), 6, "already in the repository: S2"),
     "duplicate": (lambda t, d: _direct(t, "b", ["N1", "N1"]), 6, "duplicate sample id(s) in batch: N1"),
     "empty": (lambda t, d: _direct(t, "b", []), 6, "batch has no samples"),
-    "ploidy": (lambda t, d: _direct(t, "b", ["N1"], ploidy=1), 5, "ploidy differs: repository 2, batch 1"),
     "missing": (lambda t, d: t / "nope.vcz", 4, "source not found"),
     "not vcz": (lambda t, d: (t / "x.txt").write_text("hi") and t / "x.txt", 4, "not a VCZ directory"),
     "not a store": (lambda t, d: (t / "empty").mkdir() or t / "empty", 4, "not a VCZ store"),
@@ -73,16 +72,25 @@ def test_fields_and_dtypes_are_checked(cli, tmp_path):
     path = tmp_path / "r"
     vczrepo.Repository.init(path, _direct(tmp_path, "base", ["A1", "A2"]))
     before = state(path)
-    for batch, message in [
-        (_direct(tmp_path, "nodp", ["B1"], with_dp=False), "call fields differ (missing from batch: call_DP)"),
-        (_direct(tmp_path, "wide", ["B2"], dp_dtype=np.int32), "field call_DP: batch dtype int32"),
+    deep = _direct(tmp_path, "deep", ["B4"], dp_dtype=np.int32)
+    dp = zarr.open_group(str(deep), mode="r+")["call_DP"]
+    dp[0, 0] = 40_000  # beyond the repository's int16
+    for batch, args, message in [
+        (_direct(tmp_path, "nodp", ["B1"], with_dp=False), (), "call fields differ (missing from batch: call_DP)"),
+        (_direct(tmp_path, "float", ["B2"], dp_dtype=np.float32), (),
+         "field call_DP: batch dtype float32 does not fit the repository's int16"),
+        (deep, ("--no-widen",), "field call_DP: batch dtype int32 (values 3..40000) does not fit the repository's "
+                                "int16; widening is off (--no-widen)"),
     ]:
-        result = cli("append", path, batch, ok=False)
+        result = cli("append", path, batch, *args, ok=False)
         assert result.exit_code == 5, result.stderr
         assert message in result.stderr, result.stderr
     assert state(path) == before
     cli("append", path, _direct(tmp_path, "narrow", ["B3"], dp_dtype=np.int8))  # safe widening
+    cli("append", path, _direct(tmp_path, "fits", ["B5"], dp_dtype=np.int32), "--no-widen")  # its values fit
     assert vczrepo.Repository.open(path).group()["call_DP"].dtype == np.int16
+    cli("append", path, deep)
+    assert vczrepo.Repository.open(path).group()["call_DP"].dtype == np.int32
 
 
 @pytest.mark.parametrize(

@@ -247,10 +247,6 @@ def test_refusals_leave_the_repository_unchanged(tmp_path, genome):
     no_dp = ["\t".join(r.split("\t")[:8] + ["GT"] + [c.split(":")[0] for c in r.split("\t")[9:]]) for r in chr2]
     refused(path, convert(vcf(tmp_path / "n.vcf.gz", no_dp, drop="FORMAT=<ID=DP")), IncompatibleBatchError,
             "fields differ")
-    # other ploidy
-    haploid = ["\t".join(r.split("\t")[:9] + [c.split("|")[0] + c[c.index(":"):] for c in r.split("\t")[9:]])
-               for r in chr2]
-    refused(path, convert(vcf(tmp_path / "h.vcf.gz", haploid)), IncompatibleBatchError, "ploidy")
     # other filters
     no_filter = [r.replace("\tq10\t", "\tPASS\t") for r in chr2]
     refused(path, convert(vcf(tmp_path / "nf.vcf.gz", no_filter, drop="FILTER=<ID=q10")), IncompatibleBatchError,
@@ -405,12 +401,22 @@ def test_parts_with_other_allele_widths_extend_to_the_one_go_conversion(tmp_path
     assert repo.check(deep=True).problems == []
 
 
-def test_call_fields_are_padded_but_never_widened(tmp_path):
+def test_call_fields_are_padded_and_widened(tmp_path):
     repo, _ = vczrepo.Repository.init(tmp_path / "r", allele_vcf(tmp_path, "p1", ["chr1"], ad=True))
     repo.extend(allele_vcf(tmp_path, "p2", ["chr2"], ad=True))  # call_AD narrower: padded
     assert vcf_body(repo.group()) == vcf_body(str(allele_vcf(tmp_path, "w", ["chr1", "chr2"], ad=True)))
-    refused(tmp_path / "r", allele_vcf(tmp_path, "p3", ["chr3"], ad=True), IncompatibleBatchError,
-            "call_AD: the batch has 4 entries per allele axis, the repository 3")
+    wider = allele_vcf(tmp_path, "p3", ["chr3"], ad=True)
+    strict = vczrepo.Repository.open(tmp_path / "r", settings=vczrepo.Settings(widen=False))
+    before = state(tmp_path / "r")
+    with pytest.raises(IncompatibleBatchError, match=r"field call_AD: the batch has \(4,\) on \(alleles\), "
+                                                      r"the repository \(3,\); widening is off"):
+        strict.extend(wider)
+    assert state(tmp_path / "r") == before
+    result = repo.extend(wider)  # call_AD wider: the repository's is widened (every chunk rewritten)
+    assert {w["name"] for w in result.metadata["widened"]} >= {"call_AD", "variant_allele"}
+    whole = allele_vcf(tmp_path, "w3", ["chr1", "chr2", "chr3"], ad=True)
+    assert vcf_body(repo.group()) == vcf_body(str(whole))
+    assert repo.check(deep=True).problems == []
 
 
 

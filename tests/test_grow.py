@@ -115,6 +115,45 @@ def test_grown_repository_equals_bcftools_merge(tmp_path, waves):
     assert not repo.check().problems
 
 
+def with_allele_balance(records: list[str]) -> list[str]:
+    """The records with a Float FORMAT field AB after DP: a value per call, missing for some."""
+    out = []
+    for i, record in enumerate(records):
+        row = record.split("\t")
+        row[8] += ":AB"
+        row[9:] = [f"{call}:{'.' if (i + j) % 3 == 0 else f'0.{i + 2 * j + 1}5'}" for j, call in enumerate(row[9:])]
+        out.append("\t".join(row))
+    return out
+
+
+def test_grow_keeps_float_format_fields(tmp_path):
+    """A Float FORMAT field (AB) at the inserted sites is missing for the samples already there,
+    as bcftools merge writes it; the values the waves brought are kept."""
+    ab = '##FORMAT=<ID=AB,Number=1,Type=Float,Description="Allele balance">\n'
+    parts = []
+    for name, (samples, records), contigs, low_dp in (("A", WAVE_A, 2, False), ("B", WAVE_B, 3, True)):
+        header = HEADER.format(contigs="\n".join(CONTIGS[:contigs]),
+                               extra_filter='##FILTER=<ID=lowDP,Description="Low depth">\n' if low_dp else "")
+        parts.append(indexed_vcf(tmp_path, name, header + ab, samples, with_allele_balance(records)))
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz(parts[0]))
+    assert repo.group()["call_AB"].dtype == np.float32
+    repo.append(to_vcz(parts[1]), grow_variants=True)
+    merged = tmp_path / "merged.vcf.gz"
+    subprocess.run(["bcftools", "merge", "-m", "none", "-Oz", "-o", str(merged), *map(str, parts)], check=True)
+    subprocess.run(["bcftools", "index", "-f", str(merged)], check=True)
+    want, got = rows(vcf_body(str(to_vcz(merged)))), rows(vcf_body(repo.group("main")))
+    assert sorted(got) == sorted(want)
+    for key, w in want.items():
+        assert got[key][8:] == w[8:], key  # GT:DP:AB of every sample, "." where a wave lacks the site
+    ab_values = {c.split(":")[r[8].split(":").index("AB")] for r in want.values() for c in r[9:]}
+    assert {".", "0.35", "0.55"} <= ab_values
+    root = repo.group("main")
+    missing = np.asarray(root["call_AB"][:]).view(np.int32)
+    inserted = root["variant_position"][:] == 150  # 1:150 is new: A1-A3 have no AB there
+    assert set(missing[inserted][:, :3].ravel().tolist()) == {0x7F800001}
+    assert not repo.check(deep=True).problems
+
+
 def test_region_queries_after_grow(tmp_path, waves):
     a, b = waves
     repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz(a))
@@ -142,7 +181,7 @@ def test_dry_run_says_what_it_rewrites_and_changes_nothing(tmp_path, waves):
     out = CliRunner().invoke(main, ["append", str(tmp_path / "r"), str(batch), "--grow-variants", "--dry-run",
                                     "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["chunks"] == cost.chunks
+    assert json.loads(out.output)["variants_grown"]["chunks"] == cost.chunks
     assert state(tmp_path / "r") == before
     result = repo.append(batch, grow_variants=True)
     assert result.metadata["variants_grown"]["chunks"] == cost.chunks
@@ -182,24 +221,30 @@ def test_refusals_leave_the_repository_unchanged(tmp_path, waves):
     before = state(tmp_path / "r")
     runner = CliRunner()
     for args, needle in (
-        (["--dry-run"], "--dry-run needs --grow-variants"),
         (["--grow-variants", "--normalise", "--allow-new-alleles"], "does not go with --grow-variants"),
     ):
         out = runner.invoke(main, ["append", str(tmp_path / "r"), str(to_vcz(b)), *args])
         assert (out.exit_code, needle in out.output) == (2, True), out.output
     dup = to_vcz(wave(tmp_path, "dup", ["A1"], ["1\t150\t.\tA\tG\t1\tPASS\tDP=1;AC=1;AN=2\tGT:DP\t0/1:1"],
                       contigs=2, low_dp=False))
-    # more alleles at a new site than a per-allele call field holds: never widened
+    # more alleles at a new site than a per-allele call field holds: refused only with --no-widen
     with_ad = wave(tmp_path, "ad", ["A1"], ["1\t100\t.\tA\tC\t1\tPASS\tDP=1;AC=1;AN=2\tGT:DP:AD\t0/1:1:1,1"],
                    contigs=2, low_dp=False, ad=True)
-    wide = wave(tmp_path, "wide", ["W1"], ["1\t700\t.\tA\tC,G,T\t1\tPASS\tDP=1;AC=1,0,0;AN=2\tGT:DP:AD\t0/1:1:1,1,0,0"],
+    wide = wave(tmp_path, "wide", ["W1"], ["1\t110\t.\tA\tC,G,T\t1\tPASS\tDP=1;AC=1,0,0;AN=2\tGT:DP:AD\t0/1:1:1,1,0,0"],
                 contigs=2, low_dp=False, ad=True)
     vczrepo.Repository.init(tmp_path / "ad", to_vcz(with_ad))
     ad_before = state(tmp_path / "ad")
-    out = runner.invoke(main, ["append", str(tmp_path / "ad"), str(to_vcz(wide)), "--grow-variants"])
-    assert out.exit_code != 0
-    assert "call_AD holds 2 per site" in out.output, out.output
+    out = runner.invoke(main, ["append", str(tmp_path / "ad"), str(to_vcz(wide)), "--grow-variants", "--no-widen"])
+    assert out.exit_code == 5, out.output
+    assert "field call_AD: the batch has (4,) on (alleles), the repository (2,); widening is off" in out.output
     assert state(tmp_path / "ad") == ad_before
+    out = runner.invoke(main, ["append", str(tmp_path / "ad"), str(to_vcz(wide)), "--grow-variants"])
+    assert out.exit_code == 0, out.output
+    ad = vczrepo.Repository.open(tmp_path / "ad").group()["call_AD"]
+    assert ad.shape[2] == 4
+    assert ad[1, 1].tolist() == [1, 1, 0, 0]  # W1 at the inserted site
+    assert ad[0, 0].tolist() == [1, 1, -2, -2]  # A1's row, padded
+    assert vczrepo.Repository.open(tmp_path / "ad").check(deep=True).ok
     out = runner.invoke(main, ["append", str(tmp_path / "r"), str(dup), "--grow-variants"])
     assert out.exit_code != 0
     assert "A1" in out.output

@@ -192,3 +192,30 @@ def test_canary_members_opens_every_member_and_returns_each_failure(tmp_path):
     assert isinstance(found["a"], zarr.Array)
     assert isinstance(found["sub"], zarr.Group)
     assert isinstance(found["b"], ValueError)
+
+
+def test_canary_rewritten_array_metadata_keeps_its_chunks_in_an_icechunk_session(tmp_path):
+    """widen.retype relies on it: the chunks under an array's keys survive a new metadata
+    document (another dtype, shape and chunk shape) until each is rewritten."""
+    import icechunk
+    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    from vczrepo.internals import store_metadata, with_metadata
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r")))
+    session = repo.writable_session("main")
+    array = zarr.create_array(session.store, name="a", shape=(4, 2), chunks=(2, 2), dtype="int8")
+    array[...] = np.arange(8, dtype=np.int8).reshape(4, 2)
+    session.commit("x")
+    session = repo.writable_session("main")
+    array = zarr.open_array(session.store, path="a")
+    old = array.metadata
+    doc = old.to_dict()
+    doc.update(shape=(4, 3), data_type="int16",
+               chunk_grid={"name": "regular", "configuration": {"chunk_shape": (2, 3)}},
+               codecs=[{"name": "bytes", "configuration": {"endian": "little"}}, *doc["codecs"][1:]])
+    new = store_metadata(array, ArrayV3Metadata.from_dict(doc))
+    assert zarr.open_array(session.store, path="a").dtype == np.int16  # stored
+    np.testing.assert_array_equal(with_metadata(new, old)[2:4], [[4, 5], [6, 7]])  # the old chunks, as they were
+    new[0:2] = np.array([[0, 1, -2], [2, 3, -2]], dtype=np.int16)
+    np.testing.assert_array_equal(with_metadata(new, old)[2:4], [[4, 5], [6, 7]])  # untouched by the other's write

@@ -273,6 +273,30 @@ def test_repository_operations_keep_summaries_true(tmp_path, panel):
     assert repo.check("main").ok
 
 
+def test_frequencies_where_no_sample_has_a_call_are_missing(tmp_path, panel):
+    """Removing every sample called at a site leaves AN = 0 there: AF and MAF are missing, stored
+    as VCZ's missing value (0x7F800001: vcztools reads it as missing, not as nan), as bcftools
+    +fill-tags writes them."""
+    import vczrepo
+
+    whole = fill_tags(panel, tmp_path / "w.vcf.gz")
+    repo, _ = vczrepo.Repository.init(tmp_path / "r", to_vcz_path(whole, tmp_path / "w.vcz"))
+    gt = np.asarray(repo.group()["call_genotype"][:])
+    called = (gt >= 0).any(-1)
+    site = int(np.argmin(called.sum(1)))
+    gone = [SAMPLES[j] for j in np.flatnonzero(called[site])]
+    repo.remove(gone)
+    got, want = info_of(vcf_body(repo.group())), info_of(reference(fill_tags(panel, tmp_path / "r.vcf.gz",
+                                                                            exclude=gone)))
+    assert got[site]["AN"] == "0"
+    assert "AF" not in got[site]  # all missing: vcztools leaves them out (a nan it would print)
+    assert "MAF" not in got[site]
+    assert_same_summaries(got, want)
+    stored = np.asarray(repo.group()["variant_AF"][site]).reshape(-1).view(np.int32)
+    assert set(stored.tolist()) <= {0x7F800001, 0x7F800002}
+    assert 0x7F800001 in stored
+
+
 def test_new_alleles_widen_per_allele_fields(tmp_path, panel):
     """append --normalise --allow-new-alleles adds an ALT at a site: AC/AF/… grow, and the
     incremental result equals a recomputation from all genotypes (itself checked against bcftools)."""

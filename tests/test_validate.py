@@ -3,14 +3,12 @@ and the repository is left unchanged (refs, log, vcztools output)."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import zarr
 from bio2zarr import vcf as b2z_vcf
 from helpers import state, vcf_body
-from vcfgen import genotypes, make_vcz, sites, vcf_text, write_vcz_direct
+from vcfgen import genotypes, make_vcz, sites, vcf_text, write_vcf, write_vcz_direct
 
 import vczrepo
 from vczrepo import validate
@@ -35,10 +33,25 @@ def _renamed(tmp_path, name: str, ids: list[str]):
     return batch
 
 
-def _gt_chunks_gone(tmp_path):
-    batch = make_vcz(tmp_path, "nogt", ["N1", "N2"], samples_chunk_size=2, variants_chunk_size=5)
-    shutil.rmtree(batch / "call_genotype" / "c")
-    return batch
+def _unfinished_conversion(tmp_path):
+    """bio2zarr cut short while finalising: every array but call_genotype moved out of its work
+    directory (finalise moves each array whole, then deletes wip/)."""
+    from bio2zarr import vcz
+
+    vcf = write_vcf(tmp_path / "cut.vcf", ["N1", "N2"])
+    icf, out = tmp_path / "cut.icf", tmp_path / "cut.vcz"
+    b2z_vcf.explode(str(icf), [str(vcf)], worker_processes=0)
+    b2z_vcf.encode_init(str(icf), str(out), 1, variants_chunk_size=5, samples_chunk_size=2, zarr_format=3,
+                        worker_processes=0)
+    b2z_vcf.encode_partition(str(out), 0)
+    writer = vcz.VcfZarrWriter(b2z_vcf.IntermediateColumnarFormat, out, zarr_format=3)
+    writer.load_metadata()
+    for field in writer.schema.fields:
+        if field.name != "call_genotype":
+            writer.finalise_array(field.name)
+    assert (out / "wip").exists()
+    assert not (out / "call_genotype").exists()
+    return out
 
 
 def _vcf_vcz(tmp_path, name, samples, gts, missing=()):
@@ -81,7 +94,8 @@ REFUSED = {
     "leading space": (lambda t: _renamed(t, "lead", [" N1", "N2"]), SampleError, "leading or trailing whitespace"),
     "trailing space": (lambda t: _renamed(t, "trail", ["N1", "N2 "]), SampleError, "leading or trailing whitespace"),
     "empty id": (lambda t: _renamed(t, "empty", ["N1", ""]), SampleError, "is empty"),
-    "no genotype chunks": (_gt_chunks_gone, SourceError, "call_genotype has none of its 3 chunks"),
+    "unfinished conversion": (_unfinished_conversion, SourceError,
+                              "its bio2zarr conversion did not finish (wip/ is still there)"),
     "genotype chunk under mask": (_masked_chunk_gone, SourceError,
                                   "call_genotype is missing chunk(s) 1/0/0 where call_genotype_mask marks"),
     "call dims": (_call_dims, IncompatibleBatchError,
@@ -102,7 +116,7 @@ def test_bad_batch_is_refused_and_changes_nothing(repo_path, tmp_path, case):
     assert vcf_body(vczrepo.Repository.open(repo_path).group("main")) == body
 
 
-@pytest.mark.parametrize("case", ["tab in id", "call dims", "no genotype chunks"])
+@pytest.mark.parametrize("case", ["tab in id", "call dims", "unfinished conversion"])
 def test_bad_batch_is_refused_at_init(tmp_path, case):
     make, error, message = REFUSED[case]
     with pytest.raises(error, match=None) as caught:
@@ -123,6 +137,57 @@ def test_bio2zarr_omits_all_fill_chunks_and_such_batches_append(repo_path, tmp_p
     repo = vczrepo.Repository.open(repo_path)
     repo.append(batch)
     assert vcf_body(repo.group("main"), ["N1", "N2"]) == vcf_body(zarr.open_group(str(batch), mode="r"))
+
+
+CHRM = """##fileformat=VCFv4.3
+##contig=<ID=chrM,length=16569>
+##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">
+##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth">
+"""
+CHRM_SITES = [(73, "A", "G"), (150, "C", "T"), (263, "A", "G"), (750, "A", "G"), (1438, "A", "G"),
+              (2706, "A", "G"), (4769, "A", "G")]
+
+
+def chrm_vcf(tmp_path, name: str, samples: list[str], calls) -> object:
+    from helpers import indexed_vcf
+
+    records = ["\t".join(["chrM", str(pos), ".", ref, alt, ".", "PASS", ".", "GT:DP",
+                          *(f"{calls(k, j)}:{20 + j}" for j in range(len(samples)))])
+               for k, (pos, ref, alt) in enumerate(CHRM_SITES)]
+    return indexed_vcf(tmp_path, name, CHRM, samples, records)
+
+
+def test_an_all_hom_ref_batch_inits_and_appends(tmp_path, cli):
+    """chrM of 3 samples, every call 0/0: bio2zarr stores no call_genotype chunk (all are the fill
+    value 0). The batch is valid: it inits a repository and appends to one, as VCF and as VCZ,
+    and reads back as bcftools reads the files."""
+    import subprocess
+
+    from helpers import converted
+
+    fmt = r"%CHROM\t%POS\t%REF\t%ALT[\t%GT:%DP]\n"
+    homref = chrm_vcf(tmp_path, "homref", ["M1", "M2", "M3"], lambda k, j: "0/0")
+    other = chrm_vcf(tmp_path, "other", ["O1", "O2"], lambda k, j: ["0/1", "1/1", "./.", "0/0"][(k + j) % 4])
+    vcz = converted(homref, 3, 2)
+    assert not any((vcz / "call_genotype").rglob("c/*"))  # no chunk stored at all
+
+    def bcftools_query(*vcfs) -> str:
+        if len(vcfs) > 1:
+            merged = tmp_path / "merged.vcf.gz"
+            subprocess.run(["bcftools", "merge", "-m", "none", "-Oz", "-o", str(merged), *map(str, vcfs)], check=True)
+            vcfs = (merged,)
+        return subprocess.run(["bcftools", "query", "-f", fmt, str(vcfs[0])], check=True, capture_output=True,
+                              text=True).stdout
+
+    for source in (homref, vcz):
+        path = tmp_path / f"init-{source.name}"
+        vczrepo.Repository.init(path, source)
+        assert cli("query", path, "-f", fmt).stdout == bcftools_query(homref)
+        appended = tmp_path / f"append-{source.name}"
+        repo, _ = vczrepo.Repository.init(appended, other)
+        repo.append(source)
+        assert cli("query", appended, "-f", fmt).stdout == bcftools_query(other, homref)
+        assert repo.check(deep=True).problems == []
 
 
 def test_dot_and_empty_alleles_are_both_missing(repo_path, tmp_path):

@@ -321,18 +321,21 @@ class Pipeline:
         """
         axis = schema.samples_axis(dst)
         n = src.shape[axis] if select is None else len(select)
-        if select is None and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
+        same_rows = src.shape[axis + 1:] == dst.shape[axis + 1:]  # else the batch's shorter rows are padded
+        if select is None and same_rows and offset % dst.chunks[axis] == 0 and same_encoding(src, dst):
             sync(self.copy_encoded(src, dst, axis, offset // dst.chunks[axis], share))
             return
         out = self.writer(dst)
         if select is None:
-            self.run_bounded(lambda outer: _recompose(src, out, axis, offset, outer),
+            pad = schema.pad_value(dst.path.rsplit("/", 1)[-1], dst)
+            self.run_bounded(lambda outer: _recompose(src, out, axis, offset, outer, pad),
                              _outer_regions(dst, axis, share), "recompose", desc=dst.path)
             return
 
         def one(region: tuple[slice, ...]) -> None:
             s = region[axis]
-            out[region] = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+            got = read_region(src, _on_axis(region, axis, select[s.start - offset : s.stop - offset]), select)
+            out[region] = schema.stored_as(got, dst)
 
         regions = [r for r in sample_regions(dst, offset, offset + n) if mine(r[0].start // dst.chunks[0], share)]
         self.run_bounded(one, regions, "recompose", desc=dst.path)
@@ -346,7 +349,7 @@ class Pipeline:
         out = self.writer(dst)
 
         def one(region: tuple[slice, ...]) -> None:
-            out[region] = src[region]
+            out[region] = schema.stored_as(src[region], dst)
 
         self.run_bounded(one, regions, "recompose", desc=dst.path)
 
@@ -381,7 +384,8 @@ class Pipeline:
             if cols == list(range(cols[0], cols[-1] + 1)):
                 columns = slice(cols[0], cols[-1] + 1)  # a view, not a copy
             index = _on_axis((slice(None),) * block.ndim, axis, columns)
-            new = np.asarray(values(region, members), dtype=block.dtype)  # a scalar compares without a cast
+            new = values(region, members)  # a scalar compares without a cast
+            new = np.asarray(new, dtype=block.dtype) if block.dtype.kind in "OTUS" else schema.stored_as(new, array)
             current = block[index]
             if np.array_equal(current, np.broadcast_to(new, current.shape)):
                 return  # e.g. padding columns that already read as missing
@@ -416,9 +420,10 @@ class Pipeline:
         self.write_columns(dst, indexes, values, site="restore")
 
 
-def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: tuple) -> None:
+def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: tuple, pad) -> None:
     """Write src's samples at `offset` along one chunk row of dst, decoding each source chunk
-    once: every destination chunk is cut from at most a few consecutive source chunks."""
+    once: every destination chunk is cut from at most a few consecutive source chunks. Rows
+    of src shorter than dst's (trailing axes: ploidy, alleles, FORMAT_*_dim) are padded with `pad`."""
     step = src.chunks[axis]
     decoded: dict[int, np.ndarray] = {}
 
@@ -435,6 +440,9 @@ def _recompose(src: zarr.Array, dst: zarr.Array, axis: int, offset: int, outer: 
                  for j in range(first, last + 1)]
         for j in [j for j in decoded if j < last]:
             del decoded[j]
-        dst[_on_axis(outer, axis, s)] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
+        region = _on_axis(outer, axis, s)
+        shape = tuple(r.stop - r.start for r in region)
+        dst[region] = schema.stored_as(block if block.shape == shape else schema.fitted(block, shape, pad), dst)
 
 

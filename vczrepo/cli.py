@@ -62,11 +62,11 @@ class State:
         self.compression_level = compression_level
         self.author = author
 
-    def settings(self, workers: int = 1, scheduler: str | None = None) -> Any:
+    def settings(self, workers: int = 1, scheduler: str | None = None, widen: bool = True) -> Any:
         from .settings import Settings
 
         return Settings(compression_level=self.compression_level, progress=self.progress, workers=workers,
-                        scheduler=scheduler)
+                        scheduler=scheduler, widen=widen)
 
     def open(self, repo: str, storage_options: tuple[str, ...], **settings: Any) -> Any:
         from .repository import Repository
@@ -130,6 +130,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 drop_stale_option = click.option(
     "--drop-stale-info", is_flag=True,
     help="Drop the INFO fields that cannot follow the sample set (site DP, QUAL-like scores; `info` lists them).")
+widen_option = click.option(
+    "--widen/--no-widen", default=True,
+    help="Rewrite a repository array in a wider type or shape when the batch's values or rows do not fit it "
+         "(default); --no-widen refuses such a batch instead, so the write only adds bytes.")
 chunk_options = _options(
     click.option("--variants-chunk-size", type=click.IntRange(1),
                  help="For VCF input: variants per chunk (default: the repository's)."),
@@ -164,6 +168,9 @@ def _print_commit(result: Any, as_json: bool) -> None:
         if key in m:
             detail = f" ({m[key]} variants {verb}, {m['n_variants']} in total)"
     click.echo(f"{result.snapshot_id} {result.branch}: {m['op']}{detail}")
+    for w in m.get("widened", []):
+        click.echo(f"widened {w['name']} {w['old_dtype']} -> {w['new_dtype']}, shape {w['old_shape']} -> "
+                   f"{w['new_shape']}: {w['chunks']} chunk(s) rewritten ({w['bytes_written']} bytes)")
 
 
 class Cli(click.Group):
@@ -363,31 +370,29 @@ def init(state: State, repo, sources, variants_from, message, variants_chunk_siz
               help="Insert the batch's sites the repository lacks (missing for the samples already there), "
                    "then append it normalised onto the grown variants. Rewrites every chunk from the first "
                    "inserted site on: see --dry-run.")
-@click.option("--dry-run", is_flag=True, help="With --grow-variants: say what it would rewrite, change nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what it would do (columns, padding, arrays widened, sites inserted, chunks rewritten), "
+                   "change nothing.")
+@widen_option
 @drop_stale_option
 @distributed_options
 @storage_option
 @json_option
 @pass_state
 def append(state: State, repo, source, branch, message, variants_chunk_size, samples_chunk_size,
-           fill_missing_fields, align, normalise, allow_new_alleles, grow_variants, dry_run, drop_stale_info,
+           fill_missing_fields, align, normalise, allow_new_alleles, grow_variants, dry_run, widen, drop_stale_info,
            workers, scheduler, storage_options, as_json):
     """Add the samples of SOURCE (VCZ or VCF/BCF) to REPO as one commit."""
-    if dry_run and not grow_variants:
-        raise click.UsageError("--dry-run needs --grow-variants")
-    repository = state.open(repo, storage_options, workers=workers, scheduler=scheduler)
+    repository = state.open(repo, storage_options, workers=workers, scheduler=scheduler, widen=widen)
     if dry_run:
-        cost = repository.growth(source, branch=branch)
+        plan = repository.plan_append(
+            source, branch=branch, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
+            fill_missing_fields=fill_missing_fields, align=align, normalise=normalise,
+            allow_new_alleles=allow_new_alleles, grow_variants=grow_variants)
         if as_json:
-            _emit_json(cost.to_json())
-            return
-        if not cost.n_variants_inserted:
-            click.echo("no new sites: nothing to grow")
-            return
-        added = f", {len(cost.contigs_added)} new contig(s)" if cost.contigs_added else ""
-        click.echo(f"would insert {cost.n_variants_inserted} site(s) among {cost.n_variants} variants{added}, "
-                   f"the first at {cost.first_inserted}, and rewrite {cost.chunks} chunk(s) in {cost.arrays} "
-                   f"arrays ({cost.stored_bytes} bytes stored)")
+            _emit_json(plan.to_json())
+        else:
+            _print_append_plan(plan)
         return
     result = repository.append(
         source, branch=branch, message=message,
@@ -398,18 +403,38 @@ def append(state: State, repo, source, branch, message, variants_chunk_size, sam
     _print_commit(result, as_json)
 
 
+def _print_append_plan(plan: Any) -> None:
+    start, stop = plan.sample_range
+    padding = f" after {plan.n_padding} null column(s)" if plan.n_padding else ""
+    click.echo(f"would add {plan.n_samples_added} sample(s) at columns {start}..{stop - 1}{padding}"
+               f"{' (normalised onto the repository variants)' if plan.normalised else ''}")
+    if plan.fields_added:
+        click.echo(f"would add field(s) {', '.join(plan.fields_added)}")
+    grown = plan.variants_grown
+    if grown is not None and grown.n_variants_inserted:
+        added = f", {len(grown.contigs_added)} new contig(s)" if grown.contigs_added else ""
+        click.echo(f"would insert {grown.n_variants_inserted} site(s) among {grown.n_variants} variants{added}, "
+                   f"the first at {grown.first_inserted}, and rewrite {grown.chunks} chunk(s) in {grown.arrays} "
+                   f"arrays ({grown.stored_bytes} bytes stored)")
+    elif grown is not None:
+        click.echo("no new sites: nothing to grow")
+    for w in plan.widened:
+        click.echo(f"would widen {w.describe()}: rewrite {w.chunks} chunk(s) ({w.bytes_read} bytes stored)")
+
+
 @main.command()
 @click.argument("repo")
 @click.argument("source", type=click.Path())
 @branch_option
 @message_option
+@widen_option
 @storage_option
 @json_option
 @pass_state
-def extend(state: State, repo, source, branch, message, storage_options, as_json):
+def extend(state: State, repo, source, branch, message, widen, storage_options, as_json):
     """Add the variants of SOURCE (VCZ or VCF/BCF; the repository's samples, variants after its
     last one or on new contigs) to REPO as one commit."""
-    result = state.open(repo, storage_options).extend(source, branch=branch, message=message)
+    result = state.open(repo, storage_options, widen=widen).extend(source, branch=branch, message=message)
     _print_commit(result, as_json)
 
 

@@ -2,8 +2,11 @@
 
 Each item has a canary test (tests/test_internals.py) that fails loudly when an upgrade
 changes what it relies on:
-- `with_codecs`: a zarr array object over the same stored array whose chunk writes use
-  other codecs (zarr builds an `AsyncArray` from metadata we change in memory only);
+- `with_codecs`, `with_metadata`: a zarr array object over the same stored array whose chunk
+  writes use other codecs, or whose chunks are read with other metadata (zarr builds an
+  `AsyncArray` from metadata we change in memory only);
+- `store_metadata`: an array's metadata document rewritten in an icechunk session (another
+  dtype, shape or chunk shape) keeps the chunks stored under its keys until they are rewritten;
 - `chunk_key`: the store key of a chunk, from zarr format 3 metadata's key encoding;
 - `SessionStore` (a zarr `WrapperStore`): chunks of a local repository read straight from
   their files, by icechunk's documented layout (`chunks/<id>`) and
@@ -56,6 +59,7 @@ from icechunk.store import IcechunkStore
 from zarr.abc.store import ByteRequest, Store
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
@@ -77,8 +81,27 @@ def with_codecs(array: zarr.Array, codecs: tuple) -> zarr.Array:
 
     Only chunk writes go through it; its metadata is never stored."""
     assert array.metadata.zarr_format == 3  # format 2 metadata has no codec chain
-    meta = dataclasses.replace(array.metadata, codecs=codecs)
-    return zarr.Array(AsyncArray(meta, array.async_array.store_path, array.async_array.config))
+    return with_metadata(array, dataclasses.replace(array.metadata, codecs=codecs))
+
+
+def with_metadata(array: zarr.Array, metadata: ArrayV3Metadata) -> zarr.Array:
+    """The same stored array seen through other metadata (its chunks decoded as `metadata`
+    says); the metadata is never stored."""
+    return zarr.Array(AsyncArray(metadata, array.async_array.store_path, array.async_array.config))
+
+
+def store_metadata(array: zarr.Array, metadata: ArrayV3Metadata) -> zarr.Array:
+    """Rewrite a format 3 array's metadata document in place (another dtype, shape or chunk
+    shape) and return the array as it now reads. In an icechunk session the chunks stored
+    under the array's keys stay as they were (icechunk updates the array node, it does not
+    replace it): read them with `with_metadata(..., old metadata)` until they are rewritten."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    documents = metadata.to_buffer_dict(default_buffer_prototype())
+    prefix = f"{array.path}/" if array.path else ""
+    for key, document in documents.items():
+        sync(array.store.set(prefix + key, document))
+    return with_metadata(array, metadata)
 
 
 def chunk_key(array: zarr.Array, coords: tuple[int, ...]) -> str:
@@ -339,13 +362,28 @@ def damaged_object(error: Exception) -> str:
 
 
 def stored_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
-    """The stored size of each chunk of an array (in a chunk file or inlined in a manifest)."""
-    assert isinstance(store, SessionStore)  # the store of a group opened on a session (session_store)
+    """The stored size of each chunk of an array (in a chunk file or inlined in a manifest; for
+    a plain zarr store such as a VCZ directory, the size of each chunk key it lists)."""
+    if not isinstance(store, SessionStore):
+        return _listed_chunk_sizes(store, array)
 
     async def sizes() -> dict[tuple[int, ...], int]:
         found: dict[tuple[int, ...], int] = {}
         async for coords, _, _, _, lengths, _ in store._store.array_chunk_iterator(array):
             found.update((tuple(int(c) for c in xs), int(n)) for xs, n in zip(coords, lengths, strict=True))
         return found
+
+    return sync(sizes())
+
+
+def _listed_chunk_sizes(store: Store, array: str) -> dict[tuple[int, ...], int]:
+    meta = zarr.open_array(store, path=array, mode="r").metadata
+    assert isinstance(meta, ArrayV3Metadata)  # arrays vczrepo rewrites are zarr format 3
+    encoding = meta.chunk_key_encoding
+    prefix = f"{array}/" if array else ""
+
+    async def sizes() -> dict[tuple[int, ...], int]:
+        keys = [k async for k in store.list_prefix(prefix) if not k.endswith("zarr.json")]
+        return {tuple(encoding.decode_chunk_key(k[len(prefix):])): await store.getsize(k) for k in keys}
 
     return sync(sizes())

@@ -17,7 +17,7 @@ import datetime as dt
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .audit import Finding
     from .check import CheckReport
     from .diff import DiffResult
+    from .ops.append import AppendPlan
     from .ops.gc import GCResult
     from .ops.grow import GrowthCost
     from .ops.purge import PurgeResult
@@ -549,7 +550,11 @@ class Repository:
         recomposed; vcztools never shows null columns. The default (None) pads only when that
         makes the copy byte-for-byte and adds fewer null columns than the batch has samples;
         False keeps the samples contiguous, as one bio2zarr conversion would. A VCF/BCF is
-        converted with the repository's chunking unless the chunk sizes are given.
+        converted with the repository's chunking unless the chunk sizes are given, and with its
+        types and trailing widths where the values fit. A repository array the batch's values or
+        rows do not fit is widened first in the same commit (vczrepo.widen; the journal's
+        `widened`), unless `Settings.widen` is off: then the batch is refused. `plan_append`
+        says what an append would do, writing nothing.
         INFO fields that are functions of the genotypes (AC, AN, AF, NS, …) are updated in the
         same commit; `drop_stale_info` drops the INFO fields that cannot be (site DP, …).
         `grow_variants` first makes the repository's variants the sorted union with the batch's
@@ -568,20 +573,15 @@ class Repository:
                 drop_stale_info: bool = False, grow_variants: bool = False) -> CommitResult:
         from .ops.append import append_batch, append_grown, append_normalised
 
-        if allow_new_alleles and not normalise:
-            raise UsageError("--allow-new-alleles needs --normalise")
-        if allow_new_alleles and grow_variants:
-            raise UsageError("--allow-new-alleles does not go with --grow-variants (a new ALT allele makes a new site)")
+        self._check_append_options(normalise, allow_new_alleles, grow_variants)
         if self.settings.distributed:
             _require_dask()
         head = self._require_branch(branch)
         same_variants = not (normalise or grow_variants)
         _precheck(source, lambda header: precheck.before_append(self.group(head), header,
                                                                  same_variants=same_variants))
-        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head, variants_chunk_size,
-                                                                     samples_chunk_size)
         options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
-        with _open_batch(source, self.location, self.settings, variants_chunk_size, samples_chunk_size) as src:
+        with self._open_batch(source, head, variants_chunk_size, samples_chunk_size) as src:
 
             def apply(root: zarr.Group) -> dict:
                 if grow_variants:
@@ -594,6 +594,13 @@ class Repository:
 
             return self._commit(branch, "append", message or f"append {Path(src.path).name}", apply)
 
+    @staticmethod
+    def _check_append_options(normalise: bool, allow_new_alleles: bool, grow_variants: bool) -> None:
+        if allow_new_alleles and not normalise:
+            raise UsageError("--allow-new-alleles needs --normalise")
+        if allow_new_alleles and grow_variants:
+            raise UsageError("--allow-new-alleles does not go with --grow-variants (a new ALT allele makes a new site)")
+
     def growth(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH) -> GrowthCost:
         """What `append(source, grow_variants=True)` would rewrite on `branch` (nothing is written):
         the sites it inserts, and the chunks and stored bytes of the rows that move."""
@@ -601,11 +608,27 @@ class Repository:
 
         head = self._require_branch(branch)
         _precheck(source, precheck.before_init)  # what check_batch can tell from the header
-        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
-        with _open_batch(source, self.location, self.settings, variants_chunk_size, samples_chunk_size) as src:
+        with self._open_batch(source, head) as src:
             validate.check_batch(src.group)
             root = self.group(head)
             return cost(root, plan(root, src.group))
+
+    def plan_append(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH,
+                    variants_chunk_size: int | None = None, samples_chunk_size: int | None = None,
+                    fill_missing_fields: bool = False, align: bool | None = None, normalise: bool = False,
+                    allow_new_alleles: bool = False, grow_variants: bool = False) -> AppendPlan:
+        """What `append` with these options would do on `branch`, nothing written (`append
+        --dry-run`): the batch is checked as append checks it, and the plan names its sample
+        columns, the null columns padding them, the fields added, every repository array widened
+        for it (chunks and stored bytes rewritten) and, with `grow_variants`, the growth."""
+        from .ops.append import plan_append
+
+        self._check_append_options(normalise, allow_new_alleles, grow_variants)
+        head = self._require_branch(branch)
+        with self._open_batch(source, head, variants_chunk_size, samples_chunk_size) as src:
+            return plan_append(self.pipe, self.group(head), src.group, fill_missing_fields=fill_missing_fields,
+                               align=align, normalise=normalise, allow_new_alleles=allow_new_alleles,
+                               grow_variants=grow_variants)
 
     def _before(self, root: zarr.Group) -> zarr.Group:
         """The committed state a writable session's root started from, read-only."""
@@ -614,17 +637,21 @@ class Repository:
         assert isinstance(root.store, SessionStore)  # opened by the transaction on its session
         return self.group(root.store.session.snapshot_id, verify=False)
 
-    def _vcf_chunking(self, source: str | os.PathLike | zarr.Group, head: str, variants: int | None = None,
-                      samples: int | None = None) -> tuple[int | None, int | None]:
-        """The chunk sizes a VCF/BCF source is converted with: those given, else the repository's
-        at `head` (so the batch can be copied as bytes). A VCZ is read as it is: nothing to look up."""
-        if not (isinstance(source, str | os.PathLike) and is_vcf(source)) or (variants and samples):
-            return variants, samples
-        root = self.group(head)
-        variants = variants or int(schema.array(root, "variant_position").chunks[0])
-        if not samples and "sample_id" in root and schema.array(root, "sample_id").shape[0]:
-            samples = schema.samples_chunk_size(root)
-        return variants, samples
+    @contextlib.contextmanager
+    def _open_batch(self, source: str | os.PathLike | zarr.Group, head: str, variants: int | None = None,
+                    samples: int | None = None) -> Iterator[Source]:
+        """A batch opened for a write to `head`. A VCF/BCF is converted with the chunk sizes given,
+        else the repository's (so the batch can be copied as bytes), and with the repository's
+        types and trailing widths where its values fit (so the common batch widens nothing); a
+        VCZ is read as it is."""
+        like = None
+        if isinstance(source, str | os.PathLike) and is_vcf(source):
+            like = self.group(head)
+            variants = variants or int(schema.array(like, "variant_position").chunks[0])
+            if not samples and "sample_id" in like and schema.array(like, "sample_id").shape[0]:
+                samples = schema.samples_chunk_size(like)
+        with _open_batch(source, self.location, self.settings, variants, samples, like=like) as src:
+            yield src
 
     def extend(self, source: str | os.PathLike | zarr.Group, *, branch: str = DEFAULT_BRANCH,
                message: str | None = None) -> CommitResult:
@@ -634,8 +661,7 @@ class Repository:
 
         head = self._require_branch(branch)
         _precheck(source, lambda header: precheck.before_extend(self.group(head), header))
-        variants_chunk_size, samples_chunk_size = self._vcf_chunking(source, head)
-        with _open_batch(source, self.location, self.settings, variants_chunk_size, samples_chunk_size) as src:
+        with self._open_batch(source, head) as src:
             return self._commit(branch, "extend", message or f"extend {Path(src.path).name}",
                                 lambda root: extend_variants(self.pipe, root, src))
 
@@ -743,12 +769,13 @@ def _precheck(source: str | os.PathLike | zarr.Group, check: Callable[[VcfHeader
 
 
 def _open_batch(source: str | os.PathLike | zarr.Group, location: storage.Location, settings: Settings,
-                variants_chunk_size: int | None,
-                samples_chunk_size: int | None) -> contextlib.AbstractContextManager[Source]:
-    """open_source for a batch to commit: a VCF/BCF is converted with the chunking given, the
-    handle's progress bars and, with several workers, as many conversion processes."""
+                variants_chunk_size: int | None, samples_chunk_size: int | None,
+                like: zarr.Group | None = None) -> contextlib.AbstractContextManager[Source]:
+    """open_source for a batch to commit: a VCF/BCF is converted with the chunking given (and the
+    types of `like`, the repository, where its values fit), the handle's progress bars and,
+    with several workers, as many conversion processes."""
     return open_source(source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
-                       storage_options=location.options, show_progress=settings.show_progress,
+                       like=like, storage_options=location.options, show_progress=settings.show_progress,
                        workers=settings.workers if settings.workers > 1 else 0)
 
 

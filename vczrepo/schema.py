@@ -12,7 +12,7 @@ from typing import Literal, cast
 import numpy as np
 import zarr
 
-from .errors import IntegrityError, short_message
+from .errors import IncompatibleBatchError, IntegrityError, short_message
 from .internals import members
 
 SAMPLES = "samples"
@@ -95,6 +95,53 @@ def missing_value(dtype: np.dtype):
     return STR_MISSING
 
 
+def exact_cast(values, dtype, field: str) -> np.ndarray:
+    """`values` as `dtype`, refusing any value the cast would change: an integer that wraps, a
+    fraction or NaN cast to an integer, a float that overflows, a NaN that would lose its VCZ
+    payload (missing vs fill) in a float of another width. Every write of computed or batch
+    values into a repository array goes through here, so nothing is ever stored silently changed.
+    Floats of a narrower width keep the nearest value (VCF floats are float32).
+    Raises IncompatibleBatchError naming the field and the first value that does not fit."""
+    values, dtype = np.asarray(values), np.dtype(dtype)
+    if values.dtype == dtype or values.dtype.kind in "OTUS" or dtype.kind in "OTUS":
+        return values
+    if np.can_cast(values.dtype, dtype, casting="safe") and not (dtype.kind == "f" and values.dtype.kind in "iu"):
+        return values.astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = values.astype(dtype)
+        if dtype.kind == "f" and values.dtype.kind == "f":
+            bad = np.isnan(values) | (np.isfinite(values) & ~np.isfinite(out))
+        else:
+            bad = out.astype(values.dtype) != values
+            if values.dtype.kind == "f":
+                bad |= np.isnan(values)
+    if bad.any():
+        i = np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape) if bad.ndim else ()
+        if dtype.kind == "f" and np.isnan(values[i]):
+            raise IncompatibleBatchError(f"field {field}: a {values.dtype} NaN cannot be stored as {dtype} "
+                                         f"without losing VCZ's missing or fill payload")
+        raise IncompatibleBatchError(f"field {field}: value {values[i].item()} does not fit {dtype} "
+                                     f"(it would be stored as {out[i].item()})")
+    return out
+
+
+def stored_as(values, array: zarr.Array) -> np.ndarray:
+    """`values` exactly in `array`'s dtype, ready to write into it (see exact_cast)."""
+    return exact_cast(values, array.dtype, array.path.rsplit("/", 1)[-1])
+
+
+def stored_floats(values, array: zarr.Array) -> np.ndarray:
+    """Computed values (any float or integer type, NaN where there is none: AF at AN = 0) in
+    `array`'s float dtype, each NaN written as VCZ's missing value. Casting a float64 NaN to
+    float32 would not keep the payload (0x7F800001 becomes 0x7FC00001, which vcztools prints as
+    nan where bcftools prints ".")."""
+    values = np.asarray(values, dtype=np.float64)
+    nan = np.isnan(values)
+    out = stored_as(np.where(nan, 0, values), array)
+    out[nan] = missing_value(out.dtype)
+    return out
+
+
 def fill_like(dtype: np.dtype):
     """The fill value VCZ pads a row with beyond its length (alleles beyond a site's, ploidy)."""
     dtype = np.dtype(dtype)
@@ -105,6 +152,13 @@ def fill_like(dtype: np.dtype):
     if dtype.kind in "iu":
         return INT_FILL
     return ""
+
+
+def pad_value(name: str, array: zarr.Array):
+    """What pads an array's row beyond its length (a haploid call in a diploid array, alleles
+    beyond a site's): the fill value, and True in a mask (it lies over the fill -2, which
+    bio2zarr's masks mark: call_genotype_mask == (call_genotype < 0))."""
+    return True if is_mask(name, array) else fill_like(array.dtype)
 
 
 def widen(array: zarr.Array, width: int, value) -> None:
@@ -161,6 +215,22 @@ def null_value(name: str, array: zarr.Array):
     if is_mask(name, array):
         return True
     return missing_value(array.dtype)
+
+
+def absent_call(name: str, array: zarr.Array):
+    """What a sample holds at a site it has no record of (a site a batch lacks, a field it lacks),
+    as bcftools merge writes it and bio2zarr reads it back: a missing genotype at every ploidy
+    (-1, masked), and for other fields VCF's single "." — one missing value, the rest of the
+    row fill (vcztools prints [-1, -1] as ".,." but [-1, -2] as ".")."""
+    missing = null_value(name, array)
+    axis = sample_axis(array)
+    trailing = tuple(array.shape[axis + 1:]) if axis is not None else ()
+    if not trailing or name.startswith("call_genotype") or not np.prod(trailing):
+        return missing
+    dtype = np.dtype(object) if np.dtype(array.dtype).kind in "OTUS" else np.dtype(array.dtype)
+    row = np.full(trailing, fill_like(dtype), dtype=dtype)
+    row[(0,) * len(trailing)] = missing
+    return row
 
 
 def fill_reads_as_null(name: str, array: zarr.Array) -> bool:

@@ -39,7 +39,9 @@ class Settings:
     chunks in flight per process; workers/scheduler: spread chunk work over dask workers
     (a LocalCluster of `workers` processes, or the cluster at `scheduler`); lease_seconds:
     on object stores, how long a multi-step operation's owner is trusted before another
-    writer may finish its plan; checkpoint: called with a site name (see SITES) at every
+    writer may finish its plan; widen: rewrite a repository array in a wider type or shape
+    when a batch needs it (False: refuse such batches, so writes only ever add bytes);
+    checkpoint: called with a site name (see SITES) at every
     write site, for fault injection in tests.
     """
 
@@ -49,6 +51,7 @@ class Settings:
     workers: int = 1
     scheduler: str | None = None
     lease_seconds: float = 600.0
+    widen: bool = True
     checkpoint: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:

@@ -102,19 +102,62 @@ def open_vcz(path: str | os.PathLike, storage_options: dict[str, str] | None = N
 
 
 def _checked(group: zarr.Group, path) -> zarr.Group:
+    from .validate import check_chunks
+
+    check_chunks(group, path)  # an unfinished conversion (arrays may be missing), chunks a VCZ cannot omit
     missing = [a for a in REQUIRED_ARRAYS if a not in group]
     if missing:
         raise SourceError(f"not a VCZ store: {path} lacks {', '.join(missing)}")
-    from .validate import check_chunks
-
-    check_chunks(group, path)  # chunks missing where a VCZ cannot omit them
     return group
 
 
+# Dimensions whose size a conversion may take from the repository: the trailing axes of fields
+# (a larger one pads the batch's rows with the fill value, as one conversion of more data would).
+FIXED_DIMENSIONS = ("variants", "samples", "filters", "contigs")
+
+
+def _sizes(like: zarr.Group) -> dict[str, int]:
+    """The largest size of each dimension among the repository's arrays."""
+    from . import schema
+
+    sizes: dict[str, int] = {}
+    for array in schema.arrays(like).values():
+        for dim, n in zip(schema.dims(array), array.shape, strict=True):
+            sizes[dim] = max(sizes.get(dim, 0), int(n))
+    return sizes
+
+
+def fit_schema(b2z_schema, like: zarr.Group) -> None:
+    """Make a bio2zarr schema of a batch encode into the repository's types where the batch's
+    values fit them: an integer field bio2zarr would store narrower than the repository's array
+    (it picks the narrowest type for this batch's values) gets the repository's dtype, and a
+    trailing dimension shorter than the repository's gets its size (rows are padded). Where the
+    batch needs more (a wider type, a longer axis), its own choice stands: the append widens."""
+    import numpy as np
+    from bio2zarr.vcz import VcfZarrDimension
+
+    from . import schema
+
+    arrays = schema.arrays(like)
+    for spec in b2z_schema.fields:
+        ours = arrays.get(spec.name)
+        if ours is None:
+            continue
+        theirs, dtype = np.dtype(spec.dtype), np.dtype(ours.dtype)
+        if theirs.kind == dtype.kind == "i" and theirs.itemsize <= dtype.itemsize:
+            spec.dtype = dtype.str
+    sizes = _sizes(like)
+    for dim, spec in b2z_schema.dimensions.items():
+        if dim not in FIXED_DIMENSIONS and sizes.get(dim, 0) > spec.size:
+            b2z_schema.dimensions[dim] = VcfZarrDimension.unchunked(sizes[dim])
+
+
 def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_chunk_size: int | None,
-                show_progress: bool = False, workers: int = 0) -> None:
+                show_progress: bool = False, workers: int = 0, like: zarr.Group | None = None) -> None:
     """Convert a VCF/BCF with bio2zarr (its warnings, e.g. on string FORMAT fields, go to the
-    `bio2zarr` logger and Python warnings: shown with -v only)."""
+    `bio2zarr` logger and Python warnings: shown with -v only). With `like` (the repository it
+    goes to), in its types and trailing widths where the values fit (`fit_schema`): vcf2zarr's
+    explode, schema, edit, encode."""
     import logging
     import warnings
 
@@ -122,14 +165,19 @@ def convert_vcf(path: Path, out: Path, variants_chunk_size: int | None, samples_
 
     quiet = not logging.getLogger("vczrepo").isEnabledFor(logging.INFO)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="vczrepo-icf-") as tmp:
             if quiet:
                 warnings.simplefilter("ignore")
-            b2z_vcf.convert(
-                [str(path)], str(out), variants_chunk_size=variants_chunk_size,
-                samples_chunk_size=samples_chunk_size, zarr_format=3, show_progress=show_progress,
-                worker_processes=workers,
-            )
+            icf = Path(tmp) / "icf"
+            b2z_vcf.explode(icf, [str(path)], worker_processes=workers, show_progress=show_progress)
+            b2z_schema = b2z_vcf.IntermediateColumnarFormat(icf).generate_schema(
+                variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size)
+            if like is not None:
+                fit_schema(b2z_schema, like)
+            schema_path = Path(tmp) / "schema.json"
+            schema_path.write_text(b2z_schema.asjson())
+            b2z_vcf.encode(icf, str(out), schema_path=str(schema_path), zarr_format=3, show_progress=show_progress,
+                           worker_processes=workers)
     except Exception as e:
         hint = " (index it: bcftools index FILE, or tabix -p vcf FILE)" if "indexed" in str(e) else ""
         raise SourceError(f"cannot convert VCF {path}: {type(e).__name__}: {e}{hint}") from e
@@ -144,9 +192,11 @@ def open_source(
     storage_options: dict[str, str] | None = None,
     show_progress: bool = False,
     workers: int = 0,
+    like: zarr.Group | None = None,
 ) -> Iterator[Source]:
     """Open a batch for reading; a VCF/BCF is converted into a temporary VCZ first (with
-    the chunk sizes given, a progress bar if asked, and `workers` conversion processes).
+    the chunk sizes given, a progress bar if asked, `workers` conversion processes, and the
+    types of `like`, the repository it goes to, where its values fit them).
 
     An already-open zarr group (e.g. built in memory) is used as it is.
     """
@@ -164,7 +214,7 @@ def open_source(
         size, digest = _file_digest(p)
         with tempfile.TemporaryDirectory(prefix="vczrepo-") as tmp:
             out = Path(tmp) / "batch.vcz"
-            convert_vcf(p, out, variants_chunk_size, samples_chunk_size, show_progress, workers)
+            convert_vcf(p, out, variants_chunk_size, samples_chunk_size, show_progress, workers, like)
             yield Source(open_vcz(out), str(p.absolute()), "vcf", size, digest, str(out))
         return
     if not p.is_dir():

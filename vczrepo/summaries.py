@@ -56,7 +56,7 @@ from typing import Any, cast
 import numpy as np
 import zarr
 
-from . import schema
+from . import chunks, schema, widen
 
 LINEAR = ("AC", "AN", "NS", "AC_Het", "AC_Hom", "AC_Hemi")
 DERIVED = ("AF", "MAF", "F_MISSING")
@@ -69,7 +69,6 @@ SITE_ANNOTATIONS = {"AA", "CIGAR", "DB", "END", "H2", "H3", "SOMATIC", "VALIDATE
 RECORD_FIELDS = {"variant_contig", "variant_position", "variant_length", "variant_allele", "variant_id",
                  "variant_id_mask", "variant_quality", "variant_filter"}
 INT_FILL = schema.INT_FILL
-FLOAT_MISSING = schema.FLOAT32_MISSING[()]
 FLOAT_FILL = schema.FLOAT32_FILL[()]
 
 
@@ -198,27 +197,70 @@ def _needs_hidden(fields: dict) -> bool:
     return bool({"AF", "MAF"} & set(fields)) and not {"AC", "AN"} <= set(fields)
 
 
+COUNT_DTYPE = np.dtype(np.int32)  # the narrowest type counts that grow with the cohort are held in
+
+
+def count_dtype(root: zarr.Group) -> np.dtype:
+    """The integer type the maintained counts need: int32, or int64 once every sample column
+    (null ones included) times the ploidy could exceed int32 (the most AN, AC or NS can reach)."""
+    gt = schema.array(root, "call_genotype")
+    capacity = int(gt.shape[1]) * max(2, int(gt.shape[2]) if gt.ndim > 2 else 1)
+    return widen.narrowest_int(0, capacity, COUNT_DTYPE)
+
+
+def widen_counts(pipe: chunks.Pipeline, root: zarr.Group, fields: dict[str, zarr.Array]) -> list[dict]:
+    """Rewrite the maintained counts (and the hidden allele counts) held in a type narrower than
+    `count_dtype` (bio2zarr stores AN=110 as int8), so that no later count wraps; `fields` is
+    updated with the rewritten arrays. Returns the journal's record of each rewrite."""
+    need = count_dtype(root)
+    names = {f"variant_{f}": f for f in LINEAR if f in fields}
+    if HIDDEN_COUNTS in root:
+        names[HIDDEN_COUNTS] = HIDDEN_COUNTS
+    done = []
+    for name, field in names.items():
+        dtype = np.dtype(schema.array(root, name).dtype)
+        if dtype.kind in "iu" and np.promote_types(dtype, need) != dtype:
+            done.append(widen.retype(pipe, root, name, dtype=np.promote_types(dtype, need)).to_json())
+            if field in fields:
+                fields[field] = schema.array(root, name)
+    return done
+
+
 def init_hidden_counts(root: zarr.Group) -> zarr.Array:
     """Compute every variant's allele counts over all live samples (once) into HIDDEN_COUNTS."""
+    from zarr.codecs import ZstdCodec
+
+    from .checksums import with_checksum_codec
+
     n_variants, n_alleles = schema.array(root, "variant_allele").shape
     vchunk = int(schema.array(root, "variant_position").chunks[0])
-    arr = root.create_array(HIDDEN_COUNTS, shape=(n_variants, n_alleles), dtype="int32",
-                            chunks=(vchunk, n_alleles), fill_value=0, dimension_names=["variants", "alleles"])
+    arr = root.create_array(HIDDEN_COUNTS, shape=(n_variants, n_alleles), dtype=count_dtype(root),
+                            chunks=(vchunk, n_alleles), fill_value=0, dimension_names=["variants", "alleles"],
+                            compressors=with_checksum_codec([ZstdCodec(level=0)]))
     live = np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE)
     for block in schema.variant_blocks(root):
-        arr[block] = contributions(root, live, block).alleles.astype(np.int32)
+        arr[block] = schema.stored_as(contributions(root, live, block).alleles, arr)
     return arr
 
 
-def _write_a(array: zarr.Array, block: slice, values: np.ndarray, n_alt: np.ndarray) -> None:
-    """Write a Number=A field: the first n_alt values of each row, the rest left as they are."""
+def stored(values: np.ndarray, array: zarr.Array) -> np.ndarray:
+    """Computed values as `array` stores them: counts exactly, frequencies with VCZ's missing NaN."""
+    return schema.stored_floats(values, array) if np.dtype(array.dtype).kind == "f" else schema.stored_as(values, array)
+
+
+def _write(array: zarr.Array, block: slice, values: np.ndarray, n_alt: np.ndarray) -> None:
+    """Write a maintained field over a block of variants. Number=A fields: the first n_alt
+    values of each row, the rest (padding) left as they are."""
+    if array.ndim == 1 and values.ndim == 1:
+        array[block] = stored(values, array)
+        return
     current = np.array(array[block])
     width = current.shape[1] if current.ndim > 1 else 1
-    values = values[:, :width]
+    values = values.reshape(len(n_alt), -1)[:, :width]
     if current.ndim == 1:
         current = current[:, None]
     mask = np.arange(width)[None, :] < n_alt[:, None]
-    current[mask] = values[mask].astype(current.dtype)
+    current[mask] = stored(values, array)[mask]
     array[block] = current if array.ndim > 1 else current[:, 0]
 
 
@@ -313,28 +355,32 @@ def decide(root: zarr.Group, columns: Sequence[int] | None = None) -> dict:
     return state
 
 
-@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
 def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Sequence[int] = (),
-                     removed_from: zarr.Group | None = None) -> dict:
+                     removed_from: zarr.Group | None = None, pipe: chunks.Pipeline | None = None) -> dict:
     """Make the maintained INFO fields true for the repository's new sample set.
 
     `added`: sample columns already written (their contributions are added);
     `removed`: sample columns still holding their data, about to be nulled (subtracted).
     `removed_from`: read the removed columns (ids and genotypes) from this group instead,
     whose live samples are the "before" sample set (purge rewriting a commit: the old commit).
-    Returns {"updated": [fields], "stale": [fields]} for the journal.
+    Counts held in a type narrower than `count_dtype` are widened first (`pipe` rewrites
+    them), except in a purge's rewrite: the later commits it replays were written over the
+    arrays as they were, and removing samples only lowers counts.
+    Returns {"updated": [fields], "stale": [fields], "widened": [what was rewritten]} for the journal.
     """
     candidates = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
+    unchanged: dict = {"updated": [], "stale": stale_fields(root) if "call_genotype" in root else [], "widened": []}
     if "call_genotype" not in root or not candidates or (not len(added) and not len(removed)):
-        return {"updated": [], "stale": stale_fields(root) if "call_genotype" in root else []}
+        return unchanged
     state = summary_state(root)
     if state is None:  # first change of the sample set: which fields are true of the samples before it
         before = sorted(set(np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE).tolist())
                         - set(_live(root, added).tolist()))
         state = decide(root, before if removed_from is None else None)
+        unchanged["stale"] = stale_fields(root)
     fields = {f: a for f, a in candidates.items() if f in state["maintained"]}
     if not fields:
-        return {"updated": [], "stale": stale_fields(root)}
+        return unchanged
     source = root if removed_from is None else removed_from
     added_live, removed_live = _live(root, added), _live(source, removed)
     if removed_from is None:
@@ -344,16 +390,17 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
         n_before = _n_live(source)
         n_after = n_before + len(added_live) - len(removed_live)
     _widen(root, fields)
+    widened = [] if removed_from is not None else widen_counts(pipe or chunks.Pipeline(), root, fields)
     hidden = schema.array(root, HIDDEN_COUNTS) if HIDDEN_COUNTS in root else None
     if hidden is None and _needs_hidden(fields):
         # counts before the change: computed over the samples live before it
         hidden = init_hidden_counts(root)
         for block in schema.variant_blocks(root):
-            hidden[block] = np.asarray(hidden[block]) - contributions(root, added_live, block).alleles.astype(np.int32)
+            before_change = np.asarray(hidden[block], dtype=np.int64) - contributions(root, added_live, block).alleles
+            hidden[block] = schema.stored_as(before_change, hidden)
     for block in schema.variant_blocks(root):
         plus, minus = contributions(root, added_live, block), contributions(source, removed_live, block)
-        alleles = schema.as_str(schema.array(root, "variant_allele")[block])
-        n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
+        n_alt = _n_alt(root, block)
         delta_alleles = plus.alleles - minus.alleles
         new = {}
         for f, get in (("AC_Het", "het"), ("AC_Hom", "hom"), ("AC_Hemi", "hemi")):
@@ -368,31 +415,36 @@ def update_summaries(root: zarr.Group, added: Sequence[int] = (), removed: Seque
             new["NS"] = np.asarray(fields["NS"][block], dtype=np.int64) + plus.ns - minus.ns
         if hidden is not None:
             counts = np.asarray(hidden[block], dtype=np.int64) + delta_alleles[:, : hidden.shape[1]]
-            hidden[block] = counts.astype(np.int32)
+            hidden[block] = schema.stored_as(counts, hidden)
         elif {"AF", "MAF"} & set(fields):
             ac, an = new["AC"], new["AN"]
             counts = np.concatenate([(an - np.where(_amask(ac, n_alt), ac, 0).sum(1))[:, None], ac], axis=1)
         if {"AF", "MAF"} & set(fields):
-            an = counts.sum(1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                freq = np.where(an[:, None] > 0, counts / np.maximum(an, 1)[:, None], np.nan)
-            if "AF" in fields:
-                new["AF"] = np.where(an[:, None] > 0, freq[:, 1:], FLOAT_MISSING)
-            if "MAF" in fields:
-                ordered = -np.sort(-np.where(np.arange(freq.shape[1])[None, :] <= n_alt[:, None], freq, -1), axis=1)
-                maf = ordered[:, 1] if ordered.shape[1] > 1 else np.full(len(an), np.nan)
-                new["MAF"] = np.where((an > 0) & (n_alt > 0), maf, FLOAT_MISSING)
+            new.update(_frequencies(counts, n_alt))
         if "F_MISSING" in fields:
             old = np.asarray(fields["F_MISSING"][block], dtype=np.float64)
             nmiss = np.where(np.isnan(old), 0, np.rint(old * n_before)) + plus.missing - minus.missing
-            new["F_MISSING"] = nmiss / n_after if n_after else np.full(len(nmiss), FLOAT_MISSING)
+            new["F_MISSING"] = nmiss / n_after if n_after else np.full(len(nmiss), np.nan)
         for f, values in new.items():
-            array = fields[f]
-            if array.ndim == 2 or f in ("AC", "AF", "AC_Het", "AC_Hom", "AC_Hemi"):
-                _write_a(array, block, np.asarray(values), n_alt)
-            else:
-                array[block] = np.asarray(values).astype(array.dtype)
-    return {"updated": sorted(fields), "stale": stale_fields(root)}
+            if f in fields:
+                _write(fields[f], block, np.asarray(values), n_alt)
+    return {"updated": sorted(fields), "stale": stale_fields(root), "widened": widened}
+
+
+def journal_entry(result: dict) -> dict:
+    """What an operation's journal entry records of `update_summaries`' result."""
+    return {**({"summaries_updated": result["updated"]} if result["updated"] else {}),
+            **({"summaries_widened": result["widened"]} if result["widened"] else {})}
+
+
+def _frequencies(counts: np.ndarray, n_alt: np.ndarray) -> dict[str, np.ndarray]:
+    """AF and MAF (float64, NaN where AN = 0) from per-allele counts (REF first)."""
+    an = counts.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = np.where(an[:, None] > 0, counts / np.maximum(an, 1)[:, None], np.nan)
+    ordered = -np.sort(-np.where(np.arange(freq.shape[1])[None, :] <= n_alt[:, None], freq, -1), axis=1)
+    maf = ordered[:, 1] if ordered.shape[1] > 1 else np.full(len(an), np.nan)
+    return {"AF": freq[:, 1:], "MAF": np.where((an > 0) & (n_alt > 0), maf, np.nan)}
 
 
 def _widen(root: zarr.Group, fields: dict[str, zarr.Array]) -> None:
@@ -407,8 +459,7 @@ def _widen(root: zarr.Group, fields: dict[str, zarr.Array]) -> None:
     for array in grow.values():
         array.resize((n_variants, n_alleles - 1))
     for block in schema.variant_blocks(root):
-        alleles = schema.as_str(schema.array(root, "variant_allele")[block])
-        n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
+        n_alt = _n_alt(root, block)
         for array in grow.values():
             values = np.array(array[block])
             pad = ~_amask(values, n_alt)
@@ -428,28 +479,21 @@ def _old(array: zarr.Array, block: slice, n_alt: np.ndarray) -> np.ndarray:
     return np.where(_amask(values, n_alt) & (values >= 0), values, 0)
 
 
-@np.errstate(invalid="ignore")  # NaN (missing) frequencies cast to stored values
-def recompute(root: zarr.Group) -> dict:
+def recompute(root: zarr.Group, pipe: chunks.Pipeline | None = None) -> dict:
     """Recompute the maintained fields from scratch over all live samples (reference/repair)."""
     fields = {f: a for f, a in info_fields(root).items() if f in MAINTAINED}
     live = np.flatnonzero(schema.sample_ids(root) != schema.NULL_SAMPLE)
     root.attrs[ATTR] = {"maintained": [f for f in MAINTAINED if f in fields],
                         "stale": sorted(f for f in info_fields(root) if f not in fields)}
     for block in schema.variant_blocks(root):
-        alleles = schema.as_str(schema.array(root, "variant_allele")[block])
-        n_alt = np.maximum((alleles != "").sum(1) - 1, 0)
-        for f in ("AC", "AC_Het", "AC_Hom", "AC_Hemi"):
+        n_alt = _n_alt(root, block)
+        for f in (*LINEAR, "F_MISSING"):
             if f in fields:
-                _write_a(fields[f], block, np.zeros((len(n_alt), _alt_width(fields[f])), np.int64), n_alt)
-        for f in ("AN", "NS"):
-            if f in fields:
-                fields[f][block] = np.zeros(len(n_alt), dtype=fields[f].dtype)
+                shape = (len(n_alt), _alt_width(fields[f])) if f.startswith("AC") else (len(n_alt),)
+                _write(fields[f], block, np.zeros(shape, np.int64), n_alt)
     if HIDDEN_COUNTS in root:
         del root[HIDDEN_COUNTS]
-    if "F_MISSING" in fields:
-        for block in schema.variant_blocks(root):
-            fields["F_MISSING"][block] = np.zeros(block.stop - block.start, dtype=fields["F_MISSING"].dtype)
-    return update_summaries(root, added=live.tolist())
+    return update_summaries(root, added=live.tolist(), pipe=pipe)
 
 
 def drop_null_samples(ds):

@@ -17,10 +17,15 @@ from .errors import IncompatibleBatchError, SampleError, SourceError, listing
 
 # Arrays whose fill value never occurs in valid data (positions >= 1, non-empty REF, ids and
 # contigs never empty; a missing variant id is "."), so every chunk must be stored.
-# Others may legitimately omit chunks that hold only the fill value: bio2zarr omits
-# call_genotype chunks of all 0/0 calls, call_genotype_mask chunks with nothing missing,
-# variant_contig chunks on the first contig, call_DP chunks of depth 0 (see tests/test_validate.py).
+# Others may legitimately omit chunks that hold only the fill value (a chunk never written
+# reads as the fill value its metadata gives): bio2zarr omits call_genotype chunks of all 0/0
+# calls (a whole batch of them when every call is 0/0), call_genotype_mask chunks with nothing
+# missing, variant_contig chunks on the first contig, call_DP chunks of depth 0 (see
+# tests/test_validate.py).
 COMPLETE_ARRAYS = ("sample_id", "contig_id", "variant_position", "variant_allele", "variant_id")
+# bio2zarr encodes into this directory of the output and moves each array out of it whole,
+# deleting it when the conversion finishes: if it is there, the conversion was cut short.
+BIO2ZARR_WORK_DIR = "wip"
 
 
 def _trim_alleles(rows: np.ndarray) -> list[tuple[str, ...]]:
@@ -108,11 +113,29 @@ def _stored_chunks(array: zarr.Array) -> set[tuple[int, ...]]:
     return {c for c in grid if prefix + array.metadata.encode_chunk_key(c) in keys}
 
 
+def _members(group: zarr.Group) -> set[str]:
+    """The names directly under a group in its store (arrays, groups, and other directories)."""
+    from zarr.core.sync import sync
+
+    prefix = f"{group.path}/" if group.path else ""
+
+    async def listed() -> set[str]:
+        return {k async for k in group.store.list_dir(prefix)}
+
+    return sync(listed())
+
+
 def check_chunks(batch: zarr.Group, path) -> None:
-    """Refuse a batch with chunks missing where none can be omitted: any chunk of the
-    COMPLETE_ARRAYS; a chunk of an array whose mask has that chunk (a mask chunk holds some
-    True, so the array holds missing values there, never its fill); and call_genotype with
-    none of its chunks (every genotype would read 0/0)."""
+    """Refuse a truncated batch: a bio2zarr conversion that did not finish (its work directory
+    is still there: arrays may be missing or still in it), or chunks missing where none can be
+    omitted (any chunk of the COMPLETE_ARRAYS; a chunk of an array whose mask has that chunk: a
+    mask chunk holds some True, so the array holds missing values there, never its fill).
+    Any other chunk not stored reads as its array's fill value, as in every zarr reader: an
+    all-0/0 batch stores no call_genotype chunk at all. (A lost call_genotype chunk with no
+    missing call in it cannot be told from 0/0 calls by anything a VCZ holds.)"""
+    if BIO2ZARR_WORK_DIR in _members(batch):
+        raise SourceError(f"incomplete VCZ: {path}: its bio2zarr conversion did not finish "
+                          f"({BIO2ZARR_WORK_DIR}/ is still there); convert it again")
     arrays = schema.arrays(batch)
     for name in COMPLETE_ARRAYS:
         array = arrays.get(name)
@@ -133,9 +156,6 @@ def check_chunks(batch: zarr.Group, path) -> None:
         if gone:
             raise SourceError(f"incomplete VCZ: {path}: {target} is missing chunk(s) "
                               f"{', '.join('/'.join(map(str, c)) for c in gone[:5])} where {name} marks missing calls")
-    gt = arrays.get("call_genotype")
-    if gt is not None and gt.nchunks > 1 and gt.nchunks_initialized == 0:
-        raise SourceError(f"incomplete VCZ: {path}: call_genotype has none of its {gt.nchunks} chunks")
 
 
 def check_batch(batch: zarr.Group, path="batch") -> None:
@@ -213,48 +233,31 @@ def _one_sided(kind: str, store: set[str], batch: set[str]) -> None:
 
 def check_sample_fields(s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
                         fill_missing: bool = False) -> None:
-    """Sample-dimensioned fields must match in name, trailing shape and (widenable) dtype.
+    """Sample-dimensioned fields must match in name and dimensions (their dtypes and trailing
+    shapes are reconciled by `widen.needs`: a narrower batch is padded, a wider one widens).
 
     With `fill_missing`, a field on one side only is accepted (append fills the gaps).
     """
-    if "call_genotype" in s_fields and "call_genotype" in b_fields:
-        s_ploidy, b_ploidy = s_fields["call_genotype"].shape[2:], b_fields["call_genotype"].shape[2:]
-        if s_ploidy != b_ploidy:
-            raise IncompatibleBatchError(f"ploidy differs: repository {s_ploidy[0]}, batch {b_ploidy[0]}")
     if not fill_missing:
         _one_sided("call", set(s_fields), set(b_fields))
     for name, s_arr in s_fields.items():
-        if name not in b_fields:
-            continue
-        b_arr = b_fields[name]
-        if schema.dims(s_arr) != schema.dims(b_arr):
+        if name in b_fields and schema.dims(s_arr) != schema.dims(b_fields[name]):
             raise IncompatibleBatchError(
-                f"field {name}: dimensions differ ({schema.dims(s_arr)} vs {schema.dims(b_arr)})")
-        axis = schema.samples_axis(s_arr)
-        s_tail, b_tail = s_arr.shape[axis + 1 :], b_arr.shape[axis + 1 :]
-        if s_tail != b_tail:
-            raise IncompatibleBatchError(
-                f"field {name}: trailing dimensions differ (repository {s_tail}, batch {b_tail})"
-            )
-        s_dt, b_dt = np.dtype(s_arr.dtype), np.dtype(b_arr.dtype)
-        if s_dt.kind in "OTU" and b_dt.kind in "OTU":
-            continue
-        if not np.can_cast(b_dt, s_dt, casting="safe"):
-            raise IncompatibleBatchError(
-                f"field {name}: batch dtype {b_dt} does not fit the repository's {s_dt}"
-            )
+                f"field {name}: dimensions differ ({schema.dims(s_arr)} vs {schema.dims(b_fields[name])})")
 
 
 def check_appendable(
     store: zarr.Group, batch: zarr.Group, s_fields: dict[str, zarr.Array], b_fields: dict[str, zarr.Array],
-    fill_missing: bool = False,
+    fill_missing: bool = False, same_variants: bool = True,
 ) -> list[str]:
-    """Everything an append checks before writing; returns the batch's sample ids."""
+    """Everything an append checks before writing; returns the batch's sample ids. Without
+    `same_variants`, the variants are not compared (a batch still to be normalised onto them)."""
     check_batch(batch)
     ids = check_batch_samples(store, batch)
-    check_same_variants(store, batch)
+    if same_variants:
+        check_same_variants(store, batch)
     check_sample_fields(s_fields, b_fields, fill_missing)
-    if not fill_missing:
+    if not fill_missing and same_variants:
         _one_sided("variant", schema.variant_fields(store), schema.variant_fields(batch))
     return ids
 

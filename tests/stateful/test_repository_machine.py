@@ -651,6 +651,7 @@ def _run_machine(storage: str, server: Server | None = None) -> None:
 
 
 @pytest.mark.parametrize("storage", ["local", "memory"])
+@pytest.mark.usefixtures("no_narrowing")  # and no write of any operation stores a value changed
 def test_readers_only_see_committed_states(storage):
     _run_machine(storage)
 

@@ -9,18 +9,23 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import icechunk
 import zarr
 
-from .. import chunks, journal, schema, validate
+from .. import chunks, journal, schema, validate, widen
 from ..errors import SourceError
 from ..settings import Settings
 from ..sources import Source, open_vcz
 from ..storage import Location
-from ..summaries import update_summaries
-from .normalise import add_alleles, normalise
+from ..summaries import journal_entry, update_summaries
+from .normalise import Variants, add_alleles, map_variants, normalise
+
+if TYPE_CHECKING:
+    from .grow import GrowthCost
 
 
 def grow_and_copy(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, offset: int, total: int,
@@ -37,7 +42,7 @@ def grow_and_copy(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, of
         if name in batch_fields:
             pipe.copy_samples(batch_fields[name], dst, offset, share=share)
         else:
-            pipe.fill_samples(dst, list(range(offset, total)), schema.null_value(name, dst), share)
+            pipe.fill_samples(dst, list(range(offset, total)), schema.absent_call(name, dst), share)
 
 
 def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, offset: int) -> list[str]:
@@ -58,7 +63,7 @@ def add_batch_only_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.G
             for i, (d, c) in enumerate(zip(dim_names, src.chunks, strict=True)))
         dst = schema.create_like(root, name, src, shape=shape, chunks=chunk_shape)
         if offset:
-            pipe.fill_samples(dst, list(range(offset)), schema.null_value(name, dst))
+            pipe.fill_samples(dst, list(range(offset)), schema.absent_call(name, dst))
         added.append(name)
     return added
 
@@ -94,28 +99,58 @@ def pads_for_bytes(fields: dict[str, zarr.Array], batch_fields: dict[str, zarr.A
         for name, src in batch_fields.items() if schema.VARIANTS in schema.dims(src))
 
 
+@dataclass(frozen=True)
+class Decided:
+    """What an append of one batch does, decided before anything is written."""
+
+    ids: list[str]
+    offset: int  # the repository's sample columns before it
+    padding: int  # null columns added first
+    fields_added: list[str]  # batch call fields the repository lacks (--fill-missing-fields)
+    widen: list[widen.Need]  # repository arrays rewritten wider first
+
+    @property
+    def start(self) -> int:
+        return self.offset + self.padding
+
+    @property
+    def total(self) -> int:
+        return self.start + len(self.ids)
+
+
+def decide(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, *, fill_missing_fields: bool = False,
+           align: bool | None = None, same_variants: bool = True) -> Decided:
+    """Validate a batch against the repository and decide its columns, padding and widenings.
+    `same_variants=False` skips the variant checks (a batch still to be normalised)."""
+    fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
+    ids = validate.check_appendable(root, batch, fields, batch_fields, fill_missing_fields, same_variants)
+    wanted = widen.needs(pipe, fields, batch_fields)
+    offset = int(fields["sample_id"].shape[0])
+    distributed = pipe.settings.distributed
+    pad = -offset % schema.samples_chunk_size(root)  # null columns up to the next sample-chunk boundary
+    if align is None:  # judged on the arrays as widened: a batch of the widened type may copy as bytes
+        widened = {**fields, **{n.name: widen.view(fields[n.name], n) for n in wanted}}
+        align = not distributed and pads_for_bytes(widened, batch_fields, pad, len(ids))
+    padding = pad if align else 0
+    added = sorted(set(batch_fields) - set(fields)) if fill_missing_fields else []
+    if distributed and (padding or added):
+        raise SourceError("a distributed append cannot pad or add fields; append once without --workers")
+    return Decided(ids, offset, padding, added, wanted)
+
+
 def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fill_missing_fields: bool = False,
                  align: bool | None = None) -> dict:
     """Append a batch; with `fill_missing_fields`, call fields on one side only get missing values
     where the other side has no data, and per-variant fields the repository lacks are ignored.
     With `align`, null columns pad the repository to a sample-chunk boundary first; by default
-    (None) only when `pads_for_bytes` says it pays, and never in a distributed append."""
+    (None) only when `pads_for_bytes` says it pays, and never in a distributed append. Repository
+    arrays the batch's values or rows do not fit are widened first (vczrepo.widen)."""
     batch = source.group
-    fields, batch_fields = schema.sample_arrays(root), schema.sample_arrays(batch)
-    ids = validate.check_appendable(
-        root, batch, fields, batch_fields, fill_missing_fields)
-    offset = int(fields["sample_id"].shape[0])
-    distributed = pipe.settings.distributed
-    pad = -offset % schema.samples_chunk_size(root)  # null columns up to the next sample-chunk boundary
-    if align is None:
-        align = not distributed and pads_for_bytes(fields, batch_fields, pad, len(ids))
-    padding = pad if align else 0
-    start = offset + padding
-    total = start + len(ids)
-    if distributed and (padding or (fill_missing_fields and set(batch_fields) - set(fields))):
-        raise SourceError("a distributed append cannot pad or add fields; append once without --workers")
+    plan = decide(pipe, root, batch, fill_missing_fields=fill_missing_fields, align=align)
+    widened = widen.retype_all(pipe, root, plan.widen)
+    offset, padding, start, total = plan.offset, plan.padding, plan.start, plan.total
     added_fields = add_batch_only_fields(pipe, root, batch, start) if fill_missing_fields else []
-    if distributed:
+    if pipe.settings.distributed:
         from ..distributed import run_forked
 
         if source.vcz_path is None:
@@ -137,15 +172,62 @@ def append_batch(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, fil
             nulled.result()
     else:
         grow_and_copy(pipe, root, batch, start, total)
-    summaries = update_summaries(root, added=range(start, total))  # after the columns are written
+    summaries = update_summaries(root, added=range(start, total), pipe=pipe)  # after the columns are written
     return {
-        **journal.added(ids, start),
+        **journal.added(plan.ids, start),
         "n_samples": len(schema.live_samples(root)),  # sample_id now includes the batch
         "source": source.provenance(),
         **({"fields_added": added_fields} if added_fields else {}),
         **({"n_padding": padding} if padding else {}),
-        **({"summaries_updated": summaries["updated"]} if summaries["updated"] else {}),
+        **({"widened": [w.to_json() for w in widened]} if widened else {}),
+        **journal_entry(summaries),
     }
+
+
+@dataclass(frozen=True)
+class AppendPlan:
+    """What an append would do, nothing written (`append --dry-run`, Repository.plan_append)."""
+
+    sample_range: tuple[int, int]  # the columns the batch's samples go to
+    n_samples_added: int
+    n_padding: int  # null columns added before them
+    fields_added: list[str]
+    widened: list[widen.Widening]  # repository arrays rewritten wider (bytes_written: None)
+    variants_grown: GrowthCost | None  # with grow_variants: the sites inserted and what moves
+    normalised: bool
+
+    @property
+    def chunks_rewritten(self) -> int:
+        return sum(w.chunks for w in self.widened) + (self.variants_grown.chunks if self.variants_grown else 0)
+
+    def to_json(self) -> dict:
+        return {"sample_range": list(self.sample_range), "n_samples_added": self.n_samples_added,
+                "n_padding": self.n_padding, "fields_added": self.fields_added,
+                "widened": [w.to_json() for w in self.widened], "normalised": self.normalised,
+                "variants_grown": self.variants_grown.to_json() if self.variants_grown else None,
+                "chunks_rewritten": self.chunks_rewritten}
+
+
+def plan_append(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, *, fill_missing_fields: bool = False,
+                align: bool | None = None, normalise: bool = False, allow_new_alleles: bool = False,
+                grow_variants: bool = False) -> AppendPlan:
+    """What appending `batch` to `root` (a committed state, read only) would do, checked as the
+    append checks it. A batch to normalise (or grow onto) is judged with its own call fields,
+    which normalising maps onto the repository's variants without changing their types."""
+    from .grow import cost, inserted_needs, plan
+
+    validate.check_batch(batch)
+    growth, needs = None, []
+    if grow_variants:
+        grown = plan(root, batch)
+        growth = cost(root, grown)
+        needs = inserted_needs(pipe, root, batch, grown) if grown.n_inserted else []
+    elif normalise:
+        map_variants(Variants.read(root), Variants.read(batch), allow_new_alleles)  # refuses what normalise would
+    decided = decide(pipe, root, batch, fill_missing_fields=fill_missing_fields, align=align,
+                     same_variants=not (normalise or grow_variants))
+    return AppendPlan((decided.start, decided.total), len(decided.ids), decided.padding, decided.fields_added,
+                      widen.plan_all(root, needs + decided.widen), growth, normalise or grow_variants)
 
 
 def append_normalised(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, allow_new_alleles: bool = False,

@@ -16,7 +16,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from .. import chunks, schema, validate
+from .. import chunks, schema, validate, widen
 from ..errors import IncompatibleBatchError, SampleError
 from ..sources import Source
 
@@ -58,29 +58,10 @@ def _contig_map(root: zarr.Group, batch: zarr.Group) -> tuple[np.ndarray, list[s
     return np.array([order.index(c) for c in batch_contigs], dtype=np.int64), new
 
 
-def _wider(name: str, src: zarr.Array, dst: zarr.Array, first: int) -> int | None:
-    """The width a repository array must grow to for the batch's (None: it need not); refuses
-    trailing shapes that differ other than on a per-allele axis, and call fields that would
-    have to widen (every chunk of them would be rewritten)."""
-    if src.shape[first:] == dst.shape[first:]:
-        return None
-    differ = [i for i in range(first, dst.ndim) if src.shape[i] != dst.shape[i]]
-    if any(i not in schema.allele_axes(dst) for i in differ):
-        raise IncompatibleBatchError(
-            f"field {name}: trailing dimensions differ (repository {dst.shape[first:]}, batch {src.shape[first:]})")
-    if all(src.shape[i] < dst.shape[i] for i in differ):
-        return None  # the batch's rows are padded
-    if schema.sample_axis(dst) is not None or differ != [1]:
-        raise IncompatibleBatchError(
-            f"field {name}: the batch has {max(src.shape[i] for i in differ)} entries per allele axis, the repository "
-            f"{max(dst.shape[i] for i in differ)} (extend widens per-variant fields, not call fields)")
-    return int(src.shape[1])
-
-
-def _check_fields(root: zarr.Group, batch: zarr.Group) -> dict[str, int]:
-    """Same filters, same variant and call fields (names, dimensions, trailing shapes but for
-    the number of alleles, ploidy), batch dtypes that fit the repository's; returns the
-    per-variant arrays to widen for the batch's alleles."""
+def _check_fields(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group) -> list[widen.Need]:
+    """Same filters, same variant and call fields (names, dimensions); returns the repository
+    arrays to widen for the batch (wider values, longer rows: ploidy, alleles, FORMAT_*_dim).
+    A batch's shorter rows are padded as it lands."""
     if "filter_id" in root or "filter_id" in batch:
         f_ours = schema.as_str(schema.array(root, "filter_id")[:]).tolist() if "filter_id" in root else None
         f_theirs = schema.as_str(schema.array(batch, "filter_id")[:]).tolist() if "filter_id" in batch else None
@@ -92,22 +73,20 @@ def _check_fields(root: zarr.Group, batch: zarr.Group) -> dict[str, int]:
         parts = ([f"missing from batch: {', '.join(only_ours)}"] if only_ours else []) + (
             [f"not in repository: {', '.join(only_theirs)}"] if only_theirs else [])
         raise IncompatibleBatchError(f"fields differ ({'; '.join(parts)})")
-    if "call_genotype" in ours and ours["call_genotype"].shape[2:] != theirs["call_genotype"].shape[2:]:
-        raise IncompatibleBatchError(f"ploidy differs: repository {ours['call_genotype'].shape[2]}, "
-                                     f"batch {theirs['call_genotype'].shape[2]}")
-    widen = {}
     for name, dst in ours.items():
-        src = theirs[name]
-        if schema.dims(src) != schema.dims(dst):
+        if schema.dims(theirs[name]) != schema.dims(dst):
             raise IncompatibleBatchError(
-                f"field {name}: dimensions differ ({schema.dims(dst)} vs {schema.dims(src)})")
-        width = _wider(name, src, dst, 2 if schema.sample_axis(dst) is not None else 1)
-        if width is not None:
-            widen[name] = width
-        s_dt, d_dt = np.dtype(src.dtype), np.dtype(dst.dtype)
-        if not (s_dt.kind in "OTU" and d_dt.kind in "OTU") and not np.can_cast(s_dt, d_dt, casting="safe"):
-            raise IncompatibleBatchError(f"field {name}: batch dtype {s_dt} does not fit the repository's {d_dt}")
-    return widen
+                f"field {name}: dimensions differ ({schema.dims(dst)} vs {schema.dims(theirs[name])})")
+    return widen.needs(pipe, ours, theirs)
+
+
+def _contig_need(pipe: chunks.Pipeline, root: zarr.Group, n_contigs: int) -> list[widen.Need]:
+    """variant_contig must hold the index of every contig, the ones the batch adds included."""
+    dtype = np.dtype(schema.array(root, "variant_contig").dtype)
+    if dtype.kind != "i" or n_contigs - 1 <= np.iinfo(dtype).max:
+        return []
+    want = widen.narrowest_int(0, n_contigs - 1, dtype)
+    return widen.allowed(pipe, [widen.Need("variant_contig", want, None, f"{n_contigs} contigs do not fit {dtype}")])
 
 
 def _label(contigs: list[str], contig: int, pos: int) -> str:
@@ -161,7 +140,7 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
     axes = [list(chunks.chunk_ranges(dst.shape[0], vc, n_old))]
     axes += [list(chunks.chunk_ranges(n, c)) for n, c in zip(dst.shape[1:], dst.chunks[1:], strict=True)]
 
-    pad = schema.fill_like(dst.dtype)  # the batch is narrower only on per-allele axes
+    pad = schema.pad_value(dst.path.rsplit("/", 1)[-1], dst)  # for the batch's shorter rows
 
     def one(region: tuple[slice, ...]) -> None:
         rows = slice(region[0].start - n_old, region[0].stop - n_old)
@@ -181,11 +160,11 @@ def _copy_rows(pipe: chunks.Pipeline, src: zarr.Array, dst: zarr.Array, n_old: i
                 within = tuple(slice(min(r.start, n), min(r.stop, n)) for r, n in zip(region[2:], src.shape[2:],
                                                                                        strict=True))
                 got = chunks.read_region(src, (rows, picked, *within), picked)
-                block[(slice(None), np.array(targets) - s.start)] = schema.fitted(
-                    got, (shape[0], len(targets), *shape[2:]), pad)
+                block[(slice(None), np.array(targets) - s.start)] = schema.stored_as(schema.fitted(
+                    got, (shape[0], len(targets), *shape[2:]), pad), dst)
         if transform is not None:
             block = transform(block)
-        out[region] = block
+        out[region] = schema.stored_as(block, dst)
 
     pipe.run_bounded(one, itertools.product(*axes), "recompose", desc=dst.path)
     return "recompose"
@@ -200,11 +179,12 @@ def _site_columns(root: zarr.Group, block: slice) -> tuple[np.ndarray, np.ndarra
     return contig, pos, length
 
 
-def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
+def rebuild_region_index(pipe: chunks.Pipeline, root: zarr.Group, n_old: int) -> list[widen.Widening]:
     """Keep the index rows of the chunks before the one holding variant `n_old` (the first
-    variant that changed) and compute the rest from the stored variants."""
+    variant that changed) and compute the rest from the stored variants (`_store_index`);
+    returns the index's widening, if any."""
     if "region_index" not in root:
-        return
+        return []
     index = schema.array(root, "region_index")
     vc = int(schema.array(root, "variant_position").chunks[0])
     first_chunk = n_old // vc
@@ -216,9 +196,23 @@ def rebuild_region_index(root: zarr.Group, n_old: int) -> None:
             continue
         block = slice(max(block.start, first_chunk * vc), block.stop)  # both on chunk boundaries
         blocks.append(schema.region_rows(*_site_columns(root, block), vc, block.start // vc))
-    rows = np.concatenate(blocks).astype(index.dtype)
+    return _store_index(pipe, root, np.concatenate(blocks))
+
+
+def _store_index(pipe: chunks.Pipeline, root: zarr.Group, rows: np.ndarray) -> list[widen.Widening]:
+    """Store the region index rows, widening the index first when positions outgrew its type
+    (bio2zarr types it as the positions of its conversion were). The index is rewritten whole
+    anyway, so this is never refused; returns that widening, if any."""
+    index = schema.array(root, "region_index")
+    held = widen.narrowest_int(int(rows.min(initial=0)), int(rows.max(initial=0)), np.dtype(index.dtype))
+    done = []
+    if held != np.dtype(index.dtype):
+        done.append(widen.retype(pipe, root, "region_index", dtype=held))
+        index = schema.array(root, "region_index")
     index.resize(rows.shape)
-    index[...] = rows
+    if rows.size:
+        index[...] = schema.stored_as(rows, index)
+    return done
 
 
 def add_contigs(root: zarr.Group, batch: zarr.Group, new: list[str]) -> None:
@@ -236,7 +230,7 @@ def add_contigs(root: zarr.Group, batch: zarr.Group, new: list[str]) -> None:
         array = schema.array(root, "contig_length")
         old = np.asarray(array[:]).tolist()
         array.resize((len(order),))
-        array[...] = np.array(old + [lengths.get(c, -1) for c in new], dtype=array.dtype)
+        array[...] = schema.stored_as(np.array(old + [lengths.get(c, -1) for c in new]), array)
 
 
 def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> dict:
@@ -244,9 +238,10 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     batch = source.group
     validate.check_batch(batch)
     columns = sample_columns(root, schema.sample_ids(batch).tolist())
-    widen = _check_fields(root, batch)
+    wanted = _check_fields(pipe, root, batch)
     contig_map, new_contigs = _contig_map(root, batch)
     order = schema.as_str(schema.array(root, "contig_id")[:]).tolist() + new_contigs
+    wanted += [n for n in _contig_need(pipe, root, len(order)) if n.name not in {w.name for w in wanted}]
     _check_order(root, batch, contig_map, order)
     n_old = int(schema.array(root, "variant_position").shape[0])
     n_add = int(schema.array(batch, "variant_position").shape[0])
@@ -257,9 +252,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
     identity = np.array_equal(contig_map, np.arange(len(contig_map)))
     paths = {}
     batch_arrays = variant_arrays(batch)
-    for name, width in widen.items():  # before growing: the new entries of the old rows are written
-        array = schema.array(root, name)
-        schema.widen(array, width, schema.fill_like(array.dtype))
+    widened = widen.retype_all(pipe, root, wanted)  # before growing: the new entries of the old rows are written
     for name, dst in variant_arrays(root).items():
         _grow(dst, total)
         transform = None
@@ -267,7 +260,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
             transform = lambda block, m=contig_map: m[np.asarray(block, dtype=np.int64)]  # noqa: E731
         use = columns if schema.sample_axis(dst) is not None else None
         paths[name] = _copy_rows(pipe, batch_arrays[name], dst, n_old, use, transform)
-    rebuild_region_index(root, n_old)
+    widened += rebuild_region_index(pipe, root, n_old)
     return {
         "variant_range": [n_old, total],
         "n_variants_added": n_add,
@@ -276,6 +269,7 @@ def extend_variants(pipe: chunks.Pipeline, root: zarr.Group, source: Source) -> 
         "copied": "bytes" if all(p == "bytes" for p in paths.values()) else
                   "recompose" if all(p == "recompose" for p in paths.values()) else "mixed",
         "source": source.provenance(),
+        **({"widened": [w.to_json() for w in widened]} if widened else {}),
     }
 
 
@@ -320,9 +314,6 @@ def shrink_variants(pipe: chunks.Pipeline, root: zarr.Group, start: int, stop: i
         if start > floor:
             kept = schema.region_rows(*_site_columns(root, slice(floor, start)), vc, floor // vc)
             rows = np.concatenate([rows, kept])
-        rows = rows.astype(index.dtype)
-        index.resize(rows.shape)
-        if rows.size:
-            index[...] = rows
+        _store_index(pipe, root, rows)
     return {"variant_range_removed": [start, stop], "n_variants_removed": stop - start,
             "contigs_removed": list(contigs_added), "n_variants": start}

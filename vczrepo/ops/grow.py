@@ -29,7 +29,7 @@ import icechunk
 import numpy as np
 import zarr
 
-from .. import chunks, schema, summaries
+from .. import chunks, schema, summaries, widen
 from ..errors import IncompatibleBatchError
 from ..internals import SessionStore, stored_chunk_sizes
 from ..settings import Settings
@@ -187,26 +187,24 @@ class _Inserted:
         fill, missing = schema.fill_like(dtype), schema.missing_value(dtype)
         tag = name.removeprefix("variant_")
         if name == "variant_contig":
-            return self.growth.inserted_contigs.astype(dtype)
+            return schema.stored_as(self.growth.inserted_contigs, array)
         if name == summaries.HIDDEN_COUNTS:
             return np.zeros(shape, dtype=dtype)
         if name == "variant_filter":
             return self._filters(array)
-        if tag in self.maintained:
-            values = np.asarray(self.without_calls[tag]).reshape(self.growth.n_inserted, -1).astype(dtype)
-            if dtype.kind == "f":  # no call: frequencies missing (VCZ's NaN, as a float32 array keeps it)
-                values[np.isnan(values)] = schema.FLOAT32_MISSING
+        if tag in self.maintained:  # no call: counts 0, frequencies missing
+            values = summaries.stored(np.asarray(self.without_calls[tag]).reshape(self.growth.n_inserted, -1), array)
             return self._padded(schema.fitted(values if len(shape) > 1 else values[:, 0], shape, fill), array, fill)
         if name in self.batch and schema.sample_axis(schema.array(self.batch, name)) is None:
             got = _batch_rows(schema.array(self.batch, name), self.growth.batch_rows)
             if got.shape[1:] != shape[1:] or got.dtype != dtype:
-                got = schema.fitted(got.astype(dtype), shape, fill if _allele_axis(array) else missing)
+                got = schema.fitted(schema.stored_as(got, array), shape, fill if _allele_axis(array) else missing)
             return got
         if name == "variant_id_mask":
             return np.ones(shape, dtype=dtype)
         if name == "variant_length":
             refs = schema.as_str(_batch_rows(schema.array(self.batch, "variant_allele"), self.growth.batch_rows)[:, 0])
-            return np.char.str_len(refs).astype(dtype)
+            return schema.stored_as(np.char.str_len(refs), array)
         return self._padded(np.full(shape, missing, dtype=dtype), array, fill)
 
 
@@ -215,12 +213,7 @@ def _widen_for(root: zarr.Group, batch: zarr.Group, growth: Growth) -> None:
     and filters it lacks."""
     alleles = schema.array(root, "variant_allele")
     need = int(growth.inserted_alleles.max())
-    if need > alleles.shape[1]:
-        for name, array in variant_arrays(root).items():
-            if schema.sample_axis(array) is not None and schema.allele_axes(array):
-                raise IncompatibleBatchError(
-                    f"cannot grow the variants: the batch's sites have up to {need} alleles, the repository's "
-                    f"{name} holds {alleles.shape[1]} per site")
+    if need > alleles.shape[1]:  # (call fields with an allele axis widen as the batch lands: widen.needs)
         for array in variant_arrays(root).values():
             axis = _allele_axis(array)
             if axis is not None:
@@ -243,6 +236,29 @@ def _widen_for(root: zarr.Group, batch: zarr.Group, growth: Growth) -> None:
             desc[...] = np.array(old + [theirs_desc[theirs.index(f)] for f in new], dtype=object)
         if "variant_filter" in root:
             schema.widen(schema.array(root, "variant_filter"), len(ours) + len(new), False)
+
+
+def inserted_needs(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, growth: Growth) -> list[widen.Need]:
+    """Per-variant integer arrays whose values at the inserted sites do not fit the repository's
+    dtype (a position past an int16's range, a contig index, INFO values of the batch): they are
+    widened before the rewrite (vczrepo.widen), or refused when widening is off."""
+    found = []
+    for name, array in variant_arrays(root).items():
+        dtype = np.dtype(array.dtype)
+        if schema.sample_axis(array) is not None or dtype.kind != "i":
+            continue
+        theirs = schema.array(batch, name) if name in batch else None
+        if name == "variant_contig":
+            values = growth.inserted_contigs
+        elif theirs is not None and np.dtype(theirs.dtype).kind in "iu" and not np.can_cast(theirs.dtype, dtype):
+            values = _batch_rows(theirs, growth.batch_rows)
+        else:
+            continue
+        lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        want = widen.narrowest_int(lo, hi, dtype)
+        if want != dtype:
+            found.append(widen.Need(name, want, None, f"the inserted sites' values {lo}..{hi} do not fit {dtype}"))
+    return widen.allowed(pipe, found)
 
 
 def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Growth, inserted,
@@ -272,12 +288,12 @@ def _rewrite(pipe: chunks.Pipeline, dst: zarr.Array, old: zarr.Array, growth: Gr
             got = chunks.read_region(old, (slice(lo, hi), *within))
             if got.shape[1:] != shape[1:]:  # old is narrower (alleles or filters added)
                 got = schema.fitted(got, (hi - lo, *shape[1:]), pad)
-            block[kept] = got[rows[kept] - lo]
+            block[kept] = schema.stored_as(got[rows[kept] - lo], dst)
         if not kept.all():
-            if isinstance(inserted, np.ndarray):
+            if np.ndim(inserted) == dst.ndim:  # a row per inserted site
                 index: tuple = (ordinal[region[0]][~kept], *region[1:])
                 block[~kept] = inserted[index]
-            else:
+            else:  # one value, or one call's row (a 0-d array keeps a float's NaN payload)
                 block[~kept] = inserted
         out[region] = block
 
@@ -310,11 +326,12 @@ def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, b
     summary = cost(root, growth).to_json()
     n_new = len(growth.rows)
     add_contigs(root, batch, growth.new_contigs)
+    widened = widen.retype_all(pipe, root, inserted_needs(pipe, root, batch, growth))
     _widen_for(root, batch, growth)
     inserted = _Inserted(root, batch, growth)
     values = {}
     for name, dst in variant_arrays(root).items():  # one at a time: concurrent resizes of a session's arrays deadlock
-        values[name] = (schema.null_value(name, dst) if schema.sample_axis(dst) is not None
+        values[name] = (schema.absent_call(name, dst) if schema.sample_axis(dst) is not None
                         else inserted.values(name, dst))
         dst.resize((n_new, *dst.shape[1:]))
     if pipe.settings.distributed:
@@ -325,5 +342,6 @@ def grow_variants(pipe: chunks.Pipeline, root: zarr.Group, before: zarr.Group, b
                    (location.url, location.options, before.store.session.snapshot_id, growth, values))
     else:
         _rewrite_all(pipe, root, before, growth, values)
-    rebuild_region_index(root, growth.first)
-    return {**summary, "n_variants": n_new, "inserted_at": growth.first}
+    widened += rebuild_region_index(pipe, root, growth.first)
+    return {**summary, "n_variants": n_new, "inserted_at": growth.first,
+            **({"widened": [w.to_json() for w in widened]} if widened else {})}

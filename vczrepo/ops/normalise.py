@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .. import chunks, schema
+from .. import chunks, schema, widen
 from ..errors import IncompatibleBatchError, listing
 from ..sources import Source, open_source, open_vcz
 
@@ -118,7 +118,7 @@ def _remap_genotypes(values: np.ndarray, lookup: np.ndarray) -> np.ndarray:
     for v in range(values.shape[0]):
         row = values[v]
         ok = row >= 0
-        out[v][ok] = lookup[v][row[ok]]
+        out[v][ok] = schema.exact_cast(lookup[v][row[ok]], out.dtype, "call_genotype")
     return out
 
 
@@ -169,7 +169,7 @@ def normalise(batch: zarr.Group, store: zarr.Group, out: str | os.PathLike, *, a
             raise IncompatibleBatchError(f"field {name}: per-genotype values cannot be remapped")
         shape = (n_store, *src.shape[1:])
         out_arr = schema.create_like(dst, name, src, shape=shape, chunks=(vchunk, *src.chunks[1:]))
-        missing, writer = schema.null_value(name, src), pipe.writer(out_arr)
+        missing, writer = schema.absent_call(name, src), pipe.writer(out_arr)
 
         def one(block: slice, src=src, name=name, missing=missing, writer=writer) -> None:
             rows = inverse[block]
@@ -346,7 +346,7 @@ def write_sites(variants: Variants, like: zarr.Group, out: str | Path, panels: l
     if descriptions:
         put("filter_description", np.array([descriptions.get(f, "") for f in filters], dtype=object), ["filters"])
     put("variant_filter", filter_rows, ["variants", "filters"], chunk=(vc, len(filters)))
-    put("region_index", schema.region_rows(contig, pos, length, vc, 0).astype(np.int32),
+    put("region_index", schema.exact_cast(schema.region_rows(contig, pos, length, vc, 0), np.int32, "region_index"),
         ["region_index_values", "region_index_fields"])
     _write_info(dst, variants, infos, holders, vc, width, LINEAR, MAINTAINED)
     for name, src in schema.sample_arrays(like).items():
@@ -383,6 +383,8 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
                 if name in p.group:
                     trailing = [max(a, b) for a, b in zip(trailing, schema.array(p.group, name).shape[1:], strict=True)]
         dtype = np.dtype(first.dtype) if np.dtype(first.dtype).kind not in "OUST" else np.dtype(object)
+        if dtype.kind in "iu":  # combined (DP summed) in int64, stored in the narrowest type that holds it
+            dtype = np.dtype(np.int64)
         out = np.empty((n, *trailing), dtype=dtype)
         out[...] = _missing_like(dtype) if dtype != np.dtype(object) else "."
         if per_allele:  # padding beyond each variant's alleles
@@ -423,8 +425,13 @@ def _write_info(dst, variants: Variants, infos: list[_Panel], holders, vc: int, 
                         else:
                             out[i][tuple(slice(0, s) for s in v.shape)] = v
         arr = schema.create_like(dst, name, first, shape=out.shape, chunks=(vc, *out.shape[1:]))
+        if dtype.kind in "iu":
+            held = widen.narrowest_int(int(out.min(initial=0)), int(out.max(initial=0)), np.dtype(first.dtype))
+            if held != np.dtype(arr.dtype):
+                widen.retype(chunks.Pipeline(), dst, name, dtype=held)
+                arr = schema.array(dst, name)
         if out.size:
-            arr[...] = out
+            arr[...] = schema.stored_as(out, arr)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import zarr
 from .. import chunks, schema
 from ..errors import SampleError, listing
 from ..settings import Settings
-from ..summaries import update_summaries
+from ..summaries import journal_entry, update_summaries
 
 
 def null_columns(pipe: chunks.Pipeline, root: zarr.Group, indexes: list[int],
@@ -50,7 +50,7 @@ def remove_samples(pipe: chunks.Pipeline, root: zarr.Group, names: Sequence[str]
     if absent:
         raise SampleError(f"cannot remove {len(absent)} samples not in the repository: {listing(absent)}")
     indexes = [position[n] for n in names]
-    update_summaries(root, removed=indexes)  # before the columns are nulled
+    summaries = update_summaries(root, removed=indexes, pipe=pipe)  # before the columns are nulled
     if pipe.settings.distributed:
         from ..distributed import run_forked
 
@@ -62,4 +62,5 @@ def remove_samples(pipe: chunks.Pipeline, root: zarr.Group, names: Sequence[str]
         "n_samples_removed": len(names),
         "sample_indexes_removed": indexes,
         "n_samples": len(position) - len(names),
+        **journal_entry(summaries),
     }

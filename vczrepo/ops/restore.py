@@ -9,7 +9,7 @@ import zarr
 
 from .. import chunks, schema
 from ..errors import SampleError
-from ..summaries import update_summaries
+from ..summaries import journal_entry, update_summaries
 from .normalise import Variants
 
 
@@ -54,10 +54,11 @@ def restore_samples(pipe: chunks.Pipeline, root: zarr.Group, earlier: zarr.Group
     for name, array in schema.sample_arrays(root).items():
         moved = rows if schema.dims(array)[:1] == (schema.VARIANTS,) else None  # sample_id: no variants axis
         pipe.copy_columns(schema.array(earlier, name), array, list(indexes), moved, schema.null_value(name, array))
-    update_summaries(root, added=list(indexes))  # after the columns are back
+    summaries = update_summaries(root, added=list(indexes), pipe=pipe)  # after the columns are back
     return {
         "samples_restored": list(names),
         "n_samples_restored": len(names),
         "sample_indexes_restored": list(indexes),
         "n_samples": int((ids != schema.NULL_SAMPLE).sum()) + len(names),
+        **journal_entry(summaries),
     }
