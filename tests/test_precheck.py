@@ -39,9 +39,9 @@ def conversions(monkeypatch) -> list[dict]:
     calls: list[dict] = []
     original = sources.convert_vcf
 
-    def convert(path, out, variants_chunk_size, samples_chunk_size, show_progress=False, workers=0):
+    def convert(path, out, variants_chunk_size, samples_chunk_size, show_progress=False, workers=0, like=None):
         calls.append({"name": Path(path).name, "show_progress": show_progress, "workers": workers})
-        original(path, out, variants_chunk_size, samples_chunk_size, show_progress)
+        original(path, out, variants_chunk_size, samples_chunk_size, show_progress, like=like)
 
     monkeypatch.setattr(sources, "convert_vcf", convert)
     return calls
