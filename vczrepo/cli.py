@@ -192,23 +192,22 @@ class Cli(click.Group):
 
 
 def _handle(error: BaseException) -> None:
-    """One line and the exit code for the errors the library raises; anything else is a bug."""
-    from .errors import VczRepoError
+    """One line and the exit code for the errors the library raises; anything else is a bug.
+    Notes on an error (e.g. "purge stopped after step 3 of 9: recorded; …") follow its message."""
+    from .errors import Interrupted, VczRepoError
 
+    notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
     if isinstance(error, VczRepoError):
-        _fail(str(error), error.exit_code)
-    if isinstance(error, KeyboardInterrupt):
-        from .errors import InterruptedAfterCommit
-
-        if isinstance(error, InterruptedAfterCommit):
-            _fail(f"interrupted after the commit landed: {error.snapshot}", EXIT_INTERRUPTED)
-        _fail("interrupted; nothing was committed", EXIT_INTERRUPTED)
+        _fail(str(error) + notes, error.exit_code)
+    if isinstance(error, KeyboardInterrupt):  # Interrupted says what stands; a plain one: nothing was written
+        _fail(str(error) if isinstance(error, Interrupted) else "interrupted; nothing was committed",
+              EXIT_INTERRUPTED)
     if isinstance(error, BrokenPipeError):  # the reader stopped early (`vczrepo samples R | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         sys.exit(EXIT_BROKEN_PIPE)
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
-        _fail(f"{error.strerror or type(error).__name__}{where}", 1)
+        _fail(f"{error.strerror or type(error).__name__}{where}{notes}", 1)
     if "icechunk" in sys.modules:
         import icechunk
 
@@ -216,7 +215,7 @@ def _handle(error: BaseException) -> None:
 
         if isinstance(error, icechunk.IcechunkError):
             mapped = from_icechunk(error, "storage")
-            _fail(str(mapped), mapped.exit_code)
+            _fail(str(mapped) + notes, mapped.exit_code)
     raise error
 
 

@@ -386,9 +386,10 @@ class Repository:
         return sorted(seen.values(), key=lambda c: c.written_at, reverse=True)[:limit]
 
     def pending(self) -> dict | None:
-        """The multi-step operation in progress (or left by a writer that died), if any."""
+        """The multi-step operation in progress (or left by a writer that died), if any: its
+        kind, owner, start, progress (step of steps), temporary branch and finishing command."""
         plan = self.tx.pending()
-        return None if plan is None else {"op": plan.op, "owner": plan.owner, "started": plan.started}
+        return None if plan is None else self.tx.describe(self, plan)
 
     def info(self, at: str = DEFAULT_BRANCH) -> dict:
         """Summary of the VCZ at a ref: samples, variants, contigs, fields, chunking, refs there."""
