@@ -251,6 +251,8 @@ def main(ctx: click.Context, verbose: int, no_progress: bool, compression_level:
     import logging
 
     os.environ.setdefault("ICECHUNK_LOG", {0: "error", 1: "warn", 2: "info"}.get(verbose, "debug"))
+    if not sys.stderr.isatty():  # icechunk's log lines (-v) without ANSI colour (read when it is imported)
+        os.environ.setdefault("NO_COLOR", "1")
     logging.basicConfig(level={0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.INFO),
                         format="%(name)s: %(message)s")
     logging.getLogger("vczrepo").setLevel(logging.INFO if verbose else logging.WARNING)

@@ -177,7 +177,7 @@ class Repository:
                             source, variants_chunk_size=variants_chunk_size, samples_chunk_size=samples_chunk_size,
                             storage_options=loc.options))
                     wrote = True
-                    repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()), settings)
+                    repo = cls(loc, icechunk.Repository.create(st, storage.creation_config(loc)), settings)
                     default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
                                else f"init from {Path(src.path).name}")
                     result = repo._commit(DEFAULT_BRANCH, "init", message or default,
