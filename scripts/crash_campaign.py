@@ -386,10 +386,10 @@ def trial(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, d
 
 
 def trial_followed(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, delay: float,
-                   follow: str, expected: dict, result: OpResult) -> None:
+                   follow: str, expected: Callable[[str, bool], dict], result: OpResult) -> None:
     """A multi-step operation killed, then another write in a new process, which must finish
     the plan: the whole repository then equals the uninterrupted operation followed by that
-    write (`expected[(follow, True)]`), or that write alone if no plan had been recorded."""
+    write (`expected(follow, True)`), or that write alone if no plan had been recorded."""
     killed = _kill(op, template, work, ctx, old, new, delay, result)
     if killed is None:
         return
@@ -409,29 +409,32 @@ def trial_followed(op: Op, template: Path, work: Path, ctx: dict, old: dict, new
         result.failures.append(f"{tag}: the {follow} exited {done.returncode}: {done.stderr.strip()[-300:]}")
         return
     final = whole_state(repo, op.refs)
-    want = expected[(follow, applied)]
+    want = expected(follow, applied)
     if not same_whole(final, want):
         result.failures.append(f"{tag}: state {verdict} (plan {'recorded' if pending else 'none'}); after the "
                                f"{follow} the repository differs from an uninterrupted run: "
                                f"{json.dumps(final)[:600]} != {json.dumps(want)[:600]}")
 
 
-def expectations(op: Op, template: Path, work: Path, ctx: dict) -> dict:
-    """(write, operation applied first) -> the whole state an uninterrupted run ends in."""
-    out = {}
-    for follow in FOLLOW_UPS:
-        for applied in (True, False):
+def expectations(op: Op, template: Path, work: Path, ctx: dict) -> Callable[[str, bool], dict]:
+    """(write, operation applied first) -> the whole state an uninterrupted run ends in (each
+    computed when first asked for)."""
+    cache: dict[tuple[str, bool], dict] = {}
+
+    def expected(follow: str, applied: bool) -> dict:
+        if (follow, applied) not in cache:
             repo = work / f"expected-{op.name}"
             shutil.rmtree(repo, ignore_errors=True)
             shutil.copytree(template, repo)
             if applied:
                 ok(op.command(repo, ctx))
-            args = op.command(repo, ctx) if follow == "again" else FOLLOW_UPS[follow](repo, ctx)
             if not (follow == "again" and applied):  # (then it is a no-op, or refused)
-                ok(args)
-            out[(follow, applied)] = whole_state(repo, op.refs)
+                ok(op.command(repo, ctx) if follow == "again" else FOLLOW_UPS[follow](repo, ctx))
+            cache[(follow, applied)] = whole_state(repo, op.refs)
             shutil.rmtree(repo)
-    return out
+        return cache[(follow, applied)]
+
+    return expected
 
 
 def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.Random,
@@ -468,7 +471,7 @@ def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.
         result.duration = min(result.duration, time.monotonic() - start)
         shutil.rmtree(measured)
     log(f"{op.name}: {result.duration:.2f}s uninterrupted (start-up {result.startup:.2f}s); {trials} trials")
-    expected = expectations(op, template, work, ctx) if op.plan else {}
+    expected = expectations(op, template, work, ctx)
     for i in range(trials):
         delay = rng.uniform(min(result.startup, result.duration), result.duration)
         result.trials += 1

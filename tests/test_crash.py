@@ -125,6 +125,18 @@ def test_sigkill_during_append_never_leaves_a_partial_commit(setup):
     assert outcomes["old"] > 0
 
 
+def test_crash_campaign_short_plans(tmp_path):
+    """A few trials of purge and promote --replay killed at random times, each followed by
+    another write in a new process (tag, remove, append): 0 differences from uninterrupted runs."""
+    results = crash_campaign.campaign(tmp_path, ops=["purge", "promote-replay"], trials=3, seed=27, size="ci",
+                                      skip_startup=True)
+    table = crash_campaign.format_table(results)
+    print(table)
+    assert {f for r in results.values() for f in r.follow_ups} == {"tag", "remove", "append"}
+    failures = [f for r in results.values() for f in r.failures]
+    assert not failures, table + "\n" + "\n".join(failures)
+
+
 def _busiest_site(tmp, big) -> tuple[str, int]:
     """The chunk-writing site an append of `big` meets most, and how often."""
     seen: dict[str, int] = {}
