@@ -12,7 +12,7 @@ moot for vczrepo's local repositories, whose writes vczrepo serialises with its 
   only, then restores the filter the environment gives (what icechunk set at import);
 - "conditional PUT is enabled but `unsafe_use_metadata` is disabled…", logged once per
   process at the first conditional write without object metadata (local storage has none):
-  vczrepo's local repositories make no conditional write (storage.repository_config), so
+  vczrepo's local repositories make no conditional write (storage.creation_config), so
   it is never logged on their account, and a host's own storage still gets it.
 
 The first import of icechunk builds the subscriber coloured (ANSI) unless NO_COLOR is set:
