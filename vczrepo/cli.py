@@ -200,6 +200,10 @@ def _handle(error: BaseException) -> None:
     if isinstance(error, VczRepoError):
         _fail(str(error) + notes, error.exit_code)
     if isinstance(error, KeyboardInterrupt):  # Interrupted says what stands; a plain one: nothing was written
+        if "zarr.core.sync" in sys.modules:
+            from .internals import end_interrupted_io
+
+            end_interrupted_io()
         _fail(str(error) if isinstance(error, Interrupted) else "interrupted; nothing was committed",
               EXIT_INTERRUPTED)
     if isinstance(error, BrokenPipeError):  # the reader stopped early (`vczrepo samples R | head`)
