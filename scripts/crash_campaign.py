@@ -5,19 +5,25 @@ uninterrupted on a copy (through the `vczrepo` command line, in a subprocess) to
 duration and record the expected new state. Then, per trial: a fresh copy of the template, the
 same command in a subprocess, SIGKILL at U(0, duration), and
 
-  1. the repository opens and `vczrepo check` exits 0 at every ref the operation touches;
+  1. the repository opens and `vczrepo check` exits 0 at every ref the operation touches (for
+     the multi-step operations: on the whole repository, where a plan in progress is no damage);
   2. each of those refs is in the old or the new state (log --json, samples, and the
      vcztools output of `vczrepo view`, compared as a whole);
-  3. recovery: re-running the same command ends in the same state as the uninterrupted run
-     (an append whose commit had landed refuses with exit 6, "already in the repository";
-     any refusal is accepted only if the state was already the new one and it stays so).
+  3. recovery. Data commits: re-running the same command ends in the same state as the
+     uninterrupted run (an append whose commit had landed refuses with exit 6, "already in the
+     repository"; any refusal is accepted only if the state was already the new one and it
+     stays so). Multi-step operations (purge, promote --replay: recorded plans): a *different*
+     write — tag, remove, append, branch, or the command itself, in turn — in a *new* process
+     must succeed and finish the plan; then every branch and tag (with the samples, history and
+     vcztools output each holds), the branch list and `check` must equal an uninterrupted run of
+     the operation followed by that write (or of the write alone, when the kill came before the
+     plan was recorded).
 
     python scripts/crash_campaign.py [--trials N] [--ops a,b] [--seed S] [--size ci|full] [--json [PATH]]
 
 Exit 1 if any trial failed (operations in PENDING_PLAN are reported but do not fail the run
-unless --strict: their recovery needs the plan-driven rewrite of issue 14).
-Verification runs the CLI in-process (click's CliRunner) to save interpreter start-ups; only
-the killed run and the measurement run are subprocesses.
+unless --strict). Verification runs the CLI in-process (click's CliRunner) to save interpreter
+start-ups; the killed run, the measurement run and the follow-up writes are subprocesses.
 """
 
 from __future__ import annotations
@@ -64,11 +70,13 @@ CLI: dict[str, Callable[..., list[str]]] = {
     "samples": lambda r, at: ["samples", S(r), "--at", at],
     "view": lambda r, at: ["view", S(r), "--at", at, "--no-version"],
     "check": lambda r, at: ["check", S(r), "--at", at],
+    "check_all": lambda r: ["check", S(r)],
 }
 # Operations whose failures are reported but fail the run only with --strict (none: purge and
 # promote --replay are recorded plans that re-running the command finishes).
 PENDING_PLAN: set[str] = set()
 EXIT_ALREADY = 6  # append: "already in the repository"
+MAX_STARTUP_SHARE = 0.8  # --skip-startup: kills start at most this far into the measured duration
 VCZREPO = [str(Path(sys.executable).parent / "vczrepo")]
 
 
@@ -159,6 +167,7 @@ class Op:
     build: Callable[[Path, Path, Size], dict]  # (template, data dir, size) -> context
     command: Callable[[Path, dict], list[str]]
     refs: tuple[str, ...] = ("main",)
+    plan: bool = False  # a recorded plan (several commits or ref moves): recovered by another write
 
 
 def _base(template: Path, data: Path, size: Size, extra: int = 0) -> None:
@@ -203,8 +212,11 @@ def build_purge(t, d, s):
     _base(t, d, s)
     ok(argv("append", t, batch(d / "batch.vcz", "B", s.batch, s, 2)))
     ok(argv("tag", t, "v1", "main"))
+    ok(argv("branch", t, "trial", "main"))
+    ok(argv("remove", t, "B5", "-b", "trial"))  # a second branch to move, on a commit of its own
     ok(argv("remove", t, "A1"))
-    return {"names": ["A1", "B3"]}
+    ok(argv("tag", t, "v2", "main"))
+    return {"names": ["A1", "B3"], "extra": batch(d / "extra.vcz", "D", s.samples_chunk, s, 5)}
 
 
 def build_promote(t, d, s):
@@ -213,7 +225,17 @@ def build_promote(t, d, s):
     ok(argv("append", t, batch(d / "batch.vcz", "B", s.batch, s, 2), "-b", "trial"))
     ok(argv("remove", t, "B1", "-b", "trial"))
     ok(argv("append", t, batch(d / "batch2.vcz", "C", s.batch, s, 3)))  # main moved: no fast-forward
-    return {}
+    return {"extra": batch(d / "extra.vcz", "D", s.samples_chunk, s, 5)}
+
+
+# The writes that follow a killed multi-step operation, in turn: each must finish its plan.
+FOLLOW_UPS: dict[str, Callable[[Path, dict], list[str]]] = {
+    "tag": lambda r, c: argv("tag", r, "after", "main"),
+    "remove": lambda r, c: argv("remove", r, "A0"),
+    "append": lambda r, c: argv("append", r, c["extra"]),
+    "branch": lambda r, c: argv("branch", r, "side", "main"),
+    "again": lambda r, c: [],  # the operation's own command (filled in by the trial)
+}
 
 
 OPS = {o.name: o for o in [
@@ -224,9 +246,10 @@ OPS = {o.name: o for o in [
     Op("remove", build_remove, lambda r, c: argv("remove", r, *c["names"])),
     Op("revert", build_revert, lambda r, c: argv("revert", r, c["snap"], "main")),
     Op("gc", build_gc, lambda r, c: argv("gc", r)),
-    Op("purge", build_purge, lambda r, c: argv("purge", r, *c["names"]), refs=("main", "v1")),
+    Op("purge", build_purge, lambda r, c: argv("purge", r, *c["names"]), refs=("main", "v1", "v2", "trial"),
+       plan=True),
     Op("promote-replay", build_promote, lambda r, c: argv("promote_replay", r, "trial", "main"),
-       refs=("main", "trial")),
+       refs=("main", "trial"), plan=True),
 ]}
 
 
@@ -246,6 +269,24 @@ def ref_state(repo: Path, ref: str) -> dict:
 
 def state(repo: Path, refs: tuple[str, ...]) -> dict:
     return {ref: ref_state(repo, ref) for ref in refs}
+
+
+def whole_state(repo: Path, refs: tuple[str, ...]) -> dict:
+    """Every branch and tag (and the old names in `refs`, which may resolve through a purge's
+    renamed tags) as a reader sees it, the branch list, the plan in progress and `check`."""
+    branches = json.loads(ok(["branch", S(repo), "--list", "--json"]))
+    tags = [t["name"] for t in json.loads(ok(["tag", S(repo), "--list", "--json"]))]
+    names = tuple(dict.fromkeys([*refs, *(b["name"] for b in branches), *tags]))
+    checked = invoke(argv("check_all", repo))
+    return {"refs": state(repo, names), "branch_list": [(b["name"], b["ahead"], b["behind"]) for b in branches],
+            "tags": tags, "in_progress": json.loads(ok(["info", S(repo), "--json"]))["in_progress"],
+            "check": checked.code}
+
+
+def same_whole(a: dict, b: dict) -> bool:
+    return (a["branch_list"] == b["branch_list"] and a["tags"] == b["tags"] and a["check"] == b["check"] == 0
+            and a["in_progress"] is None and b["in_progress"] is None and a["refs"].keys() == b["refs"].keys()
+            and same(a["refs"], b["refs"], ids=False))
 
 
 def same(a: dict, b: dict, ids: bool) -> bool:
@@ -279,10 +320,14 @@ class OpResult:
     failures: list = field(default_factory=list)
     pending_plan: bool = False
     startup: float = 0.0  # kills drawn from U(startup, duration); 0 unless --skip-startup
+    plans_pending: int = 0  # multi-step operations: kills that left a recorded plan
+    follow_ups: dict = field(default_factory=dict)  # … the writes that followed, and how often
 
 
-def trial(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, delay: float,
-          result: OpResult) -> None:
+def _kill(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, delay: float,
+          result: OpResult) -> tuple[Path, list[str], str, str] | None:
+    """A fresh copy, the command killed at `delay`, the refs checked and classified:
+    (repository, command, label, 'old' or 'new'), or None once a failure is recorded."""
     repo = work / "repo"
     shutil.rmtree(repo, ignore_errors=True)
     shutil.copytree(template, repo)
@@ -295,23 +340,33 @@ def trial(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, d
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     tag = f"{op.name} kill at {delay:.2f}s"
-    for ref in op.refs:
+    for ref in () if op.plan else op.refs:  # (a plan's trial checks the whole repository)
         r = invoke(argv("check", repo, ref))
         if r.code != 0:
             result.failures.append(f"{tag}: check at {ref} exited {r.code}: {(r.output + r.stderr)[-500:]}")
-            return
+            return None
     try:
         after_kill = state(repo, op.refs)
     except RuntimeError as e:
         result.failures.append(f"{tag}: cannot read the repository: {e}")
-        return
+        return None
     verdict = classify(after_kill, old, new)
     if verdict is None:
         result.failures.append(f"{tag}: a state that is neither old nor new: "
                                f"{json.dumps(after_kill)[:800]}")
-        return
+        return None
     result.outcomes[verdict] += 1
-    # recovery: the same command again, in-process (it is not killed)
+    return repo, command, tag, verdict
+
+
+def trial(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, delay: float,
+          result: OpResult) -> None:
+    """A data commit killed, then re-run in-process: it must end as the uninterrupted run."""
+    killed = _kill(op, template, work, ctx, old, new, delay, result)
+    if killed is None:
+        return
+    repo, command, tag, verdict = killed
+    after_kill = state(repo, op.refs)
     rerun = invoke(command)
     final = state(repo, op.refs)
     if verdict == "old" and rerun.code != 0:
@@ -331,6 +386,58 @@ def trial(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, d
             return
 
 
+def trial_followed(op: Op, template: Path, work: Path, ctx: dict, old: dict, new: dict, delay: float,
+                   follow: str, expected: Callable[[str, bool], dict], result: OpResult) -> None:
+    """A multi-step operation killed, then another write in a new process, which must finish
+    the plan: the whole repository then equals the uninterrupted operation followed by that
+    write (`expected(follow, True)`), or that write alone if no plan had been recorded."""
+    killed = _kill(op, template, work, ctx, old, new, delay, result)
+    if killed is None:
+        return
+    repo, command, tag, verdict = killed
+    tag = f"{tag}, then {follow}"
+    whole = invoke(argv("check_all", repo))
+    if whole.code != 0:
+        result.failures.append(f"{tag}: check of the whole repository exited {whole.code}: {whole.output[-500:]}")
+        return
+    pending = json.loads(ok(["info", S(repo), "--json"]))["in_progress"]
+    applied = verdict == "new" or pending is not None
+    result.plans_pending += pending is not None
+    args = command if follow == "again" else FOLLOW_UPS[follow](repo, ctx)
+    done = subprocess.run([*VCZREPO, *args], capture_output=True, text=True)
+    refused = follow == "again" and applied and pending is None and done.returncode == EXIT_ALREADY
+    if done.returncode != 0 and not refused:  # purge again after it finished: "nothing to purge" (6)
+        result.failures.append(f"{tag}: the {follow} exited {done.returncode}: {done.stderr.strip()[-300:]}")
+        return
+    final = whole_state(repo, op.refs)
+    want = expected(follow, applied)
+    if not same_whole(final, want):
+        result.failures.append(f"{tag}: state {verdict} (plan {'recorded' if pending else 'none'}); after the "
+                               f"{follow} the repository differs from an uninterrupted run: "
+                               f"{json.dumps(final)[:600]} != {json.dumps(want)[:600]}")
+
+
+def expectations(op: Op, template: Path, work: Path, ctx: dict) -> Callable[[str, bool], dict]:
+    """(write, operation applied first) -> the whole state an uninterrupted run ends in (each
+    computed when first asked for)."""
+    cache: dict[tuple[str, bool], dict] = {}
+
+    def expected(follow: str, applied: bool) -> dict:
+        if (follow, applied) not in cache:
+            repo = work / f"expected-{op.name}"
+            shutil.rmtree(repo, ignore_errors=True)
+            shutil.copytree(template, repo)
+            if applied:
+                ok(op.command(repo, ctx))
+            if not (follow == "again" and applied):  # (then it is a no-op, or refused)
+                ok(op.command(repo, ctx) if follow == "again" else FOLLOW_UPS[follow](repo, ctx))
+            cache[(follow, applied)] = whole_state(repo, op.refs)
+            shutil.rmtree(repo)
+        return cache[(follow, applied)]
+
+    return expected
+
+
 def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.Random,
            log: Callable[[str], None], skip_startup: bool = False, measure_runs: int = 1) -> OpResult:
     result = OpResult(op.name, pending_plan=op.name in PENDING_PLAN)
@@ -343,9 +450,10 @@ def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.
     shutil.rmtree(measured, ignore_errors=True)
     shutil.copytree(template, measured)
     if skip_startup:  # a read command's time: interpreter start-up, imports, opening the repository
-        start = time.monotonic()
-        spawn(argv("samples", measured, "main")).wait()
-        result.startup = time.monotonic() - start
+        for _ in range(measure_runs):  # the fastest, as for the duration
+            start = time.monotonic()
+            spawn(argv("samples", measured, "main")).wait()
+            result.startup = min(result.startup or float("inf"), time.monotonic() - start)
     start = time.monotonic()
     proc = spawn(op.command(measured, ctx))
     _, err = proc.communicate()
@@ -365,12 +473,19 @@ def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.
         result.duration = min(result.duration, time.monotonic() - start)
         shutil.rmtree(measured)
     log(f"{op.name}: {result.duration:.2f}s uninterrupted (start-up {result.startup:.2f}s); {trials} trials")
-    for _ in range(trials):
-        delay = rng.uniform(min(result.startup, result.duration), result.duration)
+    expected = expectations(op, template, work, ctx)
+    for i in range(trials):
+        # (on a loaded machine a start-up can measure longer than the operation: keep a window)
+        delay = rng.uniform(min(result.startup, MAX_STARTUP_SHARE * result.duration), result.duration)
         result.trials += 1
-        trial(op, template, work, ctx, old, new, delay, result)
+        if op.plan:
+            follow = list(FOLLOW_UPS)[i % len(FOLLOW_UPS)]
+            result.follow_ups[follow] = result.follow_ups.get(follow, 0) + 1
+            trial_followed(op, template, work, ctx, old, new, delay, follow, expected, result)
+        else:
+            trial(op, template, work, ctx, old, new, delay, result)
         log(f"  {op.name} trial {result.trials}/{trials}: kill at {delay:.2f}s; {result.outcomes}, "
-            f"{len(result.failures)} failures")
+            f"{result.plans_pending} plans pending after the kill, {len(result.failures)} failures")
     shutil.rmtree(work / "repo", ignore_errors=True)
     return result
 
@@ -387,11 +502,12 @@ def campaign(work: Path, ops: list[str], trials: int, seed: int = 0, size: str =
 
 def format_table(results: dict[str, OpResult]) -> str:
     rows = [f"{'operation':<18}{'duration':>9}{'trials':>8}{'failures':>10}{'old':>6}{'new':>6}"
-            f"{'finished':>10}  note"]
+            f"{'finished':>10}{'pending':>9}  followed by"]
     for r in results.values():
-        note = "pending plan rewrite (issue 14)" if r.pending_plan else ""
+        note = ", ".join(f"{k} {v}" for k, v in r.follow_ups.items()) or "the same command (in-process)"
         rows.append(f"{r.op:<18}{r.duration:>8.2f}s{r.trials:>8}{len(r.failures):>10}"
-                    f"{r.outcomes['old']:>6}{r.outcomes['new']:>6}{r.outcomes['finished']:>10}  {note}")
+                    f"{r.outcomes['old']:>6}{r.outcomes['new']:>6}{r.outcomes['finished']:>10}"
+                    f"{r.plans_pending:>9}  {note}")
     total = sum(r.trials for r in results.values())
     failed = sum(len(r.failures) for r in results.values())
     rows.append(f"{'total':<18}{'':>9}{total:>8}{failed:>10}")

@@ -1,7 +1,8 @@
 """Kills and interrupts in the middle of an append: the head is the old commit or the complete
-new one. Signals are sent on progress, not after a sleep: the test watches the repository's
-`chunks/` directory and signals once the child has written its k-th chunk object, so a loaded
-machine changes how long the test takes, not where the signal lands.
+new one. Signals are sent on progress, not after a sleep: the SIGKILL test watches the
+repository's `chunks/` directory and kills once the child has written its k-th chunk object;
+a Ctrl-C test stops the child at a write site (tests/cut.py) and sends SIGINT then, so a
+loaded machine changes how long a test takes, not where the signal lands.
 
 The campaign over every write operation (kills at uniform random times) is scripts/crash_campaign.py;
 test_crash_campaign_short runs a few of its trials.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cut import WAIT_LIMIT, run_cut
 from vcfgen import write_vcz_direct
 
 import vczrepo
@@ -29,7 +31,6 @@ import crash_campaign  # noqa: E402
 
 N_VARIANTS = 4000
 TRIALS = 60 if os.environ.get("HYPOTHESIS_PROFILE") == "soak" else 12
-WAIT_LIMIT = 600.0  # s: only against a hung child; progress, not time, decides when to signal
 
 
 def _batch(path, names, samples_chunk, seed):
@@ -124,22 +125,40 @@ def test_sigkill_during_append_never_leaves_a_partial_commit(setup):
     assert outcomes["old"] > 0
 
 
+def test_crash_campaign_short_plans(tmp_path):
+    """A few trials of purge and promote --replay killed at random times, each followed by
+    another write in a new process (tag, remove, append): 0 differences from uninterrupted runs."""
+    results = crash_campaign.campaign(tmp_path, ops=["purge", "promote-replay"], trials=3, seed=27, size="ci",
+                                      skip_startup=True)
+    table = crash_campaign.format_table(results)
+    print(table)
+    assert {f for r in results.values() for f in r.follow_ups} == {"tag", "remove", "append"}
+    failures = [f for r in results.values() for f in r.failures]
+    assert not failures, table + "\n" + "\n".join(failures)
+
+
+def _busiest_site(tmp, big) -> tuple[str, int]:
+    """The chunk-writing site an append of `big` meets most, and how often."""
+    seen: dict[str, int] = {}
+    repo = tmp / "counted"
+    shutil.copytree(tmp / "pristine", repo)
+    counting = vczrepo.Settings(checkpoint=lambda site: seen.__setitem__(site, seen.get(site, 0) + 1))
+    vczrepo.Repository.open(repo, settings=counting).append(big)
+    shutil.rmtree(repo)
+    return max(((site, seen.get(site, 0)) for site in ("copy-encoded", "recompose", "fill")), key=lambda x: x[1])
+
+
 def test_ctrl_c_during_append_commits_nothing(setup):
+    """A real SIGINT from outside while the append stands half-way through its chunk writes."""
     tmp, big = setup
+    site, visits = _busiest_site(tmp, big)
+    assert visits >= 4, (site, visits)
     repo = tmp / "interrupted"
     shutil.copytree(tmp / "pristine", repo)
     head = vczrepo.Repository.open(repo).resolve("main")
-    proc = _append(repo, big, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # readiness: the first chunk object of the batch is written, so imports and start-up are over
-    sent = _signal_after_chunks(proc, repo, 1, signal.SIGINT)
-    _, err = proc.communicate(timeout=WAIT_LIMIT)
-    if not sent or proc.returncode == 0:
-        # the child wrote every chunk and committed between two polls of a starved parent;
-        # test_ctrl_c_just_before_the_commit_commits_nothing covers the same path without timing
-        pytest.skip(f"append finished before the interrupt arrived (sent={sent}, "
-                    f"exit {proc.returncode})")
-    assert proc.returncode == 130, err
-    assert err.strip() == "vczrepo: error: interrupted; nothing was committed"
+    proc = run_cut(["append", repo, big], site, visits // 2, "interrupt", tmp)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "vczrepo: error: interrupted; nothing was committed"
     assert vczrepo.Repository.open(repo).resolve("main") == head
 
 
@@ -154,57 +173,28 @@ def test_crash_campaign_short(tmp_path):
     assert not failures, table + "\n" + "\n".join(failures)
 
 
-# An append whose icechunk commit is interrupted at a fixed point, no timing involved: "before",
-# a real SIGINT the process sends itself the moment before the commit (every chunk object of the
-# batch written); "after", a KeyboardInterrupt once the commit has returned (the signal landed on
-# another thread, or during the commit itself).
-INTERRUPTED_COMMIT = """
-import os, signal, sys
-import icechunk
-_commit = icechunk.Session.commit
-def commit(self, *args, **kwargs):
-    if sys.argv[1] == "before":
-        os.kill(os.getpid(), signal.SIGINT)
-        return _commit(self, *args, **kwargs)
-    _commit(self, *args, **kwargs)
-    raise KeyboardInterrupt
-icechunk.Session.commit = commit
-from vczrepo.cli import main
-main(args=sys.argv[2:], prog_name="vczrepo")
-"""
-
-
-def _append_interrupted(tmp, big, when: str):
-    """(copy of the pristine repository, its head before, the finished CLI process)."""
-    repo = tmp / f"interrupted-{when}"
+def test_ctrl_c_just_before_the_commit_commits_nothing(setup):
+    """Every chunk object of the batch written, the commit not made: nothing is committed."""
+    tmp, big = setup
+    repo = tmp / "interrupted-before"
     shutil.copytree(tmp / "pristine", repo)
     head = vczrepo.Repository.open(repo).resolve("main")
-    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_COMMIT, when, "append", str(repo), str(big)],
-                          capture_output=True, text=True, timeout=WAIT_LIMIT)
-    return repo, head, proc
-
-
-def test_ctrl_c_just_before_the_commit_commits_nothing(setup):
-    repo, head, proc = _append_interrupted(*setup, "before")
-    r = vczrepo.Repository.open(repo)
-    if proc.returncode == 0:
-        # beside a 4-process CPU hog the interrupt was twice not raised before icechunk's
-        # commit (sent to the process or to the calling thread alike): then the append must
-        # have landed whole, once
-        commits = r.log("main")
-        assert commits[0].op == "append"
-        assert commits[1].id == head
-        assert _check(r).ok
-        pytest.skip("the SIGINT was not raised before the commit: the append landed whole")
+    proc = run_cut(["append", repo, big], "before-commit", 0, "interrupt", tmp)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip() == "vczrepo: error: interrupted; nothing was committed"
+    r = vczrepo.Repository.open(repo)
     assert r.resolve("main") == head
     assert _check(r).ok
-    r.append(setup[1])  # the lock was released: the same append now goes through
+    r.append(big)  # the lock was released: the same append now goes through
 
 
 def test_ctrl_c_during_the_commit_says_the_commit_landed(setup):
-    repo, head, proc = _append_interrupted(*setup, "after")
+    """The interrupt handled only once icechunk's commit has returned: the append is done, once."""
+    tmp, big = setup
+    repo = tmp / "interrupted-after"
+    shutil.copytree(tmp / "pristine", repo)
+    head = vczrepo.Repository.open(repo).resolve("main")
+    proc = run_cut(["append", repo, big], "after-commit", 0, "interrupt", tmp)
     r = vczrepo.Repository.open(repo)
     landed = r.resolve("main")
     assert landed != head

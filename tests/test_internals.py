@@ -162,6 +162,27 @@ def test_canary_click_internals():
     assert hasattr(click.core, "_PacifyFlushWrapper")  # click's EPIPE handling, read by click_saw_broken_pipe
 
 
+def test_canary_end_interrupted_io_cancels_what_runs_on_zarrs_loop():
+    """What an interrupted sync() leaves running (here: a coroutine nobody waits for) is
+    cancelled and ended, on zarr's own loop (zarr.core.sync.loop[0])."""
+    import asyncio
+
+    from zarr.core import sync as zarr_sync
+
+    sync(asyncio.sleep(0))  # zarr's loop is running
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    left = asyncio.run_coroutine_threadsafe(forever(), zarr_sync.loop[0])
+    sync(started.wait())
+    internals.end_interrupted_io()
+    assert left.cancelled()
+    assert sync(asyncio.sleep(0, result="alive")) == "alive"  # the loop itself goes on
+
+
 def test_canary_icechunk_chunk_iterator_and_layout(tmp_path):
     from icechunk.store import IcechunkStore
 

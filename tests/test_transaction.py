@@ -3,28 +3,29 @@
 - a commit whose response is lost is recognised by its operation id;
 - a storage failure is reported as a storage failure (exit 1), never as a concurrent update;
 - purge and promote --replay, cut at every step of their plans (an exception in-process,
-  or SIGKILL of a subprocess), are finished by re-running them or by the next write, and
-  then equal an uninterrupted run: refs, branch list, tags, log, vcztools output;
+  or SIGKILL of a subprocess), are finished by re-running them or by the next write (tag,
+  remove, append, each a command in a new process), and then equal an uninterrupted run:
+  refs, branch list, tags, log, vcztools output; Ctrl-C at each step says what is recorded;
 - settings travel explicitly: a distributed remove encodes at the level the user chose.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import icechunk
 import numpy as np
 import pytest
-from helpers import vcf_body
+from cut import run_cut, vczrepo_cli
+from helpers import state, vcf_body
 from vcfgen import make_vcz
 
 import vczrepo
 from vczrepo.settings import Settings
+from vczrepo.transaction import PLAN_KEY
 
 
 class FaultError(Exception):
@@ -194,45 +195,152 @@ def test_a_plan_cut_by_an_error_at_any_step_is_finished_later(tmp_path, template
         assert _summary(repo) == reference[name], f"cut at {site} #{n}"
 
 
-SCRIPT = textwrap.dedent("""
-    import os, signal, sys
-    import vczrepo
-    site, n = sys.argv[2], int(sys.argv[3])
-    met = {"n": 0}
-    def cut(at):
-        if at == site:
-            if met["n"] == n:
-                os.kill(os.getpid(), signal.SIGKILL)
-            met["n"] += 1
-    repo = vczrepo.Repository.open(sys.argv[1], settings=vczrepo.Settings(checkpoint=cut))
-    if sys.argv[4] == "purge":
-        repo.purge(["W1"])
-    else:
-        repo.promote("trial", replay=True)
-""")
+# ----- plans cut in a subprocess, finished by another command in a new process -----
+
+COMMANDS = {"purge": ["purge", "{repo}", "W1"], "replay": ["promote", "{repo}", "trial", "--replay"]}
+STEPS = {"purge": 9, "replay": 4}  # purge: plan, 4 rewrites, 2 branches, 2 tags; replay: plan, 2 ops, the move
+# (operation, write site, visit (-1: the last), steps done when it is cut there)
+CUTS = [("purge", "plan", 0, 1), ("purge", "purge-rewrite", 1, 2), ("purge", "purge-branch", 1, 6),
+        ("purge", "purge-tag", 0, 7), ("purge", "ref-move", -1, 9),  # the last: deleting the temporary branch
+        ("purge", "plan", -1, 9),  # the temporary branch deleted, the plan not yet removed
+        ("replay", "replay", 1, 2), ("replay", "plan", 0, 1), ("replay", "ref-move", 1, 3),  # the move itself
+        ("replay", "ref-move", -1, 4),  # after the move: deleting the temporary branch
+        ("replay", "plan", -1, 4)]  # … deleted: a replay cut there used to be replayed again on its own result
+# Writes that are not the cut operation: the command, and the same write through the API
+FOLLOW_UPS = {
+    "tag": (lambda path, batch: ["tag", path, "next", "--at", "t0"], lambda repo, batch: repo.create_tag("next", "t0")),
+    "remove": (lambda path, batch: ["remove", path, "A0"], lambda repo, batch: repo.remove(["A0"])),
+    "append": (lambda path, batch: ["append", path, batch], lambda repo, batch: repo.append(batch)),
+}
+ORDERS = [("tag", "remove", "append"), ("remove", "append", "tag"), ("append", "tag", "remove"),
+          ("again", "tag", "remove", "append")]  # "again": the cut command itself, first
 
 
-@pytest.mark.parametrize("name", sorted(OPERATIONS))
-def test_a_plan_killed_at_each_step_is_finished_by_running_the_command_again(cli, tmp_path, template, reference,
-                                                                            name):
-    operation, _ = OPERATIONS[name]
-    counts = _cut_points(template, tmp_path / "count", operation)
-    # every recorded step of the plan (a save) and the ref moves between them, spread over the run
-    steps = [(site, n) for site in ("plan", "ref-move") for n in range(counts.get(site, 0))]
-    steps = steps[:: max(1, len(steps) // 5)]
-    command = ["purge", "W1"] if name == "purge" else ["promote", "trial", "--replay"]
-    for i, (site, n) in enumerate(steps):
-        path = tmp_path / f"kill{i}"
-        shutil.copytree(template, path)
-        run = subprocess.run([sys.executable, "-c", SCRIPT, str(path), site, str(n), name],
-                             capture_output=True, text=True, timeout=600)
-        assert run.returncode == -signal.SIGKILL, run.stderr
-        assert vczrepo.Repository.open(path).pending() is not None or site == "plan"
-        if vczrepo.Repository.open(path).pending() is not None:
-            log = cli("log", path, "-n", "1").output
-            assert log.startswith("in progress:")
-        cli(command[0], path, *command[1:])  # finishes what the killed run started
-        assert _summary(vczrepo.Repository.open(path)) == reference[name], f"killed at {site} #{n}"
+def _command(name: str, path: Path) -> list[str]:
+    return [a.format(repo=path) for a in COMMANDS[name]]
+
+
+def _visit(template: Path, tmp: Path, name: str, site: str, n: int) -> int:
+    if n >= 0:
+        return n
+    return _cut_points(template, tmp / "count", OPERATIONS[name][0])[site] + n
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> Path:
+    return make_vcz(tmp_path_factory.mktemp("follow-up"), "n", ["N0"], seed=9)
+
+
+@pytest.fixture(scope="module")
+def followed(template, batch, tmp_path_factory):
+    """The state after an uninterrupted operation then the follow-up writes, per (operation, order)."""
+    cache: dict = {}
+
+    def get(name: str, order: tuple[str, ...]) -> dict:
+        key = (name, tuple(o for o in order if o != "again"))
+        if key not in cache:
+            repo = _copy(template, tmp_path_factory.mktemp("followed") / "r")
+            OPERATIONS[name][0](repo)
+            for write in key[1]:
+                FOLLOW_UPS[write][1](repo, batch)
+            cache[key] = _summary(repo)
+        return cache[key]
+
+    return get
+
+
+def _expected_message(name: str, step: int) -> str:
+    label = "purge" if name == "purge" else "promote --replay"
+    return (f"{label} interrupted after step {step} of {STEPS[name]}: recorded; the next write or "
+            f"`vczrepo {label}` finishes it")
+
+
+@pytest.mark.parametrize(("name", "site", "n", "step"), CUTS)
+def test_a_plan_killed_at_each_step_is_finished_by_any_next_write_in_a_new_process(
+        tmp_path, template, batch, followed, name, site, n, step):
+    """SIGKILL at a recorded step; then tag, remove and append, each a `vczrepo` command in a new
+    process (the first of them, or the cut command itself, finishes the plan), end as after an
+    uninterrupted run followed by the same writes."""
+    order = ORDERS[CUTS.index((name, site, n, step)) % len(ORDERS)]
+    path = tmp_path / "r"
+    shutil.copytree(template, path)
+    run = run_cut(_command(name, path), site, _visit(template, tmp_path, name, site, n), "kill", tmp_path)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    repo = vczrepo.Repository.open(path)
+    pending = repo.pending()
+    assert pending is not None
+    assert (pending["step"], pending["steps"]) == (step, STEPS[name]), pending
+    report = repo.check()
+    assert report.ok, report.problems  # the temporary branch is work in progress, not damage
+    assert report.in_progress == pending
+    for write in order:
+        args = _command(name, path) if write == "again" else FOLLOW_UPS[write][0](path, batch)
+        done = vczrepo_cli(*args)
+        assert done.returncode == 0, (write, done.stderr)
+        assert vczrepo.Repository.open(path).pending() is None, write
+    assert _summary(vczrepo.Repository.open(path)) == followed(name, order), f"killed at {site} #{n}, then {order}"
+
+
+@pytest.mark.parametrize(("name", "site", "n", "step"), CUTS)
+def test_ctrl_c_at_each_step_of_a_plan_says_what_is_recorded(tmp_path, template, name, site, n, step):
+    """A real SIGINT from outside, landing while the command stands at the step: exit 130 and
+    one line saying how far the plan got, that it is recorded and what finishes it."""
+    path = tmp_path / "r"
+    shutil.copytree(template, path)
+    run = run_cut(_command(name, path), site, _visit(template, tmp_path, name, site, n), "interrupt", tmp_path)
+    assert run.returncode == 130, run.stderr
+    assert run.stderr.strip() == f"vczrepo: error: {_expected_message(name, step)}"
+    pending = vczrepo.Repository.open(path).pending()
+    assert pending is not None
+    assert pending["step"] == step
+
+
+def test_check_reports_a_plan_in_progress_as_such(tmp_path, template):
+    path = tmp_path / "r"
+    shutil.copytree(template, path)
+    assert run_cut(_command("purge", path), "purge-rewrite", 1, "kill", tmp_path).returncode == -signal.SIGKILL
+    temp = vczrepo.Repository.open(path).pending()["temporary_branch"]
+    result = vczrepo_cli("check", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "problem" not in result.stderr
+    assert result.stdout.strip().endswith(": the next write or `vczrepo purge` finishes it"), result.stdout
+    assert "ok; purge in progress (step 2 of 9, by " in result.stdout
+    assert temp not in result.stdout  # its head is work in progress
+    report = json.loads(vczrepo_cli("check", path, "--json").stdout)
+    assert report["ok"]
+    assert (report["in_progress"]["step"], report["in_progress"]["temporary_branch"]) == (2, temp)
+
+
+def test_an_error_inside_a_plan_keeps_its_code_and_says_the_plan_is_recorded(tmp_path, template, batch, followed):
+    path = tmp_path / "r"
+    shutil.copytree(template, path)
+    run = run_cut(_command("purge", path), "purge-tag", 0, "error", tmp_path)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.strip() == ("vczrepo: error: storage: injected failure at purge-tag #0; purge stopped after "
+                                  "step 7 of 9: recorded; the next write or `vczrepo purge` finishes it")
+    assert vczrepo_cli("tag", path, "next", "--at", "t0").returncode == 0
+    assert _summary(vczrepo.Repository.open(path)) == followed("purge", ("tag",))
+
+
+def test_a_plan_of_a_kind_this_version_does_not_know_is_a_newer_versions(tmp_path, template):
+    """Any write refuses (exit 3, one line, nothing changed); check and log report it."""
+    path = tmp_path / "r"
+    repo = _copy(template, path)
+    plan = {"id": "f" * 32, "op": "frobnicate", "owner": "ann@elsewhere:1", "started": "2031-01-01T00:00:00+00:00",
+            "heartbeat": 0.0, "state": {}}
+    repo.icechunk.update_metadata({PLAN_KEY: plan})
+    before = state(path)
+    result = vczrepo_cli("tag", path, "next")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip() == (
+        "vczrepo: error: the repository holds an unfinished 'frobnicate' (started 2031-01-01T00:00:00+00:00 by "
+        f"ann@elsewhere:1) recorded by a newer vczrepo than this one ({vczrepo.__version__}): upgrade vczrepo "
+        "to finish it")
+    assert state(path) == before
+    checked = vczrepo_cli("check", path)
+    assert checked.returncode == 0, checked.stderr
+    assert "frobnicate in progress (by ann@elsewhere:1, started 2031-01-01T00:00:00+00:00): the next write" \
+        in checked.stdout
 
 
 def test_compression_level_reaches_the_dask_workers(cli, tmp_path):

@@ -3,7 +3,7 @@
 The front door is `Repository`: every command is one of its methods. Names are imported
 on first use, so `vczrepo --help` and `import vczrepo` stay cheap. Importing vczrepo
 changes no other library's global state (the `vczrepo` command sets icechunk's log
-filter for itself).
+filter for itself); vczrepo.logs says how icechunk's log lines are kept from stderr.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
+        if _WHERE[name] == "repository":  # the first import of icechunk: its log lines' colour (vczrepo.logs)
+            from .logs import import_icechunk
+
+            import_icechunk()
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value
         return value

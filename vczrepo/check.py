@@ -74,6 +74,7 @@ class CheckReport:
     unverified: list[str] = field(default_factory=list)  # arrays without checksums (deep only)
     objects_verified: int = 0  # snapshots and manifests matching their digest records
     objects_unverified: int = 0  # … without a record (made before records, or by other tools)
+    in_progress: dict | None = None  # a recorded plan (Repository.pending): not damage, its temporary branch unchecked
 
     @property
     def problems(self) -> list[str]:
@@ -114,6 +115,7 @@ class CheckReport:
             "unverified": list(self.unverified),
             "objects_verified": self.objects_verified,
             "objects_unverified": self.objects_unverified,
+            "in_progress": self.in_progress,
             "problems": self.problems,
         }
 
@@ -124,7 +126,18 @@ class CheckReport:
         deep = f", {self.chunks_verified} chunks verified by checksum" if self.deep else ""
         unrecorded = f" ({self.objects_unverified} unverified: no digest recorded)" if self.objects_unverified else ""
         return (f"{refs}: {self.arrays_read} arrays, {self.chunks_read} chunks read{deep}, "
-                f"{self.objects_verified} snapshots and manifests verified by digest{unrecorded}: {status}")
+                f"{self.objects_verified} snapshots and manifests verified by digest{unrecorded}: {status}"
+                f"{in_progress_note(self.in_progress)}")
+
+
+def in_progress_note(plan: dict | None) -> str:
+    """'; purge in progress (step 3 of 9, by …, started …): …' for a summary line ('' if none)."""
+    if plan is None:
+        return ""
+    step = f"step {plan['step']} of {plan['steps']}, " if plan.get("step") is not None else ""
+    finish = f" or `{plan['finish_with']}`" if plan.get("finish_with") else ""
+    return (f"; {plan['operation']} in progress ({step}by {plan['owner']}, started {plan['started']}): "
+            f"the next write{finish} finishes it")
 
 
 def _say(e: BaseException) -> str:
@@ -373,7 +386,8 @@ def check(repo: Repository, at: str | None = None, deep: bool = False) -> CheckR
     """Check every ref (each branch and tag), or only `at`; with `deep`, verify the checksum
     of every chunk of every snapshot in their history."""
     report = CheckReport(deep=deep)
-    refs = [(at, None)] if at is not None else _all_refs(repo, report)
+    temporary = _in_progress(repo, report)
+    refs = [(at, None)] if at is not None else [r for r in _all_refs(repo, report) if r[0] != temporary]
     for name, sid in refs:
         found = check_ref(repo, name, sid)
         found.problems = list(dict.fromkeys(found.problems))  # a chunk read for two arrays is one problem
@@ -384,6 +398,22 @@ def check(repo: Repository, at: str | None = None, deep: bool = False) -> CheckR
         _deep(repo, heads, report)
     report.repository_problems = list(dict.fromkeys(report.repository_problems))
     return report
+
+
+def _in_progress(repo: Repository, report: CheckReport) -> str | None:
+    """Record a multi-step operation in progress in the report; returns its temporary branch
+    (whose head is work in progress, e.g. the empty root commit a purge starts from)."""
+    try:
+        plan = repo.tx.pending()
+    except Exception:  # noqa: BLE001 - an unreadable repository document: the refs' listing reports it
+        return None
+    if plan is None:
+        return None
+    try:
+        report.in_progress = repo.tx.describe(repo, plan)
+    except Exception:  # noqa: BLE001 - a damaged ref its progress reads: the refs' checks report it
+        report.in_progress = repo.tx.describe(repo, plan, progress=False)
+    return plan.temporary_branch
 
 
 def _verify_digests(repo: Repository, heads: list[str], report: CheckReport) -> None:

@@ -230,23 +230,26 @@ class Cli(click.Group):
 
 
 def _handle(error: BaseException, as_json: bool = False) -> None:
-    """One line and the exit code for the errors the library raises; anything else is a bug."""
-    from .errors import VczRepoError
+    """One line and the exit code for the errors the library raises; anything else is a bug.
+    Notes on an error (e.g. "purge stopped after step 3 of 9: recorded; …") follow its message."""
+    from .errors import Interrupted, VczRepoError
 
+    notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
     if isinstance(error, VczRepoError):
-        _fail(str(error), error.exit_code, as_json)
-    if isinstance(error, KeyboardInterrupt):
-        from .errors import InterruptedAfterCommit
+        _fail(str(error) + notes, error.exit_code, as_json)
+    if isinstance(error, KeyboardInterrupt):  # Interrupted says what stands; a plain one: nothing was written
+        if "zarr.core.sync" in sys.modules:
+            from .internals import end_interrupted_io
 
-        if isinstance(error, InterruptedAfterCommit):
-            _fail(f"interrupted after the commit landed: {error.snapshot}", EXIT_INTERRUPTED, as_json)
-        _fail("interrupted; nothing was committed", EXIT_INTERRUPTED, as_json)
+            end_interrupted_io()
+        _fail(str(error) if isinstance(error, Interrupted) else "interrupted; nothing was committed",
+              EXIT_INTERRUPTED, as_json)
     if isinstance(error, BrokenPipeError):  # the reader stopped early (`vczrepo samples R | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         sys.exit(EXIT_BROKEN_PIPE)
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
-        _fail(f"{error.strerror or type(error).__name__}{where}", 1, as_json)
+        _fail(f"{error.strerror or type(error).__name__}{where}{notes}", 1, as_json)
     if "icechunk" in sys.modules:
         import icechunk
 
@@ -254,7 +257,7 @@ def _handle(error: BaseException, as_json: bool = False) -> None:
 
         if isinstance(error, icechunk.IcechunkError):
             mapped = from_icechunk(error, "storage")
-            _fail(str(mapped), mapped.exit_code, as_json)
+            _fail(str(mapped) + notes, mapped.exit_code, as_json)
     raise error
 
 
@@ -312,6 +315,8 @@ def main(ctx: click.Context, verbose: int, no_progress: bool, compression_level:
     import logging
 
     os.environ.setdefault("ICECHUNK_LOG", {0: "error", 1: "warn", 2: "info"}.get(verbose, "debug"))
+    if not sys.stderr.isatty():  # icechunk's log lines (-v) without ANSI colour (read when it is imported)
+        os.environ.setdefault("NO_COLOR", "1")
     logging.basicConfig(level={0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.INFO),
                         format="%(name)s: %(message)s")
     logging.getLogger("vczrepo").setLevel(logging.INFO if verbose else logging.WARNING)

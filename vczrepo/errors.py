@@ -2,8 +2,9 @@
 
 Families: 1 storage or OS failure, 2 usage, 3 repository/ref problems, 4 unreadable
 source, 5 incompatible batch, 6 sample problems, 7 concurrent update not applied,
-8 integrity (damage found); the CLI adds 9 (`audit` found an id), 130 (interrupted) and
-141 (the reader of the output went away).
+8 integrity (damage found); the CLI adds 9 (`audit` found an id), 130 (interrupted: a
+plain KeyboardInterrupt when nothing was written, an `Interrupted` saying what stands
+otherwise) and 141 (the reader of the output went away).
 
 icechunk's own exceptions are mapped here (`from_icechunk`), by their class and `kind`,
 so a storage failure is never reported as a concurrent update or a missing ref.
@@ -85,12 +86,27 @@ class IntegrityError(VczRepoError):
     exit_code = 8
 
 
-class InterruptedAfterCommit(KeyboardInterrupt):
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C reached Python once something was written: the message says what stands."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InterruptedAfterCommit(Interrupted):
     """Ctrl-C reached Python only once the commit had landed: the operation is done."""
 
     def __init__(self, snapshot: str):
-        super().__init__(snapshot)
+        super().__init__(f"interrupted after the commit landed: {snapshot}")
         self.snapshot = snapshot
+
+
+class PlanInterrupted(Interrupted):
+    """Ctrl-C during a multi-step operation whose plan is recorded: the next write finishes it."""
 
 
 def listing(items: Iterable[str], limit: int = 5) -> str:

@@ -12,7 +12,8 @@ changes what it relies on:
   their files, by icechunk's documented layout (`chunks/<id>`) and
   `IcechunkStore.array_chunk_iterator`;
 - `click_params` and `click_saw_broken_pipe`: click's `__click_params__` and its EPIPE wrapper;
-- `members`: a group's members opened through zarr's `Group._async_group.getitem`.
+- `members`: a group's members opened through zarr's `Group._async_group.getitem`;
+- `end_interrupted_io`: zarr's event loop, `zarr.core.sync.loop[0]`.
 
 The zarr store vczrepo reads a session through: chunks of a local repository come
 straight from their files.
@@ -108,6 +109,28 @@ def chunk_key(array: zarr.Array, coords: tuple[int, ...]) -> str:
     """The key of a chunk in the array's store (zarr format 3)."""
     key = array.metadata.encode_chunk_key(coords)
     return f"{array.path}/{key}" if array.path else key
+
+
+def end_interrupted_io(timeout: float = 10.0) -> None:
+    """Cancel what still runs on zarr's event loop and wait for it to end. A `sync()` whose
+    caller was interrupted (Ctrl-C) leaves its coroutines running on zarr's IO thread; the
+    process would then exit with asyncio's "Task was destroyed but it is pending!" on stderr."""
+    from zarr.core import sync as zarr_sync
+
+    loop = zarr_sync.loop[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout)
+    except Exception:  # noqa: BLE001 - best effort on the way out: the exit code is decided already
+        pass
 
 
 def click_saw_broken_pipe() -> bool:

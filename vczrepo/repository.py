@@ -195,7 +195,7 @@ class Repository:
                         src = stack.enter_context(_open_batch(source, loc, settings, variants_chunk_size,
                                                               samples_chunk_size))
                     wrote = True
-                    repo = cls(loc, icechunk.Repository.create(st, storage.repository_config()), settings, author)
+                    repo = cls(loc, icechunk.Repository.create(st, storage.creation_config(loc)), settings, author)
                     default = (f"init: union of the variants of {len(variants_from)} VCZs" if variants_from
                                else f"init from {Path(src.path).name}")
                     result = repo._commit(DEFAULT_BRANCH, "init", message or default,
@@ -431,9 +431,10 @@ class Repository:
         return topological(marked)[:limit]
 
     def pending(self) -> dict | None:
-        """The multi-step operation in progress (or left by a writer that died), if any."""
+        """The multi-step operation in progress (or left by a writer that died), if any: its
+        kind, owner, start, progress (step of steps), temporary branch and finishing command."""
         plan = self.tx.pending()
-        return None if plan is None else {"op": plan.op, "owner": plan.owner, "started": plan.started}
+        return None if plan is None else self.tx.describe(self, plan)
 
     def info(self, at: str = DEFAULT_BRANCH) -> dict:
         """Summary of the VCZ at a ref: samples, variants, contigs, fields, chunking, refs there."""

@@ -22,7 +22,7 @@ SITES = (
     "purge-branch",  # one branch moved onto a purge's rewritten chain
     "purge-tag",  # one tag replaced by its purged name
     "replay",  # one operation of promote --replay re-applied
-    "plan",  # a multi-step plan written or updated
+    "plan",  # a multi-step plan written or updated, or about to be removed (its last step done)
     "gc",  # before garbage collection deletes objects
     "ref-move",  # before a branch or tag is created, moved or deleted
     "before-commit",  # all data written, commit not yet made

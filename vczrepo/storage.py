@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import icechunk
 
 from .errors import RepositoryError, UsageError, short_message
+from .logs import local_storage
 
 if TYPE_CHECKING:
     from obstore.store import AzureConfig, ClientConfig, GCSConfig, S3Config
@@ -325,7 +326,7 @@ def make_storage(loc: Location) -> icechunk.Storage:
     """Build the icechunk storage for a location; credentials come from the environment."""
     if loc.scheme == "file":
         _no_options(loc)
-        return icechunk.local_filesystem_storage(loc.path)
+        return local_storage(loc.path)  # without icechunk's warning that the write lock makes moot
     if loc.scheme == "memory":
         _no_options(loc)
         with _memory_lock:
@@ -386,6 +387,18 @@ def repository_config() -> icechunk.RepositoryConfig:
         }
     )
     config.manifest = icechunk.ManifestConfig(splitting=splitting)
+    return config
+
+
+def creation_config(loc: Location) -> icechunk.RepositoryConfig:
+    """The config a repository is created with: `repository_config`, and for a local one no
+    conditional create. That is the only conditional write icechunk makes on local storage
+    (creating the repository document), the write lock already keeps a second init out, and
+    icechunk warns about any conditional write without object metadata, which local files lack.
+    (Stored in the repository's config; it changes nothing after the creation.)"""
+    config = repository_config()
+    if loc.is_local:
+        config.storage = icechunk.StorageSettings(unsafe_use_conditional_create=False)
     return config
 
 

@@ -10,7 +10,9 @@
 (c) Plans: an operation that makes more than one commit or ref change (purge, promote
     --replay) first records its plan in the repository metadata, then runs idempotent
     steps that check the plan. If it dies, the plan stays; the next write to the
-    repository (or re-running the command) finishes it before doing anything else.
+    repository (or re-running the command) finishes it before doing anything else. The
+    kinds of plan are a static table (`PLAN_KINDS`), so any write of any process finishes
+    any plan; a Ctrl-C or an error inside a plan says how far it got and that it is recorded.
 
 Fairness on object stores: a writer that lost a race registers in the repository
 metadata; writers that see an older registration than their own wait for it to commit
@@ -20,6 +22,7 @@ first, so a long append is not starved by a stream of short removes and tags.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import random
@@ -34,7 +37,16 @@ import icechunk
 import zarr
 
 from . import journal
-from .errors import ConcurrentUpdateError, InterruptedAfterCommit, RefError, VczRepoError, from_icechunk, short_message
+from .errors import (
+    ConcurrentUpdateError,
+    InterruptedAfterCommit,
+    PlanInterrupted,
+    RefError,
+    RepositoryError,
+    VczRepoError,
+    from_icechunk,
+    short_message,
+)
 from .internals import session_store
 from .settings import Settings
 from .storage import Location, write_lock
@@ -46,8 +58,10 @@ DEADLINE_FACTOR = 20.0  # … or this many times its own first attempt, whicheve
 
 Apply = Callable[[zarr.Group], dict]
 OpenMode = Literal["r", "r+", "a", "w", "w-"]  # how a data commit opens the root group (zarr's modes)
-Resume = Callable[[Any, "Plan"], None]
-_RESUMERS: dict[str, Resume] = {}
+# The kinds of plan, by the op they record: the PlanKind (module:name) that finishes one. A
+# static table, resolved when a plan is met, so that a process that never imported a kind's
+# module finishes its plans too; a kind missing here was recorded by a newer vczrepo.
+PLAN_KINDS = {"purge": "vczrepo.ops.purge:PURGE", "replay": "vczrepo.ops.promote:REPLAY"}
 _RUNNING: set[str] = set()  # ids of the plans this process is running now
 
 
@@ -69,11 +83,6 @@ def _owner_gone(plan: Plan) -> bool:
     return False
 
 
-def register_plan(op: str, resume: Resume) -> None:
-    """Declare how to finish a plan of kind `op` (called by the module implementing it)."""
-    _RESUMERS[op] = resume
-
-
 @dataclass
 class Plan:
     """A multi-step operation in progress, as stored in the repository metadata."""
@@ -84,6 +93,7 @@ class Plan:
     owner: str = field(default_factory=lambda: f"{journal.user()}@{socket.gethostname()}:{os.getpid()}")
     started: str = field(default_factory=journal.now)
     heartbeat: float = field(default_factory=time.time)
+    recorded: bool = field(default=False, compare=False)  # written to the repository at least once
 
     def to_json(self) -> dict:
         return {"id": self.id, "op": self.op, "owner": self.owner, "started": self.started,
@@ -91,7 +101,38 @@ class Plan:
 
     @classmethod
     def from_json(cls, d: dict) -> Plan:
-        return cls(d["op"], dict(d["state"]), d["id"], d["owner"], d["started"], float(d["heartbeat"]))
+        return cls(d["op"], dict(d["state"]), d["id"], d["owner"], d["started"], float(d["heartbeat"]),
+                   recorded=True)
+
+    @property
+    def temporary_branch(self) -> str | None:
+        """The branch the plan builds its result on (not a user's ref)."""
+        return self.state.get("temp")
+
+
+@dataclass(frozen=True)
+class PlanKind:
+    """How one kind of plan is run or finished, and how far one has got."""
+
+    label: str  # the operation as its user names it: "purge", "promote --replay"
+    command: str  # the command that finishes it, for messages: "vczrepo purge"
+    resume: Callable[[Any, Plan], None]  # (Repository, plan): run or finish it; every step idempotent
+    progress: Callable[[Any, Plan], tuple[int, int]]  # (steps done, steps in all), read from the repository
+
+
+def plan_kind(plan: Plan) -> PlanKind:
+    """The kind of a recorded plan; a kind this version does not know is a newer version's."""
+    target = PLAN_KINDS.get(plan.op)
+    if target is None:
+        from . import __version__
+
+        raise RepositoryError(f"the repository holds an unfinished {plan.op!r} (started {plan.started} by "
+                              f"{plan.owner}) recorded by a newer vczrepo than this one ({__version__}): "
+                              "upgrade vczrepo to finish it")
+    module, _, name = target.partition(":")
+    kind = getattr(importlib.import_module(module), name)
+    assert isinstance(kind, PlanKind), target
+    return kind
 
 
 class Transaction:
@@ -130,32 +171,65 @@ class Transaction:
         return plan
 
     def run_plan(self, context: Any, plan: Plan) -> None:
-        """Run (or finish) a plan's steps, then remove it; the steps are idempotent."""
-        if plan.op not in _RESUMERS:
-            raise VczRepoError(f"the repository holds an unfinished {plan.op} of an unknown kind "
-                               f"(started {plan.started} by {plan.owner}); upgrade vczrepo")
+        """Run (or finish) a plan's steps, then remove it; the steps are idempotent. A new plan
+        is recorded first. If a step is cut (Ctrl-C, an error), the exception says how far the
+        plan got and that the next write finishes it (read back from the repository)."""
+        kind = plan_kind(plan)
         outer, self._plan = self._plan, plan
         _RUNNING.add(plan.id)
         try:
-            _RESUMERS[plan.op](context, plan)
+            if not plan.recorded:
+                self.save_plan(plan)
+            kind.resume(context, plan)
+        except KeyboardInterrupt:
+            standing = self._standing(context, plan, kind)
+            if standing is None:  # nothing recorded: a plain interrupt, nothing was written
+                raise
+            raise PlanInterrupted(f"{kind.label} interrupted {standing}") from None
+        except Exception as e:
+            standing = self._standing(context, plan, kind)
+            if standing is not None:
+                e.add_note(f"{kind.label} stopped {standing}")
+            raise
         finally:
             _RUNNING.discard(plan.id)
             self._plan = outer
 
-    def begin_plan(self, op: str, state: dict) -> Plan:
-        """Record a new plan before its first step (the lock must be held)."""
-        plan = Plan(op, state)
-        self.save_plan(plan)
-        return plan
+    def _standing(self, context: Any, plan: Plan, kind: PlanKind) -> str | None:
+        """What a cut plan leaves in the repository: None if it was never recorded."""
+        try:
+            recorded = self.pending()
+        except Exception:  # noqa: BLE001 - the storage failed as well: say what this process knows
+            recorded = plan if plan.recorded else None
+        if recorded is None or recorded.id != plan.id:
+            return "after its last step: done" if plan.recorded else None
+        try:
+            step, steps = kind.progress(context, recorded)
+            where = f"after step {step} of {steps}"
+        except Exception:  # noqa: BLE001 - as above
+            where = "part-way"
+        return f"{where}: recorded; the next write or `{kind.command}` finishes it"
+
+    def describe(self, context: Any, plan: Plan, *, progress: bool = True) -> dict:
+        """A recorded plan for users (log, info, check): kind, owner, start, progress (with
+        `progress`: a few reads), temporary branch and the command that finishes it."""
+        known = plan.op in PLAN_KINDS
+        kind = plan_kind(plan) if known else None
+        step, steps = kind.progress(context, plan) if kind is not None and progress else (None, None)
+        return {"op": plan.op, "operation": kind.label if kind else plan.op, "owner": plan.owner,
+                "started": plan.started, "step": step, "steps": steps,
+                "temporary_branch": plan.temporary_branch, "finish_with": kind.command if kind else None}
 
     def save_plan(self, plan: Plan) -> None:
         """Record a plan's progress (and keep its lease)."""
         plan.heartbeat = time.time()
         self.update_metadata({PLAN_KEY: plan.to_json()})
+        plan.recorded = True
         self.settings.at("plan")
 
     def end_plan(self, plan: Plan, metadata: dict | None = None) -> None:
         """Remove a finished plan (with any metadata that goes with its end, in one write)."""
+        self.settings.at("plan")
         self.update_metadata({PLAN_KEY: None, **(metadata or {})})
 
     # ----- (a) data commits -----

@@ -21,7 +21,7 @@ from .. import schema
 from ..errors import ConcurrentUpdateError, RefError, VczRepoError
 from ..journal import Commit
 from ..refs import SNAPSHOT_ID
-from ..transaction import Plan, register_plan
+from ..transaction import Plan, PlanKind
 
 if TYPE_CHECKING:
     from ..repository import BranchMove, CommitResult, Repository
@@ -65,7 +65,7 @@ def promote(repo: Repository, source: str, into: str, *, replay: bool = False) -
             if c.op not in REPLAYABLE or (c.op == "revert" and "samples_removed" not in c.metadata
                                           and "sample_range" not in c.metadata):
                 raise VczRepoError(f"cannot replay {c.op} commit {c.id}; nothing was replayed")
-        plan = repo.tx.begin_plan("replay", {
+        plan = Plan("replay", {
             "branch": into, "target": target, "ops": [c.id for c in ops],
             "temp": f"vczrepo-replay-{uuid.uuid4().hex[:12]}",
         })
@@ -77,10 +77,10 @@ def promote(repo: Repository, source: str, into: str, *, replay: bool = False) -
     return BranchMove(into, target, new, "replay", [CommitResult(c.id, into, c.metadata) for c in commits])
 
 
-def _replayed(repo: Repository, temp: str, target: str) -> set[str]:
-    """The source commits already re-applied on the temporary branch."""
+def _replayed(repo: Repository, head: str, target: str) -> set[str]:
+    """The source commits re-applied between `target` and `head` (newer), by their journal."""
     done = set()
-    for c in repo.log(repo.icechunk.lookup_branch(temp)):
+    for c in repo.log(head):
         if c.id == target:
             break
         if "replayed_from" in c.metadata:
@@ -88,15 +88,21 @@ def _replayed(repo: Repository, temp: str, target: str) -> set[str]:
     return done
 
 
+def _moved(repo: Repository, plan: Plan) -> bool:
+    """Has the branch been moved onto the replayed commits? (Its head then holds every
+    operation replayed since the target: a cut after the move leaves only the clean-up.)"""
+    st = plan.state
+    head = repo.icechunk.lookup_branch(st["branch"])
+    return head != st["target"] and set(st["ops"]) <= _replayed(repo, head, st["target"])
+
+
 def resume_replay(repo: Repository, plan: Plan) -> None:
     """Run or finish a replay plan; every step checks what is already done."""
     st = plan.state
     into, temp = st["branch"], st["temp"]
-    branches = repo.icechunk.list_branches()
-    head = repo.icechunk.lookup_branch(into)
-    if temp in branches and head == repo.icechunk.lookup_branch(temp) and head != st["target"]:
-        pass  # cut after the final move: only the clean-up is left
-    else:
+    if not _moved(repo, plan):
+        branches = repo.icechunk.list_branches()
+        head = repo.icechunk.lookup_branch(into)
         if head != st["target"]:  # the branch moved since the plan (object stores): replay onto its new head
             if temp in branches:
                 repo.tx.delete_branch(temp)
@@ -105,7 +111,7 @@ def resume_replay(repo: Repository, plan: Plan) -> None:
             repo.tx.save_plan(plan)
         if temp not in branches:
             repo.tx.create_branch(temp, st["target"])
-        done = _replayed(repo, temp, st["target"])
+        done = _replayed(repo, repo.icechunk.lookup_branch(temp), st["target"])
         for cid in st["ops"]:
             if cid not in done:
                 repo.settings.at("replay")
@@ -116,8 +122,22 @@ def resume_replay(repo: Repository, plan: Plan) -> None:
         except ConcurrentUpdateError:
             repo.tx.save_plan(plan)  # the next write (or a re-run) replays onto the new head
             raise
-    repo.tx.delete_branch(temp)
+    if temp in repo.icechunk.list_branches():
+        repo.tx.delete_branch(temp)
     repo.tx.end_plan(plan)
+
+
+def progress(repo: Repository, plan: Plan) -> tuple[int, int]:
+    """(steps done, steps in all), read from the repository: the plan recorded, then each
+    operation replayed, then the branch moved."""
+    st = plan.state
+    steps = 2 + len(st["ops"])
+    if _moved(repo, plan):
+        return steps, steps
+    if st["temp"] not in repo.icechunk.list_branches():
+        return 1, steps
+    replayed = _replayed(repo, repo.icechunk.lookup_branch(st["temp"]), st["target"])
+    return 1 + len(replayed & set(st["ops"])), steps
 
 
 def _replay_one(repo: Repository, commit: Commit, branch: str) -> CommitResult:
@@ -153,4 +173,4 @@ def reset(repo: Repository, branch: str, at: str, *, expect: str | None = None, 
     return BranchMove(branch, old, new, "reset", [])
 
 
-register_plan("replay", resume_replay)
+REPLAY = PlanKind("promote --replay", "vczrepo promote --replay", resume_replay, progress)

@@ -31,7 +31,7 @@ from ..errors import ConcurrentUpdateError, RefError, SampleError, VczRepoError,
 from ..internals import chunk_key
 from ..journal import names_digest
 from ..summaries import MAINTAINED, update_summaries
-from ..transaction import Plan, register_plan
+from ..transaction import Plan, PlanKind
 from .remove import null_columns
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def purge(repo: Repository, samples: Sequence[str], *, dry_run: bool = False) ->
         if dry_run:
             return result
         state = {**result.to_json(), "temp": f"vczrepo-purge-{uuid.uuid4().hex[:12]}"}
-        running = repo.tx.begin_plan("purge", state)
+        running = Plan("purge", state)
         repo.tx.run_plan(repo, running)
     return _result(running)
 
@@ -290,4 +290,16 @@ def resume_purge(repo: Repository, plan: Plan) -> None:
     repo.tx.end_plan(plan)
 
 
-register_plan("purge", resume_purge)
+def progress(repo: Repository, plan: Plan) -> tuple[int, int]:
+    """(steps done, steps in all), read from the repository: the plan recorded, then each
+    commit rewritten, each branch moved and each tag replaced."""
+    st = plan.state
+    branches, tags = repo.icechunk.list_branches(), repo.icechunk.list_tags()
+    moved = sum(b not in branches or repo.icechunk.lookup_branch(b) == st["rewritten"].get(tip)
+                for b, tip in st["branches"].items())
+    replaced = sum(new in tags and old not in tags for old, new in st["new_tag_names"].items())
+    return (1 + len(st["rewritten"]) + moved + replaced,
+            1 + len(st["rewrite"]) + len(st["branches"]) + len(st["tags"]))
+
+
+PURGE = PlanKind("purge", "vczrepo purge", resume_purge, progress)
