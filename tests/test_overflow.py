@@ -113,9 +113,13 @@ def test_counts_past_int8_equal_bcftools_through_history(tmp_path, cli, chr22, n
     repo_path = tmp_path / "r"
     repo, _ = vczrepo.Repository.init(repo_path, chr22["part1"])
     assert np.dtype(repo.group()["variant_AN"].dtype) == np.int8  # as bio2zarr stored part 1
+    before = state(repo_path)
+    planned = repo.plan_append(chr22["part2"]).summaries_widened  # append --dry-run names them too
+    assert state(repo_path) == before
     appended = repo.append(chr22["part2"])
     widened = {w["name"]: (w["old_dtype"], w["new_dtype"]) for w in appended.metadata["summaries_widened"]}
     assert widened == {f"variant_{f}": ("int8", "int32") for f in ("AC", "AN", "NS")}
+    assert {w.name: (w.old_dtype, w.new_dtype) for w in planned} == widened
     whole = want(chr22["whole"])
     assert max(int(line.split("\t")[4]) for line in whole.splitlines()) > 127
     assert got(cli, repo_path) == whole

@@ -113,13 +113,15 @@ def repo_path(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["append", "dry-run"])
 @pytest.mark.parametrize("case", list(APPEND_REFUSALS))
-def test_append_refuses_from_the_header_before_converting(tmp_path, repo_path, no_conversion, case):
+def test_append_refuses_from_the_header_before_converting(tmp_path, repo_path, no_conversion, case, dry_run):
     make, error, message = APPEND_REFUSALS[case]
     batch = make(tmp_path)
     before = state(repo_path)
+    repo = vczrepo.Repository.open(repo_path)
     with pytest.raises(error) as info:
-        vczrepo.Repository.open(repo_path).append(batch)
+        repo.plan_append(batch) if dry_run else repo.append(batch)
     assert str(info.value) == message
     assert state(repo_path) == before
 

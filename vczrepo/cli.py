@@ -423,7 +423,7 @@ def _print_append_plan(plan: Any) -> None:
                    f"arrays ({grown.stored_bytes} bytes stored)")
     elif grown is not None:
         click.echo("no new sites: nothing to grow")
-    for w in plan.widened:
+    for w in [*plan.widened, *plan.summaries_widened]:
         click.echo(f"would widen {w.describe()}: rewrite {w.chunks} chunk(s) ({w.bytes_read} bytes stored)")
 
 

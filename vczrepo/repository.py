@@ -578,9 +578,7 @@ class Repository:
         if self.settings.distributed:
             _require_dask()
         head = self._require_branch(branch)
-        same_variants = not (normalise or grow_variants)
-        _precheck(source, lambda header: precheck.before_append(self.group(head), header,
-                                                                 same_variants=same_variants))
+        self._precheck_append(source, head, same_variants=not (normalise or grow_variants))
         options: dict[str, Any] = {"fill_missing_fields": fill_missing_fields, "align": align}
         with self._open_batch(source, head, variants_chunk_size, samples_chunk_size) as src:
 
@@ -626,10 +624,16 @@ class Repository:
 
         self._check_append_options(normalise, allow_new_alleles, grow_variants)
         head = self._require_branch(branch)
+        self._precheck_append(source, head, same_variants=not (normalise or grow_variants))
         with self._open_batch(source, head, variants_chunk_size, samples_chunk_size) as src:
             return plan_append(self.pipe, self.group(head), src.group, fill_missing_fields=fill_missing_fields,
                                align=align, normalise=normalise, allow_new_alleles=allow_new_alleles,
                                grow_variants=grow_variants)
+
+    def _precheck_append(self, source: str | os.PathLike | zarr.Group, head: str, *, same_variants: bool) -> None:
+        """What an append can refuse from a VCF/BCF batch's header, before converting it."""
+        _precheck(source, lambda header: precheck.before_append(self.group(head), header,
+                                                                 same_variants=same_variants))
 
     def _before(self, root: zarr.Group) -> zarr.Group:
         """The committed state a writable session's root started from, read-only."""

@@ -200,30 +200,51 @@ def _needs_hidden(fields: dict) -> bool:
 COUNT_DTYPE = np.dtype(np.int32)  # the narrowest type counts that grow with the cohort are held in
 
 
-def count_dtype(root: zarr.Group) -> np.dtype:
+def count_dtype(root: zarr.Group, n_columns: int | None = None) -> np.dtype:
     """The integer type the maintained counts need: int32, or int64 once every sample column
-    (null ones included) times the ploidy could exceed int32 (the most AN, AC or NS can reach)."""
+    (null ones included; `n_columns` of them, by default those there now) times the ploidy
+    could exceed int32 (the most AN, AC or NS can reach)."""
     gt = schema.array(root, "call_genotype")
-    capacity = int(gt.shape[1]) * max(2, int(gt.shape[2]) if gt.ndim > 2 else 1)
+    columns = int(gt.shape[1]) if n_columns is None else n_columns
+    capacity = columns * max(2, int(gt.shape[2]) if gt.ndim > 2 else 1)
     return widen.narrowest_int(0, capacity, COUNT_DTYPE)
+
+
+def _narrow_counts(root: zarr.Group, fields: Sequence[str], need: np.dtype) -> dict[str, np.dtype]:
+    """The count arrays of `fields` (and the hidden allele counts) held narrower than `need`,
+    with the type each is widened to."""
+    names = [f"variant_{f}" for f in LINEAR if f in fields] + ([HIDDEN_COUNTS] if HIDDEN_COUNTS in root else [])
+    out = {}
+    for name in names:
+        dtype = np.dtype(schema.array(root, name).dtype)
+        if dtype.kind in "iu" and np.promote_types(dtype, need) != dtype:
+            out[name] = np.promote_types(dtype, need)
+    return out
 
 
 def widen_counts(pipe: chunks.Pipeline, root: zarr.Group, fields: dict[str, zarr.Array]) -> list[dict]:
     """Rewrite the maintained counts (and the hidden allele counts) held in a type narrower than
     `count_dtype` (bio2zarr stores AN=110 as int8), so that no later count wraps; `fields` is
     updated with the rewritten arrays. Returns the journal's record of each rewrite."""
-    need = count_dtype(root)
-    names = {f"variant_{f}": f for f in LINEAR if f in fields}
-    if HIDDEN_COUNTS in root:
-        names[HIDDEN_COUNTS] = HIDDEN_COUNTS
     done = []
-    for name, field in names.items():
-        dtype = np.dtype(schema.array(root, name).dtype)
-        if dtype.kind in "iu" and np.promote_types(dtype, need) != dtype:
-            done.append(widen.retype(pipe, root, name, dtype=np.promote_types(dtype, need)).to_json())
-            if field in fields:
-                fields[field] = schema.array(root, name)
+    for name, dtype in _narrow_counts(root, list(fields), count_dtype(root)).items():
+        done.append(widen.retype(pipe, root, name, dtype=dtype).to_json())
+        field = name.removeprefix("variant_")
+        if field in fields:
+            fields[field] = schema.array(root, name)
     return done
+
+
+def planned_count_widening(root: zarr.Group, n_columns: int) -> list[widen.Widening]:
+    """What the next change of the sample set would widen of the counts (nothing written), once
+    the repository has `n_columns` sample columns: the maintained counts, or before the first
+    change (when which fields are maintained is decided) every count field present."""
+    if "call_genotype" not in root:
+        return []
+    state = summary_state(root)
+    fields = state["maintained"] if state else list(info_fields(root))
+    return [widen.plan(root, name, dtype=dtype)
+            for name, dtype in _narrow_counts(root, fields, count_dtype(root, n_columns)).items()]
 
 
 def init_hidden_counts(root: zarr.Group) -> zarr.Array:

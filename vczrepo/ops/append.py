@@ -21,7 +21,7 @@ from ..errors import SourceError
 from ..settings import Settings
 from ..sources import Source, open_vcz
 from ..storage import Location
-from ..summaries import journal_entry, update_summaries
+from ..summaries import journal_entry, planned_count_widening, update_summaries
 from .normalise import Variants, add_alleles, map_variants, normalise
 
 if TYPE_CHECKING:
@@ -193,17 +193,20 @@ class AppendPlan:
     n_padding: int  # null columns added before them
     fields_added: list[str]
     widened: list[widen.Widening]  # repository arrays rewritten wider (bytes_written: None)
+    summaries_widened: list[widen.Widening]  # INFO counts rewritten in a type the cohort's size needs
     variants_grown: GrowthCost | None  # with grow_variants: the sites inserted and what moves
     normalised: bool
 
     @property
     def chunks_rewritten(self) -> int:
-        return sum(w.chunks for w in self.widened) + (self.variants_grown.chunks if self.variants_grown else 0)
+        return (sum(w.chunks for w in [*self.widened, *self.summaries_widened])
+                + (self.variants_grown.chunks if self.variants_grown else 0))
 
     def to_json(self) -> dict:
         return {"sample_range": list(self.sample_range), "n_samples_added": self.n_samples_added,
                 "n_padding": self.n_padding, "fields_added": self.fields_added,
-                "widened": [w.to_json() for w in self.widened], "normalised": self.normalised,
+                "widened": [w.to_json() for w in self.widened],
+                "summaries_widened": [w.to_json() for w in self.summaries_widened], "normalised": self.normalised,
                 "variants_grown": self.variants_grown.to_json() if self.variants_grown else None,
                 "chunks_rewritten": self.chunks_rewritten}
 
@@ -227,7 +230,8 @@ def plan_append(pipe: chunks.Pipeline, root: zarr.Group, batch: zarr.Group, *, f
     decided = decide(pipe, root, batch, fill_missing_fields=fill_missing_fields, align=align,
                      same_variants=not (normalise or grow_variants))
     return AppendPlan((decided.start, decided.total), len(decided.ids), decided.padding, decided.fields_added,
-                      widen.plan_all(root, needs + decided.widen), growth, normalise or grow_variants)
+                      widen.plan_all(root, needs + decided.widen), planned_count_widening(root, decided.total),
+                      growth, normalise or grow_variants)
 
 
 def append_normalised(pipe: chunks.Pipeline, root: zarr.Group, source: Source, *, allow_new_alleles: bool = False,
