@@ -107,7 +107,7 @@ def test_every_ref_is_checked_by_default(tagged):
     assert [r.ref for r in report.refs] == ["main", "t1"]
     doc = report.to_json()
     assert list(doc) == ["ok", "deep", "refs", "repository_problems", "chunks_verified", "unverified",
-                         "objects_verified", "objects_unverified", "problems"]
+                         "objects_verified", "objects_unverified", "in_progress", "problems"]
     assert list(doc["refs"][0]) == ["ref", "snapshot", "ok", "arrays_read", "chunks_read", "problems"]
     json.dumps(doc)
     one = vczrepo.Repository.open(tagged).check(at="t1")
