@@ -21,8 +21,7 @@ same command in a subprocess, SIGKILL at U(0, duration), and
 
     python scripts/crash_campaign.py [--trials N] [--ops a,b] [--seed S] [--size ci|full] [--json [PATH]]
 
-Exit 1 if any trial failed (operations in PENDING_PLAN are reported but do not fail the run
-unless --strict). Verification runs the CLI in-process (click's CliRunner) to save interpreter
+Exit 1 if any trial failed. Verification runs the CLI in-process (click's CliRunner) to save interpreter
 start-ups; the killed run, the measurement run and the follow-up writes are subprocesses.
 """
 
@@ -72,9 +71,6 @@ CLI: dict[str, Callable[..., list[str]]] = {
     "check": lambda r, at: ["check", S(r), "--at", at],
     "check_all": lambda r: ["check", S(r)],
 }
-# Operations whose failures are reported but fail the run only with --strict (none: purge and
-# promote --replay are recorded plans that re-running the command finishes).
-PENDING_PLAN: set[str] = set()
 EXIT_ALREADY = 6  # append: "already in the repository"
 MAX_STARTUP_SHARE = 0.8  # --skip-startup: kills start at most this far into the measured duration
 VCZREPO = [str(Path(sys.executable).parent / "vczrepo")]
@@ -318,7 +314,6 @@ class OpResult:
     trials: int = 0
     outcomes: dict = field(default_factory=lambda: {"old": 0, "new": 0, "finished": 0})
     failures: list = field(default_factory=list)
-    pending_plan: bool = False
     startup: float = 0.0  # kills drawn from U(startup, duration); 0 unless --skip-startup
     plans_pending: int = 0  # multi-step operations: kills that left a recorded plan
     follow_ups: dict = field(default_factory=dict)  # … the writes that followed, and how often
@@ -440,7 +435,7 @@ def expectations(op: Op, template: Path, work: Path, ctx: dict) -> Callable[[str
 
 def run_op(op: Op, work: Path, data: Path, size: Size, trials: int, rng: random.Random,
            log: Callable[[str], None], skip_startup: bool = False, measure_runs: int = 1) -> OpResult:
-    result = OpResult(op.name, pending_plan=op.name in PENDING_PLAN)
+    result = OpResult(op.name)
     template = work / f"template-{op.name}"
     shutil.rmtree(template, ignore_errors=True)
     ctx = op.build(template, data, size)
@@ -521,8 +516,6 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH", help="write results as JSON")
-    parser.add_argument("--strict", action="store_true",
-                        help="failures of operations pending the plan rewrite fail the run too")
     parser.add_argument("--work-dir", type=Path, help="default: a temporary directory")
     parser.add_argument("--measure-runs", type=int, default=1,
                         help="uninterrupted runs per operation; the fastest sets the kill window")
@@ -546,15 +539,14 @@ def main(args: list[str] | None = None) -> int:
     print(format_table(results))
     for r in results.values():
         for f in r.failures:
-            print(f"FAIL{' (pending plan)' if r.pending_plan else ''}: {f}")
+            print(f"FAIL: {f}")
     if a.json:
         doc = {"seed": a.seed, "size": a.size,
                "seconds": time.monotonic() - started,
                "results": [dataclasses.asdict(r) for r in results.values()]}
         text = json.dumps(doc, indent=2)
         sys.stdout.write(text + "\n") if a.json == "-" else Path(a.json).write_text(text)
-    counted = [r for r in results.values() if a.strict or not r.pending_plan]
-    return 1 if any(r.failures for r in counted) else 0
+    return 1 if any(r.failures for r in results.values()) else 0
 
 
 if __name__ == "__main__":

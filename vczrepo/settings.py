@@ -20,7 +20,7 @@ SITES = (
     "restore",  # one chunk rewritten with restored columns (revert of a remove)
     "purge-rewrite",  # one commit of a purge rewritten
     "purge-branch",  # one branch moved onto a purge's rewritten chain
-    "purge-tag",  # one tag replaced by its purged name
+    "purge-tag",  # a purge's new tag names recorded, or one tag replaced by its purged name
     "replay",  # one operation of promote --replay re-applied
     "plan",  # a multi-step plan written or updated, or about to be removed (its last step done)
     "gc",  # before garbage collection deletes objects

@@ -266,6 +266,7 @@ def _replace_tags(repo: Repository, plan: Plan) -> None:
     new_names = st["new_tag_names"]
     wanted = {**{old: new_names.get(cur, cur) for old, cur in renamed.items()}, **new_names}
     if wanted != renamed:
+        repo.settings.at("purge-tag")
         repo.tx.update_metadata({RENAMED_TAGS: wanted})
     existing = repo.icechunk.list_tags()
     for tag, sid in st["tags"].items():
