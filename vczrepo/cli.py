@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -221,12 +221,21 @@ class Cli(click.Group):
         except SystemExit:
             from .internals import click_saw_broken_pipe
 
-            if click_saw_broken_pipe():  # the reader stopped early (`vczrepo samples R | head`)
-                sys.exit(EXIT_BROKEN_PIPE)
+            if click_saw_broken_pipe():
+                _reader_gone()
             raise
         except BaseException as e:  # noqa: BLE001 - mapped below, re-raised if unknown
             _handle(e, as_json)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _reader_gone() -> NoReturn:
+    """The reader stopped early (`vczrepo samples R | head`): exit 141 at once. Every
+    commit and lock is already closed here and nothing is left to write; skipping the
+    interpreter's shutdown keeps it away from icechunk's runtime threads (a shutdown beside
+    them crashed with SIGSEGV once under heavy load)."""
+    sys.stderr.flush()
+    os._exit(EXIT_BROKEN_PIPE)
 
 
 def _handle(error: BaseException, as_json: bool = False) -> None:
@@ -244,9 +253,8 @@ def _handle(error: BaseException, as_json: bool = False) -> None:
             end_interrupted_io()
         _fail(str(error) if isinstance(error, Interrupted) else "interrupted; nothing was committed",
               EXIT_INTERRUPTED, as_json)
-    if isinstance(error, BrokenPipeError):  # the reader stopped early (`vczrepo samples R | head`)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-        sys.exit(EXIT_BROKEN_PIPE)
+    if isinstance(error, BrokenPipeError):
+        _reader_gone()
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
         _fail(f"{error.strerror or type(error).__name__}{where}{notes}", 1, as_json)
