@@ -9,6 +9,7 @@ by the command that runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -230,12 +231,33 @@ class Cli(click.Group):
 
 
 def _reader_gone() -> NoReturn:
-    """The reader stopped early (`vczrepo samples R | head`): exit 141 at once. Every
-    commit and lock is already closed here and nothing is left to write; skipping the
-    interpreter's shutdown keeps it away from icechunk's runtime threads (a shutdown beside
-    them crashed with SIGSEGV once under heavy load)."""
-    sys.stderr.flush()
-    os._exit(EXIT_BROKEN_PIPE)
+    """The reader stopped early (`vczrepo samples R | head`): exit 141, nothing left to write."""
+    _exit(EXIT_BROKEN_PIPE)
+
+
+def _exit(code: int) -> NoReturn:
+    """Flush the output and end the process without the interpreter's shutdown. Every
+    commit, lock, temporary directory and dask cluster is closed by then (context managers);
+    what the shutdown would add is finalizing modules beside the threads of icechunk's and
+    zarr's runtimes, which on this CPython (3.12.1) crashed with SIGSEGV now and then after
+    a command had printed all its output and done its work."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def run() -> NoReturn:
+    """The `vczrepo` program (`python -m vczrepo`): the click group, then `_exit`. The
+    group itself (`main`) raises SystemExit as click does, for CliRunner and other callers."""
+    try:
+        main(prog_name="vczrepo")
+    except SystemExit as e:  # Cli.main ends every run with an int code
+        _exit(e.code if isinstance(e.code, int) else int(e.code is not None))
+    _exit(0)
 
 
 def _handle(error: BaseException, as_json: bool = False) -> None:
