@@ -55,7 +55,7 @@ def checkpoint(at):
 
 settings = cli.State.settings
 cli.State.settings = lambda self, **kw: dataclasses.replace(settings(self, **kw), checkpoint=checkpoint)
-cli.main(args=sys.argv[5:], prog_name="vczrepo")
+cli.run(sys.argv[5:])
 """
 
 

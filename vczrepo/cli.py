@@ -250,11 +250,12 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
-def run() -> NoReturn:
-    """The `vczrepo` program (`python -m vczrepo`): the click group, then `_exit`. The
-    group itself (`main`) raises SystemExit as click does, for CliRunner and other callers."""
+def run(args: list[str] | None = None) -> NoReturn:
+    """The `vczrepo` program (`python -m vczrepo`; `args`: sys.argv[1:]): the click group,
+    then `_exit`. The group itself (`main`) raises SystemExit as click does, for CliRunner
+    and other callers."""
     try:
-        main(prog_name="vczrepo")
+        main(args, prog_name="vczrepo")
     except SystemExit as e:  # Cli.main ends every run with an int code
         _exit(e.code if isinstance(e.code, int) else int(e.code is not None))
     _exit(0)
