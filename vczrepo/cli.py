@@ -9,6 +9,7 @@ by the command that runs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -236,11 +237,13 @@ def _reader_gone() -> NoReturn:
 
 
 def _exit(code: int) -> NoReturn:
-    """Flush the output and end the process without the interpreter's shutdown. Every
-    commit, lock, temporary directory and dask cluster is closed by then (context managers);
-    what the shutdown would add is finalizing modules beside the threads of icechunk's and
-    zarr's runtimes, which on this CPython (3.12.1) crashed with SIGSEGV now and then after
-    a command had printed all its output and done its work."""
+    """Flush the output, run the exit handlers (multiprocessing's clean-up of semaphores,
+    logging's flush) and end the process without the rest of the interpreter's shutdown:
+    every commit, lock, temporary directory and dask cluster is closed by then (context
+    managers), and what remains, finalizing modules beside the threads of icechunk's and
+    zarr's runtimes, crashed on this CPython (3.12.1) with SIGSEGV now and then after a
+    command had printed all its output and done its work."""
+    atexit._run_exitfuncs()
     try:
         sys.stdout.flush()
     except BrokenPipeError:
