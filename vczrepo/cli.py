@@ -223,17 +223,12 @@ class Cli(click.Group):
         except SystemExit:
             from .internals import click_saw_broken_pipe
 
-            if click_saw_broken_pipe():
-                _reader_gone()
+            if click_saw_broken_pipe():  # the reader stopped early (`vczrepo samples R | head`)
+                _exit(EXIT_BROKEN_PIPE)
             raise
         except BaseException as e:  # noqa: BLE001 - mapped below, re-raised if unknown
             _handle(e, as_json)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def _reader_gone() -> NoReturn:
-    """The reader stopped early (`vczrepo samples R | head`): exit 141, nothing left to write."""
-    _exit(EXIT_BROKEN_PIPE)
 
 
 def _exit(code: int) -> NoReturn:
@@ -279,8 +274,8 @@ def _handle(error: BaseException, as_json: bool = False) -> None:
             end_interrupted_io()
         _fail(str(error) if isinstance(error, Interrupted) else "interrupted; nothing was committed",
               EXIT_INTERRUPTED, as_json)
-    if isinstance(error, BrokenPipeError):
-        _reader_gone()
+    if isinstance(error, BrokenPipeError):  # the reader stopped early: nothing left to write
+        _exit(EXIT_BROKEN_PIPE)
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
         _fail(f"{error.strerror or type(error).__name__}{where}{notes}", 1, as_json)
