@@ -233,11 +233,11 @@ class Cli(click.Group):
 
 def _exit(code: int) -> NoReturn:
     """Flush the output, run the exit handlers (multiprocessing's clean-up of semaphores,
-    logging's flush) and end the process without the rest of the interpreter's shutdown:
-    every commit, lock, temporary directory and dask cluster is closed by then (context
-    managers), and what remains, finalizing modules beside the threads of icechunk's and
-    zarr's runtimes, crashed on this CPython (3.12.1) with SIGSEGV now and then after a
-    command had printed all its output and done its work."""
+    logging's flush, vczrepo.shutdown's wait for icechunk's threads) and end the process
+    without the rest of the interpreter's shutdown: every commit, lock, temporary directory
+    and dask cluster is closed by then (context managers), and what remains, finalizing
+    modules beside the threads of icechunk's and zarr's runtimes, is where a command that
+    had done all its work could still crash (vczrepo.shutdown says how)."""
     atexit._run_exitfuncs()
     try:
         sys.stdout.flush()

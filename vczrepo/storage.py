@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import icechunk
 
+from . import shutdown
 from .errors import RepositoryError, UsageError, short_message
 from .logs import local_storage
 
@@ -324,6 +325,7 @@ class RawObjects:
 
 def make_storage(loc: Location) -> icechunk.Storage:
     """Build the icechunk storage for a location; credentials come from the environment."""
+    shutdown.register()  # this process will run icechunk calls: let their threads finish at exit
     if loc.scheme == "file":
         _no_options(loc)
         return local_storage(loc.path)  # without icechunk's warning that the write lock makes moot
