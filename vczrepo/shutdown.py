@@ -6,9 +6,9 @@ the call's task locals (the event loop and a context). CPython 3.12 ends, mid-ca
 thread that takes the GIL once finalization has begun: when the main thread reached it
 first (a script's last read, then exit), that drop was cut short while the garbage
 collector ran, and the process died with SIGSEGV after all its work and output were done
-(pyo3 0.29 in icechunk 2.3; about 1 run in 200 of a short script here). Those threads
+(pyo3 0.29 in icechunk 2.3; 1 run in 120 to 200 of a short script here). Those threads
 cannot be seen from Python, so there is no readiness to wait on: at exit the GIL is
-released a few times, each a chance for a waiting thread to take it and finish, which is
+released `_ROUNDS` times, each a chance for a waiting thread to take it and finish, which is
 all they need. It runs among the exit handlers, before finalization begins, and costs
 about `_ROUNDS` milliseconds once per process.
 """
