@@ -141,6 +141,18 @@ def test_author_from_the_option_or_the_environment(forked, tmp_path):
     assert repo.log()[0].author == "Cy <cy@example.org>"
 
 
+def test_a_replayed_commit_keeps_its_author_and_names_the_replayer_as_user(forked):
+    """git's cherry-pick: the author stays, the one who replays is the committer (here user@host)."""
+    assert _vczrepo("--author", "Ana", "remove", forked, "T0", "-b", "trial").returncode == 0
+    result = _vczrepo("--author", "Bo", "promote", forked, "trial", "--replay")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(_vczrepo("log", forked, "-n", "2", "--json").stdout)
+    me = f"{getpass.getuser()}@{socket.gethostname()}"
+    assert [(r["author"], r["metadata"]["replayed_from"] in _ids(forked, "trial")) for r in rows] == [
+        ("Ana", True), (me, True)]
+    assert (rows[0]["metadata"]["user"], rows[0]["metadata"]["host"]) == (getpass.getuser(), socket.gethostname())
+
+
 def test_log_shows_each_commits_own_time_after_a_purge(cli, tmp_path):
     path = tmp_path / "r"
     repo, _ = vczrepo.Repository.init(path, make_vcz(tmp_path, "a", ["S0", "S1"]))

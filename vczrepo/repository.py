@@ -521,7 +521,7 @@ class Repository:
     # ----- data mutations -----
     def _commit(self, branch: str, op: str, message: str, apply: Apply, mode: OpenMode = "r+") -> CommitResult:
         author = self.author
-        signed = apply if author is None else lambda root: {**apply(root), "author": author}
+        signed = apply if author is None else lambda root: {"author": author, **apply(root)}  # a replay's wins
         sid, metadata = self.tx.commit(branch, op, message, signed, context=self, mode=mode)
         return CommitResult(sid, branch, metadata)
 

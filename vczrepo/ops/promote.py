@@ -141,9 +141,10 @@ def progress(repo: Repository, plan: Plan) -> tuple[int, int]:
 
 
 def _replay_one(repo: Repository, commit: Commit, branch: str) -> CommitResult:
-    """Re-apply one vczrepo operation, taking appended samples' data from the commit itself."""
+    """Re-apply one vczrepo operation, taking appended samples' data from the commit itself; the
+    original author stays the author (as git's cherry-pick), the replayer is the journal's user."""
     m, note = commit.metadata, f" (replayed from {commit.id})"
-    extra = {"replayed_from": commit.id}
+    extra = {"replayed_from": commit.id, **({"author": commit.author} if commit.author else {})}
     if "sample_range" in m and commit.op == "append":
         from ..read import export_group
 
