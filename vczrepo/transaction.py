@@ -12,7 +12,10 @@
     steps that check the plan. If it dies, the plan stays; the next write to the
     repository (or re-running the command) finishes it before doing anything else. The
     kinds of plan are a static table (`PLAN_KINDS`), so any write of any process finishes
-    any plan; a Ctrl-C or an error inside a plan says how far it got and that it is recorded.
+    any plan; a Ctrl-C or an error that may pass (storage, a concurrent update) inside a plan
+    says how far it got and that it is recorded. Any other error means the plan cannot be
+    done: while it has changed no user's ref it is dropped (its temporary branch deleted),
+    so it never blocks the writes after it.
 
 Fairness on object stores: a writer that lost a race registers in the repository
 metadata; writers that see an older registration than their own wait for it to commit
@@ -43,6 +46,7 @@ from .errors import (
     PlanInterrupted,
     RefError,
     RepositoryError,
+    StorageError,
     VczRepoError,
     from_icechunk,
     short_message,
@@ -63,6 +67,9 @@ OpenMode = Literal["r", "r+", "a", "w", "w-"]  # how a data commit opens the roo
 # module finishes its plans too; a kind missing here was recorded by a newer vczrepo.
 PLAN_KINDS = {"purge": "vczrepo.ops.purge:PURGE", "replay": "vczrepo.ops.promote:REPLAY"}
 _RUNNING: set[str] = set()  # ids of the plans this process is running now
+# Errors after which a plan is kept for the next write: the storage or a concurrent writer, not the plan
+PASSING = (StorageError, ConcurrentUpdateError, OSError, icechunk.IcechunkError)
+log = logging.getLogger("vczrepo")
 
 
 def _owner_gone(plan: Plan) -> bool:
@@ -94,6 +101,7 @@ class Plan:
     started: str = field(default_factory=journal.now)
     heartbeat: float = field(default_factory=time.time)
     recorded: bool = field(default=False, compare=False)  # written to the repository at least once
+    dropped: bool = field(default=False, compare=False)  # could not be done, and was removed unpublished
 
     def to_json(self) -> dict:
         return {"id": self.id, "op": self.op, "owner": self.owner, "started": self.started,
@@ -117,6 +125,7 @@ class PlanKind:
     label: str  # the operation as its user names it: "purge", "promote --replay"
     command: str  # the command that finishes it, for messages: "vczrepo purge"
     resume: Callable[[Any, Plan], None]  # (Repository, plan): run or finish it; every step idempotent
+    published: Callable[[Any, Plan], bool]  # has it changed a user's ref yet? (else it can be dropped)
     progress: Callable[[Any, Plan], tuple[int, int]]  # (steps done, steps in all), read from the repository
 
 
@@ -167,13 +176,21 @@ class Transaction:
             raise ConcurrentUpdateError(
                 f"{plan.op} in progress by {plan.owner} since {plan.started}; try again when it ends"
             )
-        self.run_plan(context, plan)
+        try:
+            self.run_plan(context, plan)
+        except Exception as e:
+            if not plan.dropped:
+                raise
+            log.warning("dropped the unfinished %s started %s by %s: %s", plan_kind(plan).label, plan.started,
+                        plan.owner, short_message(e))
+            return None
         return plan
 
     def run_plan(self, context: Any, plan: Plan) -> None:
         """Run (or finish) a plan's steps, then remove it; the steps are idempotent. A new plan
         is recorded first. If a step is cut (Ctrl-C, an error), the exception says how far the
-        plan got and that the next write finishes it (read back from the repository)."""
+        plan got and that the next write finishes it (read back from the repository); a plan
+        that cannot be done is dropped while it has changed no user's ref."""
         kind = plan_kind(plan)
         outer, self._plan = self._plan, plan
         _RUNNING.add(plan.id)
@@ -187,6 +204,9 @@ class Transaction:
                 raise
             raise PlanInterrupted(f"{kind.label} interrupted {standing}") from None
         except Exception as e:
+            if not isinstance(e, PASSING) and self._drop(context, plan, kind):
+                e.add_note(f"{kind.label} not done: nothing was changed")
+                raise
             standing = self._standing(context, plan, kind)
             if standing is not None:
                 e.add_note(f"{kind.label} stopped {standing}")
@@ -194,6 +214,23 @@ class Transaction:
         finally:
             _RUNNING.discard(plan.id)
             self._plan = outer
+
+    def _drop(self, context: Any, plan: Plan, kind: PlanKind) -> bool:
+        """Remove a recorded plan that failed before changing any user's ref, with its
+        temporary branch; False if it has changed one, or the storage failed too (it stays)."""
+        if not plan.recorded:
+            return False
+        try:
+            if kind.published(context, plan):
+                return False
+            temp = plan.temporary_branch
+            if temp is not None and temp in self.repo.list_branches():
+                self.delete_branch(temp)
+            self.end_plan(plan)
+        except Exception:  # noqa: BLE001 - the plan stays recorded: the next write finishes or drops it
+            return False
+        plan.dropped = True
+        return True
 
     def _standing(self, context: Any, plan: Plan, kind: PlanKind) -> str | None:
         """What a cut plan leaves in the repository: None if it was never recorded."""
@@ -256,7 +293,7 @@ class Transaction:
         try:
             digests.record_commit(self.repo, self.location, sid)
         except Exception as e:  # noqa: BLE001 - any storage failure; the commit stands
-            logging.getLogger("vczrepo").warning(
+            log.warning(
                 "commit %s landed, but its digests were not recorded (%s): `vczrepo add-checksums` records them",
                 sid, short_message(e))
 

@@ -18,15 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import schema
-from ..errors import ConcurrentUpdateError, RefError, VczRepoError
+from ..errors import ConcurrentUpdateError, RefError, SampleError, listing
 from ..journal import Commit
 from ..refs import SNAPSHOT_ID
 from ..transaction import Plan, PlanKind
 
 if TYPE_CHECKING:
     from ..repository import BranchMove, CommitResult, Repository
-
-REPLAYABLE = ("append", "remove", "revert")
 
 
 def _is_ancestor(repo: Repository, ancestor: str, snapshot: str) -> bool:
@@ -61,10 +59,7 @@ def promote(repo: Repository, source: str, into: str, *, replay: bool = False) -
         if not ops:  # every operation of source is on `into` already (a replay that was finished)
             mode = "replay" if finished is not None and finished.op == "replay" else "up-to-date"
             return BranchMove(into, target, target, mode, [])
-        for c in ops:
-            if c.op not in REPLAYABLE or (c.op == "revert" and "samples_removed" not in c.metadata
-                                          and "sample_range" not in c.metadata):
-                raise VczRepoError(f"cannot replay {c.op} commit {c.id}; nothing was replayed")
+        _check_replayable(repo, into, target, ops)
         plan = Plan("replay", {
             "branch": into, "target": target, "ops": [c.id for c in ops],
             "temp": f"vczrepo-replay-{uuid.uuid4().hex[:12]}",
@@ -140,24 +135,52 @@ def progress(repo: Repository, plan: Plan) -> tuple[int, int]:
     return 1 + len(replayed & set(st["ops"])), steps
 
 
+def _appended(repo: Repository, commit: Commit) -> list[str]:
+    """The samples an append commit added that its own snapshot still holds (not purged)."""
+    return [s for s in repo.samples_added(commit.id) if s != schema.NULL_SAMPLE]
+
+
+def _check_replayable(repo: Repository, into: str, target: str, ops: list[Commit]) -> None:
+    """Refuse, before anything is recorded, a replay that would stop part-way: an operation
+    that cannot be replayed, or samples `into` has already (appended) or lacks (removed),
+    followed through the operations in turn."""
+    live = set(repo.samples(target))
+    for c in ops:
+        if c.op == "append" and "sample_range" in c.metadata:
+            added = _appended(repo, c)
+            clash = live.intersection(added)
+            if clash:
+                raise SampleError(f"cannot replay {c.id} onto {into}: it appends {listing(sorted(clash))}, "
+                                  f"which {into} has already; nothing was replayed")
+            live.update(added)
+        elif c.op in ("remove", "revert") and "samples_removed" in c.metadata:  # a revert of an append
+            absent = set(c.metadata["samples_removed"]) - live
+            if absent:
+                raise SampleError(f"cannot replay {c.id} onto {into}: it removes {listing(sorted(absent))}, "
+                                  f"which {into} does not hold; nothing was replayed")
+            live.difference_update(c.metadata["samples_removed"])
+        else:
+            raise RefError(f"cannot replay {c.op} commit {c.id}: only appends, removes and reverts of appends "
+                           "replay; nothing was replayed")
+
+
 def _replay_one(repo: Repository, commit: Commit, branch: str) -> CommitResult:
-    """Re-apply one vczrepo operation, taking appended samples' data from the commit itself; the
-    original author stays the author (as git's cherry-pick), the replayer is the journal's user."""
+    """Re-apply one vczrepo operation (as _check_replayable allows), taking appended samples'
+    data from the commit itself; the original author stays the author (as git's cherry-pick),
+    the replayer is the journal's user."""
     m, note = commit.metadata, f" (replayed from {commit.id})"
     extra = {"replayed_from": commit.id, **({"author": commit.author} if commit.author else {})}
-    if "sample_range" in m and commit.op == "append":
-        from ..read import export_group
-
-        root = repo.group(commit.id)
-        start, stop = m["sample_range"]
-        keep = start + np.flatnonzero(schema.sample_ids(root)[start:stop] != schema.NULL_SAMPLE)
-        with tempfile.TemporaryDirectory(prefix="vczrepo-replay-") as tmp:
-            batch = Path(tmp) / "batch.vcz"
-            export_group(root, batch, keep=keep, pipe=repo.pipe)
-            return repo._append(batch, branch=branch, message=commit.message + note, extra=extra)
-    if "samples_removed" in m:
+    if commit.op != "append":
         return repo.remove(m["samples_removed"], branch=branch, message=commit.message + note, extra=extra)
-    raise VczRepoError(f"cannot replay {commit.op} commit {commit.id}")
+    from ..read import export_group
+
+    root = repo.group(commit.id)
+    start, stop = m["sample_range"]
+    keep = start + np.flatnonzero(schema.sample_ids(root)[start:stop] != schema.NULL_SAMPLE)
+    with tempfile.TemporaryDirectory(prefix="vczrepo-replay-") as tmp:
+        batch = Path(tmp) / "batch.vcz"
+        export_group(root, batch, keep=keep, pipe=repo.pipe)
+        return repo._append(batch, branch=branch, message=commit.message + note, extra=extra)
 
 
 def reset(repo: Repository, branch: str, at: str, *, expect: str | None = None, force: bool = False) -> BranchMove:
@@ -174,4 +197,4 @@ def reset(repo: Repository, branch: str, at: str, *, expect: str | None = None, 
     return BranchMove(branch, old, new, "reset", [])
 
 
-REPLAY = PlanKind("promote --replay", "vczrepo promote --replay", resume_replay, progress)
+REPLAY = PlanKind("promote --replay", "vczrepo promote --replay", resume_replay, _moved, progress)

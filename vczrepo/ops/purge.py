@@ -27,7 +27,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from .. import schema
-from ..errors import ConcurrentUpdateError, RefError, SampleError, VczRepoError, listing
+from ..errors import ConcurrentUpdateError, RefError, RepositoryError, SampleError, VczRepoError, listing
 from ..internals import chunk_key
 from ..journal import names_digest
 from ..summaries import MAINTAINED, update_summaries
@@ -155,9 +155,21 @@ def _scrub(metadata: dict, names: set[str], old: str, ids: list[str]) -> dict:
     return out
 
 
-async def _copy_keys(src, dst, keys: list[str]) -> None:
+@dataclass
+class Changes:
+    """What one commit changed from its parent, as store keys."""
+
+    keys: list[str]  # metadata documents and chunks written
+    deleted: list[str]  # groups and arrays deleted (e.g. `--drop-stale-info`'s INFO arrays)
+
+
+async def _copy_changes(src, dst, changes: Changes) -> None:
+    """Delete the nodes the commit deleted, then copy the keys it wrote (a node deleted and
+    made again in one commit is both)."""
+    for path in changes.deleted:
+        await dst.delete_dir(path)
     proto = default_buffer_prototype()
-    for key in keys:
+    for key in changes.keys:
         data = await src.get(key, prototype=proto)
         if data is None:
             await dst.delete(key)
@@ -165,18 +177,19 @@ async def _copy_keys(src, dst, keys: list[str]) -> None:
             await dst.set(key, data)
 
 
-def _changed_keys(repo: Repository, parent: str, commit: str, root: zarr.Group) -> list[str]:
-    """Metadata documents and chunk keys changed from parent to commit."""
+def _changes(repo: Repository, parent: str, commit: str, root: zarr.Group) -> Changes:
+    """The changes `commit` made to `parent`; `root` is the commit's root group."""
     d = repo.icechunk.diff(from_snapshot_id=parent, to_snapshot_id=commit)
-    if d.deleted_arrays or d.deleted_groups or d.moved_nodes:
-        raise VczRepoError(f"cannot purge through commit {commit}: it deletes or moves nodes")
+    if d.moved_nodes:
+        raise RepositoryError(f"cannot purge through commit {commit}: it moves nodes (icechunk's move, "
+                              "which no vczrepo operation makes)")
     keys = []
     for path in sorted(d.new_groups | d.updated_groups | d.new_arrays | d.updated_arrays):
         keys.append(f"{path.strip('/')}/zarr.json".lstrip("/"))
     for path, coords in d.updated_chunks.items():
         array = schema.array(root, path.strip("/"))
         keys.extend(chunk_key(array, tuple(c)) for c in coords)
-    return keys
+    return Changes(keys, sorted(p.strip("/") for p in d.deleted_arrays | d.deleted_groups))
 
 
 def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], temp: str) -> str:
@@ -187,17 +200,17 @@ def _rewrite(repo: Repository, commit_id: str, parent: str, names: set[str], tem
     if current != parent:
         repo.tx.move_branch(temp, parent, current)
     source = repo.group(commit_id)
-    keys = _changed_keys(repo, old.parent or "", commit_id, source)
+    changes = _changes(repo, old.parent or "", commit_id, source)
     # the commit's own ids: a chunk it changed may hold a purged sample whose id it left alone
     ids = schema.sample_ids(source).tolist() if "sample_id" in source else []
     columns = [i for i, s in enumerate(ids) if s in names]
 
     # a commit that wrote INFO summaries wrote them with the purged samples' counts: subtract
     # them (otherwise the rewritten parent's, already without them, carry over)
-    wrote_summaries = any(k.startswith(tuple(f"variant_{f}/" for f in MAINTAINED)) for k in keys)
+    wrote_summaries = any(k.startswith(tuple(f"variant_{f}/" for f in MAINTAINED)) for k in changes.keys)
 
     def apply(root: zarr.Group) -> dict:
-        sync(_copy_keys(source.store, root.store, keys))
+        sync(_copy_changes(source.store, root.store, changes))
         fresh = zarr.open_group(root.store, mode="r+")
         attrs = dict(fresh.attrs)
         if _scrub_value(attrs, names) != attrs:  # e.g. a VCF header line naming the samples
@@ -303,4 +316,15 @@ def progress(repo: Repository, plan: Plan) -> tuple[int, int]:
             1 + len(st["rewrite"]) + len(st["branches"]) + len(st["tags"]))
 
 
-PURGE = PlanKind("purge", "vczrepo purge", resume_purge, progress)
+def published(repo: Repository, plan: Plan) -> bool:
+    """Has the purge moved a branch or begun replacing tags? (Until then its work is only on
+    its temporary branch.)"""
+    st = plan.state
+    branches, tags = repo.icechunk.list_branches(), repo.icechunk.list_tags()
+    new_names = set(st["new_tag_names"].values())
+    return (any(b in branches and repo.icechunk.lookup_branch(b) == st["rewritten"].get(tip)
+                for b, tip in st["branches"].items())
+            or bool(new_names & tags) or bool(new_names & set(repo.renamed_tags().values())))
+
+
+PURGE = PlanKind("purge", "vczrepo purge", resume_purge, published, progress)
