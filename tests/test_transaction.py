@@ -158,7 +158,8 @@ def reference(template, tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(OPERATIONS))
 def test_a_plan_cut_by_an_error_at_any_step_is_finished_later(tmp_path, template, reference, name):
     """Each cut is finished either by running the operation again or by the next write
-    (alternately, so that both ways meet every site)."""
+    (alternately, so that both ways meet every site). The error is the storage's, which keeps
+    the plan; one that means the plan cannot be done drops it (tests/test_plan_failures.py)."""
     operation, sites = OPERATIONS[name]
     counts = _cut_points(template, tmp_path / "count", operation)
     cuts = [(site, n) for site in sites for n in range(counts.get(site, 0))]
@@ -177,11 +178,11 @@ def test_a_plan_cut_by_an_error_at_any_step_is_finished_later(tmp_path, template
         def cut(at: str, site=site, n=n, met=met) -> None:
             if at == site:
                 if met["n"] == n:
-                    raise FaultError(f"{site} #{n}")
+                    raise vczrepo.StorageError(f"{site} #{n}")
                 met["n"] += 1
 
         faulty = vczrepo.Repository.open(path, settings=Settings(checkpoint=cut))
-        with pytest.raises(FaultError):
+        with pytest.raises(vczrepo.StorageError):
             operation(faulty)
         repo = vczrepo.Repository.open(path)
         if i % 2 == 0:
